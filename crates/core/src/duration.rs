@@ -16,7 +16,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "`{t}` has no unit; write e.g. `{t}s` (seconds) or `{t}ms` (milliseconds)"
         ));
     }
-    humantime::parse_duration(t).map_err(|e| format!("`{t}` is not a duration ({e}); write e.g. `20s`, `500ms`, `3m` or `1h30m`"))
+    humantime::parse_duration(t).map_err(|e| {
+        format!("`{t}` is not a duration ({e}); write e.g. `20s`, `500ms`, `3m` or `1h30m`")
+    })
 }
 
 /// Formats a duration the way config spells it (`20s`, `3m`, `1h30m`, `250ms`).

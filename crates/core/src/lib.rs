@@ -27,5 +27,5 @@ pub use meta::{MonitorMeta, Severity};
 pub use observation::{Observation, Phases};
 pub use outcome::{DnsFailure, ErrorKind, Outcome, Phase, ProbeError, TlsFailure};
 pub use secret::Secret;
-pub use target::{Host, TargetError, TargetUrl, Transport};
+pub use target::{AddressPolicy, Host, TargetError, TargetUrl, Transport};
 pub use tier::{Tier, TierDefaults};

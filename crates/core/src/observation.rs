@@ -213,7 +213,10 @@ mod tests {
             check: "tls".into(),
             address: Some("127.0.0.1:443".parse().unwrap()),
             outcome: Outcome::Down,
-            error: Some(ProbeError::new(ErrorKind::Tls(TlsFailure::Expired), "expired 3 days ago")),
+            error: Some(ProbeError::new(
+                ErrorKind::Tls(TlsFailure::Expired),
+                "expired 3 days ago",
+            )),
             note: None,
             phases: Phases {
                 connect_ms: Some(0.4),

@@ -19,7 +19,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 4] = [Outcome::Up, Outcome::Degraded, Outcome::Down, Outcome::Unknown];
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Up,
+        Outcome::Degraded,
+        Outcome::Down,
+        Outcome::Unknown,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -334,7 +339,10 @@ mod tests {
             assert_eq!(ErrorKind::from_codes(k.as_str(), k.sub()), Some(k));
         }
         for code in ErrorKind::CODES {
-            assert_eq!(ErrorKind::from_codes(code, None).map(|k| k.as_str()), Some(code));
+            assert_eq!(
+                ErrorKind::from_codes(code, None).map(|k| k.as_str()),
+                Some(code)
+            );
         }
     }
 
@@ -346,6 +354,9 @@ mod tests {
             Outcome::worst([Outcome::Up, Outcome::Unknown, Outcome::Degraded]),
             Some(Outcome::Unknown)
         );
-        assert_eq!(Outcome::worst([Outcome::Unknown, Outcome::Down]), Some(Outcome::Down));
+        assert_eq!(
+            Outcome::worst([Outcome::Unknown, Outcome::Down]),
+            Some(Outcome::Down)
+        );
     }
 }

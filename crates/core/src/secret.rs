@@ -182,7 +182,13 @@ mod tests {
             Secret::resolve("${file:/nonexistent/pw}"),
             Err(SecretError::File(..))
         ));
-        assert!(matches!(Secret::resolve("${vault:x}"), Err(SecretError::UnknownScheme(_))));
-        assert!(matches!(Secret::resolve("${env:X"), Err(SecretError::Unterminated(_))));
+        assert!(matches!(
+            Secret::resolve("${vault:x}"),
+            Err(SecretError::UnknownScheme(_))
+        ));
+        assert!(matches!(
+            Secret::resolve("${env:X"),
+            Err(SecretError::Unterminated(_))
+        ));
     }
 }

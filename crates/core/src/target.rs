@@ -56,7 +56,10 @@ impl Host {
             return Ok(Host::Ip(ip));
         }
         if s.starts_with('[') {
-            return Err(TargetError::BadHost(s.to_string(), "not a valid IPv6 address".into()));
+            return Err(TargetError::BadHost(
+                s.to_string(),
+                "not a valid IPv6 address".into(),
+            ));
         }
         validate_hostname(s)?;
         Ok(Host::Name(s.to_ascii_lowercase()))
@@ -126,7 +129,9 @@ pub enum TargetError {
     BadPort(String),
     #[error("bad scheme `{0}`: use letters, digits, '+', '-' or '.', e.g. `tcp://`")]
     BadScheme(String),
-    #[error("credentials in a target (`user:pass@host`) would leak into logs and the UI; put them in the check's options as `${{env:NAME}}` secrets")]
+    #[error(
+        "credentials in a target (`user:pass@host`) would leak into logs and the UI; put them in the check's options as `${{env:NAME}}` secrets"
+    )]
     Credentials,
     #[error("unexpected `{0}` after the port; a target is `scheme://host:port`")]
     Trailing(String),
@@ -267,14 +272,38 @@ mod tests {
     #[test]
     fn rejects_with_reasons() {
         assert_eq!("".parse::<TargetUrl>(), Err(TargetError::Empty));
-        assert!(matches!("tcp://h:0".parse::<TargetUrl>(), Err(TargetError::BadPort(_))));
-        assert!(matches!("tcp://h:70000".parse::<TargetUrl>(), Err(TargetError::BadPort(_))));
-        assert!(matches!("tcp://u:p@h:1".parse::<TargetUrl>(), Err(TargetError::Credentials)));
-        assert!(matches!("tcp://h:1/x".parse::<TargetUrl>(), Err(TargetError::Trailing(_))));
-        assert!(matches!("tcp://fe80::zz:53".parse::<TargetUrl>(), Err(TargetError::UnbracketedV6(_))));
-        assert!(matches!("tcp://bad host:1".parse::<TargetUrl>(), Err(TargetError::BadHost(..))));
-        assert!(matches!("t p://h:1".parse::<TargetUrl>(), Err(TargetError::BadScheme(_))));
-        assert!(matches!("tcp://[::1:1".parse::<TargetUrl>(), Err(TargetError::BadHost(..))));
+        assert!(matches!(
+            "tcp://h:0".parse::<TargetUrl>(),
+            Err(TargetError::BadPort(_))
+        ));
+        assert!(matches!(
+            "tcp://h:70000".parse::<TargetUrl>(),
+            Err(TargetError::BadPort(_))
+        ));
+        assert!(matches!(
+            "tcp://u:p@h:1".parse::<TargetUrl>(),
+            Err(TargetError::Credentials)
+        ));
+        assert!(matches!(
+            "tcp://h:1/x".parse::<TargetUrl>(),
+            Err(TargetError::Trailing(_))
+        ));
+        assert!(matches!(
+            "tcp://fe80::zz:53".parse::<TargetUrl>(),
+            Err(TargetError::UnbracketedV6(_))
+        ));
+        assert!(matches!(
+            "tcp://bad host:1".parse::<TargetUrl>(),
+            Err(TargetError::BadHost(..))
+        ));
+        assert!(matches!(
+            "t p://h:1".parse::<TargetUrl>(),
+            Err(TargetError::BadScheme(_))
+        ));
+        assert!(matches!(
+            "tcp://[::1:1".parse::<TargetUrl>(),
+            Err(TargetError::BadHost(..))
+        ));
     }
 
     proptest::proptest! {
@@ -290,4 +319,16 @@ mod tests {
             proptest::prop_assert_eq!(parsed.to_string(), s);
         }
     }
+}
+
+/// Which of a name's addresses to probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AddressPolicy {
+    /// The first address the resolver returns (IPv4 before IPv6).
+    First,
+    /// Every address, each reported on its own, so one dead replica behind a round-robin name
+    /// is seen.
+    #[default]
+    All,
 }

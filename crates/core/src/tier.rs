@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::Severity;
 
 /// Criticality tier of a monitor. Sets default interval, timeout, rules and severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     /// Production databases, payment gateways, authentication: checked every 15-30 s.

@@ -1,0 +1,500 @@
+//! Portwarden's configuration: YAML in, a validated model out, and when something is wrong,
+//! *every* problem with `file:line:col` and a one-line hint.
+//!
+//! ```
+//! let text = "monitors:\n  - name: redis\n    target: tcp://127.0.0.1:6379\n    tier: critical\n";
+//! let loaded = portwarden_config::load_str(text, "example.yaml").unwrap();
+//! let m = &loaded.config.monitors[0];
+//! assert_eq!(m.name, "redis");
+//! assert_eq!(m.interval.as_secs(), 20); // the critical tier's default
+//! ```
+//!
+//! Secrets are written `${env:NAME}` or `${file:/path}` and resolved at load time into
+//! [`portwarden_core::Secret`], which never prints.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use portwarden_core::{AddressPolicy, MonitorMeta, TargetUrl, Tier, TierDefaults, Transport};
+use portwarden_probe::checks::send_expect::SeTransport;
+use portwarden_probe::{CheckSpec, ProbeSpec, ResolverSpec, SpecError};
+
+pub mod de;
+pub mod diag;
+pub mod model;
+pub mod node;
+
+pub use diag::{Diagnostic, Diagnostics, Level};
+pub use node::{Loc, Node};
+
+use de::{Sink, from_node};
+use model::{RawDefaults, RawMonitor, RawTiers};
+use node::NodeKind;
+
+/// A monitor, fully resolved: defaults applied, target parsed, check validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Monitor {
+    pub name: String,
+    pub target: TargetUrl,
+    pub check: CheckSpec,
+    pub tier: Tier,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub addresses: AddressPolicy,
+    pub meta: MonitorMeta,
+    pub enabled: bool,
+    /// Where it is defined (`file:line`), for messages.
+    pub defined_at: String,
+}
+
+impl Monitor {
+    /// The transport of the check (tcp or udp).
+    pub fn transport(&self) -> Transport {
+        self.check.transport()
+    }
+
+    /// Builds what the prober needs. Validation already ran `prepare` once, so this only
+    /// fails if a file it read (a CA bundle) changed since.
+    pub fn probe_spec(&self) -> Result<ProbeSpec, SpecError> {
+        Ok(ProbeSpec::new(
+            &self.name,
+            self.target.clone(),
+            self.check.clone(),
+            self.timeout,
+        )?
+        .with_addresses(self.addresses))
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub resolver: ResolverSpec,
+    pub tiers: BTreeMap<Tier, TierDefaults>,
+    pub monitors: Vec<Monitor>,
+}
+
+impl Config {
+    pub fn monitor(&self, name: &str) -> Option<&Monitor> {
+        self.monitors.iter().find(|m| m.name == name)
+    }
+}
+
+/// A config that loaded, with any warnings.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub file: String,
+    pub config: Config,
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    pub fn render_warnings(&self) -> String {
+        self.warnings
+            .iter()
+            .map(|w| w.render(&self.file))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Top-level sections and what they hold.
+const SECTIONS: &[&str] = &["resolver", "defaults", "tiers", "monitors"];
+
+/// Reads and validates a config file.
+pub fn load_file(path: &Path) -> Result<Loaded, Diagnostics> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Diagnostics {
+        file: file.clone(),
+        items: vec![
+            Diagnostic::error(None, format!("cannot read the config file: {e}"))
+                .hint("check the path given with --config and its permissions"),
+        ],
+    })?;
+    load_str(&text, &file)
+}
+
+/// Validates config text. `file` is used in messages.
+pub fn load_str(text: &str, file: &str) -> Result<Loaded, Diagnostics> {
+    let mut diags = Vec::new();
+    let config = match node::parse(text) {
+        Ok(root) => build(&root, file, &mut diags),
+        Err((loc, msg)) => {
+            diags.push(
+                Diagnostic::error(loc, format!("invalid YAML: {msg}"))
+                    .hint("fix the YAML syntax (indentation, quotes, colons) at this spot"),
+            );
+            None
+        }
+    };
+    let mut all = Diagnostics {
+        file: file.to_string(),
+        items: diags,
+    };
+    all.sort();
+    match config {
+        Some(config) if !all.has_errors() => Ok(Loaded {
+            file: file.to_string(),
+            config,
+            warnings: all.items,
+        }),
+        _ => Err(all),
+    }
+}
+
+fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config> {
+    let sink = Sink::default();
+    let NodeKind::Map(entries) = &root.kind else {
+        diags.push(
+            Diagnostic::error(
+                root.loc,
+                format!("the config must be a mapping, found {}", root.describe()),
+            )
+            .hint("start with `monitors:` (see examples/local.yaml)"),
+        );
+        return None;
+    };
+    for (k, _) in entries {
+        let key = k.as_str().unwrap_or("");
+        if !SECTIONS.contains(&key) {
+            diags.push(
+                Diagnostic::error(k.loc, format!("unknown section `{key}`"))
+                    .hint(diag::did_you_mean(key, SECTIONS)),
+            );
+        }
+    }
+    let mut ok = true;
+    let section = |name: &str| root.get(name);
+
+    let resolver = match section("resolver") {
+        None => ResolverSpec::System,
+        Some(n) => match &n.kind {
+            NodeKind::Null => ResolverSpec::System,
+            NodeKind::Str(s) if s == "system" => ResolverSpec::System,
+            NodeKind::Str(s) => match parse_resolver(s) {
+                Ok(a) => ResolverSpec::Server(a),
+                Err(e) => {
+                    diags.push(
+                        Diagnostic::error(n.loc, e)
+                            .hint("write `IP:PORT`, e.g. `127.0.0.1:53`, or `system`"),
+                    );
+                    ok = false;
+                    ResolverSpec::System
+                }
+            },
+            _ => {
+                diags.push(
+                    Diagnostic::error(
+                        n.loc,
+                        format!("`resolver` must be a string, found {}", n.describe()),
+                    )
+                    .hint("write `IP:PORT`, e.g. `127.0.0.1:53`"),
+                );
+                ok = false;
+                ResolverSpec::System
+            }
+        },
+    };
+
+    let defaults: RawDefaults = match section("defaults") {
+        None => RawDefaults::default(),
+        Some(n) => from_node(n, &sink).unwrap_or_else(|e| {
+            diags.push(e.into_diagnostic());
+            ok = false;
+            RawDefaults::default()
+        }),
+    };
+
+    let raw_tiers: RawTiers = match section("tiers") {
+        None => RawTiers::default(),
+        Some(n) => from_node(n, &sink).unwrap_or_else(|e| {
+            diags.push(e.into_diagnostic());
+            ok = false;
+            RawTiers::default()
+        }),
+    };
+    let mut tiers = BTreeMap::new();
+    for t in Tier::ALL {
+        let mut d = t.builtin_defaults();
+        if let Some(r) = raw_tiers.get(t) {
+            d.interval = r.interval.unwrap_or(d.interval);
+            d.timeout = r.timeout.unwrap_or(d.timeout);
+            d.severity = r.severity.unwrap_or(d.severity);
+            let tnode = root.get("tiers").and_then(|n| n.get(t.as_str()));
+            let loc = tnode.map(|n| n.loc_of("timeout"));
+            if d.timeout >= d.interval {
+                diags.push(
+                    Diagnostic::error(loc, format!("tier `{t}`: timeout ({}) is not below its interval ({})",
+                        portwarden_core::format_duration(d.timeout), portwarden_core::format_duration(d.interval)))
+                        .hint("a check must finish before the next one is due: lower `timeout` or raise `interval`"),
+                );
+                ok = false;
+            }
+        }
+        tiers.insert(t, d);
+    }
+
+    let mut monitors = Vec::new();
+    match section("monitors") {
+        None => {}
+        Some(n) => match &n.kind {
+            NodeKind::Null => {}
+            NodeKind::Seq(items) => {
+                let mut seen: HashMap<String, Loc> = HashMap::new();
+                for item in items {
+                    match from_node::<RawMonitor>(item, &sink) {
+                        Ok(raw) => {
+                            let name_loc = item.loc_of("name");
+                            if let Some(first) = seen.get(&raw.name) {
+                                diags.push(
+                                    Diagnostic::error(name_loc, format!("duplicate monitor name `{}` (first defined at line {})", raw.name, first.line))
+                                        .hint("monitor names must be unique: rename one of them"),
+                                );
+                                ok = false;
+                                continue;
+                            }
+                            seen.insert(raw.name.clone(), name_loc);
+                            match resolve_monitor(raw, item, file, &tiers, &defaults, diags) {
+                                Some(m) => monitors.push(m),
+                                None => ok = false,
+                            }
+                        }
+                        Err(e) => {
+                            diags.push(e.into_diagnostic());
+                            ok = false;
+                        }
+                    }
+                }
+            }
+            _ => {
+                diags.push(
+                    Diagnostic::error(
+                        n.loc,
+                        format!("`monitors` must be a list, found {}", n.describe()),
+                    )
+                    .hint("write each monitor as a list item starting with `- name: ...`"),
+                );
+                ok = false;
+            }
+        },
+    }
+
+    diags.extend(sink.take());
+    ok.then_some(Config {
+        resolver,
+        tiers,
+        monitors,
+    })
+}
+
+/// Parses `IP:PORT` (or a bare IP, port 53) for `resolver:`.
+pub fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    Err(format!("`{s}` is not an IP:PORT address of a DNS server"))
+}
+
+fn resolve_monitor(
+    raw: RawMonitor,
+    node: &Node,
+    file: &str,
+    tiers: &BTreeMap<Tier, TierDefaults>,
+    defaults: &RawDefaults,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Monitor> {
+    let before = diags.len();
+    let name = raw.name.trim().to_string();
+    if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+        diags.push(
+            Diagnostic::error(
+                node.loc_of("name"),
+                "a monitor name must be 1-200 characters without control characters",
+            )
+            .hint("use a short, unique name such as `orders-db-primary`"),
+        );
+    }
+    let mname = &raw.name;
+    let target: Option<TargetUrl> = match raw.target.parse::<TargetUrl>() {
+        Ok(t) => Some(t),
+        Err(e) => {
+            diags.push(
+                Diagnostic::error(node.loc_of("target"), format!("monitor `{mname}`: {e}"))
+                    .hint("write `scheme://host:port`, e.g. `tcp://db1.internal:5432` or `udp://[::1]:53`"),
+            );
+            None
+        }
+    };
+
+    // The check: explicit, or implied by the target's scheme, or plain tcp.
+    let scheme = target.as_ref().and_then(|t| t.scheme.clone());
+    let mut check = match (&raw.check, scheme.as_deref()) {
+        (Some(c), _) => c.clone(),
+        (None, Some(s)) => match CheckSpec::for_scheme(s) {
+            Some(c) => c,
+            None => {
+                let kinds: Vec<&str> = portwarden_probe::CATALOGUE.iter().map(|i| i.name).collect();
+                diags.push(
+                    Diagnostic::error(
+                        node.loc_of("target"),
+                        format!("monitor `{mname}`: unknown scheme `{s}://`"),
+                    )
+                    .hint(diag::did_you_mean(s, &kinds)),
+                );
+                CheckSpec::for_scheme("tcp")?
+            }
+        },
+        (None, None) => CheckSpec::for_scheme("tcp")?,
+    };
+    if let (Some(c), Some(s)) = (&raw.check, scheme.as_deref()) {
+        let fits = s == c.kind()
+            || (s == "tcp"
+                && c.transport() == Transport::Tcp
+                && !matches!(c, CheckSpec::SendExpect(se) if se.transport == Some(SeTransport::Tls)))
+            || (s == "udp" && c.transport() == Transport::Udp)
+            || (s == "tls"
+                && matches!(c, CheckSpec::SendExpect(se) if se.transport.is_none() || se.transport == Some(SeTransport::Tls)));
+        if !fits {
+            diags.push(
+                Diagnostic::error(
+                    node.loc_of("target"),
+                    format!(
+                        "monitor `{mname}`: scheme `{s}://` does not fit check type `{}` ({})",
+                        c.kind(),
+                        c.transport()
+                    ),
+                )
+                .hint(format!(
+                    "write the target as `{}://host:port` or drop the scheme",
+                    c.kind()
+                )),
+            );
+        }
+    }
+    // Fill defaults that live outside the check: transport from the scheme, UDP silence policy.
+    match &mut check {
+        CheckSpec::SendExpect(se) if se.transport.is_none() => {
+            se.transport = Some(match scheme.as_deref() {
+                Some("tls") => SeTransport::Tls,
+                Some("udp") => SeTransport::Udp,
+                _ => SeTransport::Tcp,
+            });
+        }
+        CheckSpec::Udp(u) if u.udp_no_response.is_none() => {
+            u.udp_no_response = defaults.udp_no_response;
+        }
+        _ => {}
+    }
+    for w in check.warnings() {
+        diags.push(
+            Diagnostic::warning(node.loc_of("check"), format!("monitor `{mname}`: {w}"))
+                .hint("add `expect:` with the reply the service must send"),
+        );
+    }
+
+    let tier = raw.tier.unwrap_or_default();
+    let td = tiers
+        .get(&tier)
+        .copied()
+        .unwrap_or_else(|| tier.builtin_defaults());
+    let interval = raw.interval.unwrap_or(td.interval);
+    let timeout = raw.timeout.unwrap_or(td.timeout);
+    if interval < Duration::from_secs(1) {
+        diags.push(
+            Diagnostic::error(
+                node.loc_of("interval"),
+                format!(
+                    "monitor `{mname}`: interval {} is below 1s",
+                    portwarden_core::format_duration(interval)
+                ),
+            )
+            .hint("use at least `1s`; critical services are usually checked every 15-30s"),
+        );
+    }
+    if timeout.is_zero() {
+        diags.push(
+            Diagnostic::error(
+                node.loc_of("timeout"),
+                format!("monitor `{mname}`: timeout must be above zero"),
+            )
+            .hint("5-10s suits most TCP services"),
+        );
+    } else if timeout >= interval {
+        let at = if raw.timeout.is_some() {
+            "timeout"
+        } else {
+            "interval"
+        };
+        diags.push(
+            Diagnostic::error(
+                node.loc_of(at),
+                format!(
+                    "monitor `{mname}`: timeout ({}) is not below the interval ({})",
+                    portwarden_core::format_duration(timeout),
+                    portwarden_core::format_duration(interval)
+                ),
+            )
+            .hint("a check must finish before the next one is due: lower `timeout` or raise `interval`"),
+        );
+    }
+
+    let target = target?;
+    let info = check.info();
+    if target.port.is_none() && info.default_port.is_none() {
+        diags.push(
+            Diagnostic::error(
+                node.loc_of("target"),
+                format!(
+                    "monitor `{mname}`: `{}` has no port and `{}` checks have no default port",
+                    raw.target, info.name
+                ),
+            )
+            .hint(format!("add the port: `{}:PORT`", raw.target)),
+        );
+    }
+    let target = TargetUrl {
+        port: target.port.or(info.default_port),
+        ..target
+    };
+    if let Err(e) = check.prepare() {
+        let path = format!("check.{}", e.field);
+        diags.push(
+            Diagnostic::error(
+                node.loc_of(&path),
+                format!(
+                    "monitor `{mname}`: check `{}` option `{}`: {}",
+                    info.name, e.field, e.message
+                ),
+            )
+            .hint("fix this check option; `portwarden check --list-checks` lists every option"),
+        );
+    }
+    if diags[before..].iter().any(|d| d.level == Level::Error) {
+        return None;
+    }
+    Some(Monitor {
+        name,
+        target,
+        check,
+        tier,
+        interval,
+        timeout,
+        addresses: raw.addresses.or(defaults.addresses).unwrap_or_default(),
+        meta: MonitorMeta {
+            service: raw.service,
+            capability: raw.capability,
+            owner: raw.owner,
+            severity: raw.severity.unwrap_or(td.severity),
+            runbook: raw.runbook,
+            description: raw.description,
+            labels: raw.labels,
+        },
+        enabled: raw.enabled,
+        defined_at: format!("{file}:{}", node.loc.line),
+    })
+}

@@ -1,0 +1,112 @@
+//! Check kinds. One module per kind, each with its config struct (what users write under
+//! `check:`), its `prepare` (turning config into something ready to run, once per monitor) and
+//! its executor. Adding a kind = one module + one arm in [`CheckSpec`] + one line in
+//! [`CATALOGUE`].
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use portwarden_core::Transport;
+use serde::{Deserialize, Serialize};
+
+use crate::PrepareError;
+use crate::cx::{CheckResult, RunCx};
+
+pub mod send_expect;
+pub mod tcp;
+pub mod tls;
+pub mod udp;
+
+/// What `--list-checks` and the docs say about a kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CheckInfo {
+    /// The `type:` value and URL scheme.
+    pub name: &'static str,
+    pub transport: Transport,
+    /// Port used when a target omits it (`redis://cache` → 6379).
+    pub default_port: Option<u16>,
+    pub summary: &'static str,
+    /// `(option, description)` pairs.
+    pub options: &'static [(&'static str, &'static str)],
+}
+
+/// Every kind, in `--list-checks` order.
+pub static CATALOGUE: &[&CheckInfo] = &[&tcp::INFO, &udp::INFO, &tls::INFO, &send_expect::INFO];
+
+/// Finds a kind by name (`tcp`, `send_expect`, ...).
+pub fn info(name: &str) -> Option<&'static CheckInfo> {
+    CATALOGUE.iter().copied().find(|i| i.name == name)
+}
+
+/// A check as configured: `check: {type: tls, expiry_warn_days: 30}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckSpec {
+    Tcp(tcp::TcpCheck),
+    Udp(udp::UdpCheck),
+    Tls(tls::TlsCheck),
+    SendExpect(send_expect::SendExpectCheck),
+}
+
+impl CheckSpec {
+    pub fn info(&self) -> &'static CheckInfo {
+        match self {
+            CheckSpec::Tcp(_) => &tcp::INFO,
+            CheckSpec::Udp(_) => &udp::INFO,
+            CheckSpec::Tls(_) => &tls::INFO,
+            CheckSpec::SendExpect(_) => &send_expect::INFO,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.info().name
+    }
+
+    /// The transport this check uses on the wire.
+    pub fn transport(&self) -> Transport {
+        match self {
+            CheckSpec::SendExpect(c) => c.transport(),
+            other => other.info().transport,
+        }
+    }
+
+    /// The default check for a URL scheme (`tcp://`, `udp://`, `tls://`, ...).
+    pub fn for_scheme(scheme: &str) -> Option<CheckSpec> {
+        Some(match scheme {
+            "tcp" => CheckSpec::Tcp(Default::default()),
+            "udp" => CheckSpec::Udp(Default::default()),
+            "tls" => CheckSpec::Tls(Default::default()),
+            _ => return None,
+        })
+    }
+
+    /// Turns the config into a ready-to-run check: compiles regexes, decodes payloads, loads
+    /// CA files. Done once per monitor (and again on reload), never per run.
+    pub fn prepare(&self) -> Result<Arc<dyn Check>, PrepareError> {
+        Ok(match self {
+            CheckSpec::Tcp(c) => Arc::new(c.prepare()?),
+            CheckSpec::Udp(c) => Arc::new(c.prepare()?),
+            CheckSpec::Tls(c) => Arc::new(c.prepare()?),
+            CheckSpec::SendExpect(c) => Arc::new(c.prepare()?),
+        })
+    }
+
+    /// Warnings about a config that is valid but probably not what the user wants.
+    pub fn warnings(&self) -> Vec<String> {
+        match self {
+            CheckSpec::Udp(c) => c.warnings(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A prepared, ready-to-run check.
+pub trait Check: Send + Sync {
+    /// Probes `cx.addr` within `cx.deadline`, recording phases and details in `cx`.
+    fn run<'a>(&'a self, cx: &'a mut RunCx<'_>) -> BoxFuture<'a, CheckResult>;
+}
+
+/// Serde helper: `Option<Duration>` fields written as `500ms`, `2s`.
+pub(crate) mod opt_duration {
+    pub use portwarden_core::duration::serde_human::option::{deserialize, serialize};
+}

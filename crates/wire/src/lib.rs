@@ -1,0 +1,19 @@
+//! Sans-I/O codecs for Portwarden's probes.
+//!
+//! Everything here works on byte slices: it builds requests and parses responses but never opens
+//! a socket, so each parser can be property-tested and fuzzed (see `fuzz/`). The `probe` crate
+//! drives these codecs over real, timed sockets.
+//!
+//! ```
+//! use portwarden_wire::{bytespec, expect::{Matcher, Match}};
+//! let req = bytespec::parse_escaped("PING\\r\\n").unwrap();
+//! assert_eq!(req, b"PING\r\n");
+//! let m = Matcher::contains(b"+PONG".to_vec());
+//! assert_eq!(m.check(b"+PONG\r\n", false), Match::MatchedAt(5));
+//! ```
+//!
+//! Every parser bounds what it reads: no length field from the wire is trusted without a limit.
+
+pub mod bytespec;
+pub mod expect;
+pub mod printable;
