@@ -77,12 +77,13 @@ impl Node {
                 v.fill_raw(text);
             }),
             NodeKind::Int(_) | NodeKind::UInt(_) | NodeKind::Float(_) | NodeKind::Bool(_) => {
-                if let Some((start, len)) = self.span {
-                    if let Some(src) = text.get(start..start.saturating_add(len)) {
-                        let t = src.trim();
-                        if !t.is_empty() && !t.contains('\n') {
-                            self.raw = Some(t.into());
-                        }
+                if let Some(src) = self
+                    .span
+                    .and_then(|(start, len)| text.get(start..start.saturating_add(len)))
+                {
+                    let t = src.trim();
+                    if !t.is_empty() && !t.contains('\n') {
+                        self.raw = Some(t.into());
                     }
                 }
             }

@@ -155,8 +155,10 @@ impl Prober {
         let (ips, dns_ms) = match self.resolver.resolve(&spec.host, deadline).await {
             Ok(r) => r,
             Err(error) => {
-                let mut phases = portwarden_core::Phases::default();
-                phases.dns_ms = Some(cx::ms(start.elapsed()));
+                let phases = portwarden_core::Phases {
+                    dns_ms: Some(cx::ms(start.elapsed())),
+                    ..Default::default()
+                };
                 let outcome = error.kind.default_outcome();
                 return vec![Observation {
                     monitor: spec.monitor.clone(),

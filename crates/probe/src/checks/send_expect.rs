@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use portwarden_core::{ErrorKind, Phase, ProbeError, Transport};
+use portwarden_core::{ErrorKind, Phase, ProbeError, Secret, Transport};
 use portwarden_wire::expect::{Match, Matcher};
 use portwarden_wire::printable;
 use serde::{Deserialize, Serialize};
@@ -54,12 +54,13 @@ pub enum SeTransport {
     Udp,
 }
 
-/// One step: exactly one of the fields.
+/// One step: exactly one of the fields. `send` may hold secrets (`AUTH ${env:REDIS_PASSWORD}`):
+/// it is resolved at load time and never printed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub send: Option<String>,
+    pub send: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_hex: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -107,8 +108,9 @@ impl SendExpectCheck {
         let mut steps = Vec::with_capacity(self.steps.len());
         for (i, s) in self.steps.iter().enumerate() {
             let field = format!("steps[{i}]");
+            let send = s.send.as_ref().map(|v| v.expose().to_string());
             let set = [
-                &s.send,
+                &send,
                 &s.send_hex,
                 &s.expect,
                 &s.expect_regex,
@@ -125,7 +127,7 @@ impl SendExpectCheck {
             }
             let wrap =
                 |e: PrepareError| PrepareError::new(format!("{field}.{}", e.field), e.message);
-            if let Some(bytes) = payload(&s.send, &s.send_hex, "send", "send_hex").map_err(wrap)? {
+            if let Some(bytes) = payload(&send, &s.send_hex, "send", "send_hex").map_err(wrap)? {
                 steps.push(PStep::Send(bytes));
             } else if let Some(m) =
                 matcher(&s.expect, &s.expect_regex, &s.expect_hex).map_err(wrap)?
@@ -251,48 +253,39 @@ impl PreparedSendExpect {
                     sock.send(bytes).await.map_err(|e| udp_error(&e, addr))?;
                 }
                 PStep::Expect(m) => {
+                    // What is left of an earlier datagram may already hold the answer.
+                    if let Match::MatchedAt(end) = m.check(&buf[pos..], false) {
+                        pos += end;
+                        continue;
+                    }
                     let until = self.step_deadline(cx);
-                    loop {
-                        let full = buf.len() >= self.max_read;
-                        match m.check(&buf[pos..], full) {
-                            Match::MatchedAt(end) => {
-                                pos += end;
-                                break;
+                    let r = cx
+                        .timed_until(Phase::Protocol, until, async {
+                            sock.recv(&mut dgram).await.map_err(|e| udp_error(&e, addr))
+                        })
+                        .await;
+                    match r {
+                        Ok(n) => {
+                            let room = self.max_read.saturating_sub(buf.len());
+                            buf.extend_from_slice(&dgram[..n.min(room)]);
+                            // A datagram is a whole answer: judge it as final.
+                            match m.check(&buf[pos..], true) {
+                                Match::MatchedAt(end) => pos += end,
+                                _ => return Err(mismatch(i, m, &buf[pos..], false, false, addr)),
                             }
-                            Match::Mismatch => {
-                                return Err(mismatch(i, m, &buf[pos..], full, false, addr));
-                            }
-                            Match::NeedMore => {}
                         }
-                        let r = cx
-                            .timed_until(Phase::Protocol, until, async {
-                                sock.recv(&mut dgram).await.map_err(|e| udp_error(&e, addr))
-                            })
-                            .await;
-                        match r {
-                            Ok(n) => {
-                                let room = self.max_read.saturating_sub(buf.len());
-                                buf.extend_from_slice(&dgram[..n.min(room)]);
-                                // A datagram is a whole answer: judge it as final.
-                                if let Match::MatchedAt(end) = m.check(&buf[pos..], true) {
-                                    pos += end;
-                                    break;
-                                }
-                                return Err(mismatch(i, m, &buf[pos..], false, false, addr));
-                            }
-                            Err(e) if matches!(e.kind, ErrorKind::Timeout(_)) => {
-                                return Err(ProbeError::new(
-                                    ErrorKind::NoResponse,
-                                    format!(
-                                        "step {}: no datagram from {addr} while waiting for {}",
-                                        i + 1,
-                                        m.describe()
-                                    ),
-                                )
-                                .into());
-                            }
-                            Err(e) => return Err(e.into()),
+                        Err(e) if matches!(e.kind, ErrorKind::Timeout(_)) => {
+                            return Err(ProbeError::new(
+                                ErrorKind::NoResponse,
+                                format!(
+                                    "step {}: no datagram from {addr} while waiting for {}",
+                                    i + 1,
+                                    m.describe()
+                                ),
+                            )
+                            .into());
                         }
+                        Err(e) => return Err(e.into()),
                     }
                 }
             }

@@ -1,0 +1,43 @@
+//! `portwarden validate --config FILE`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::EXIT_USAGE;
+
+#[derive(Args)]
+pub struct ValidateArgs {
+    /// The config file to check.
+    #[arg(long, short)]
+    pub config: PathBuf,
+}
+
+pub fn run(a: ValidateArgs) -> anyhow::Result<u8> {
+    match portwarden_config::load_file(&a.config) {
+        Ok(loaded) => {
+            if !loaded.warnings.is_empty() {
+                eprintln!("{}", loaded.render_warnings());
+            }
+            let n = loaded.config.monitors.len();
+            println!(
+                "{}: OK, {n} monitor{} ({} warning{})",
+                loaded.file,
+                if n == 1 { "" } else { "s" },
+                loaded.warnings.len(),
+                if loaded.warnings.len() == 1 { "" } else { "s" }
+            );
+            Ok(0)
+        }
+        Err(diags) => {
+            eprintln!("{diags}");
+            let n = diags.errors().count();
+            eprintln!(
+                "{}: {n} error{} found",
+                diags.file,
+                if n == 1 { "" } else { "s" }
+            );
+            Ok(EXIT_USAGE)
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The `portwarden` binary: parses arguments and calls into the library crates.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod output;
+
+/// Exit code for usage and config errors (Nagios UNKNOWN).
+pub const EXIT_USAGE: u8 = 3;
+
+#[derive(Parser)]
+#[command(name = "portwarden", version, about = "Watch TCP/UDP ports and the services behind them", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Probe targets or configured monitors once and print the results (Nagios exit codes).
+    Check(cmd::check::CheckArgs),
+    /// Validate a config file and report every problem with file:line:col.
+    Validate(cmd::validate::ValidateArgs),
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTWARDEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                _ => EXIT_USAGE,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_tracing();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("portwarden: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let code = rt.block_on(async {
+        match cli.command {
+            Command::Check(a) => cmd::check::run(a).await,
+            Command::Validate(a) => cmd::validate::run(a),
+        }
+    });
+    match code {
+        Ok(c) => ExitCode::from(c),
+        Err(e) => {
+            eprintln!("portwarden: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
