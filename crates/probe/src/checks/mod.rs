@@ -106,6 +106,65 @@ pub trait Check: Send + Sync {
     fn run<'a>(&'a self, cx: &'a mut RunCx<'_>) -> BoxFuture<'a, CheckResult>;
 }
 
+/// Warning and critical levels for a measured value (replication lag, pool use...):
+/// at or above `warn` → degraded; at or above `crit` → down with `unhealthy`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PercentLevels {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crit: Option<f64>,
+}
+
+/// The same for durations written as `10s`, `2m`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DurationLevels {
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub warn: Option<std::time::Duration>,
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub crit: Option<std::time::Duration>,
+}
+
+/// Where a measured value falls against its levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LevelHit {
+    Ok,
+    Warn,
+    Crit,
+}
+
+impl PercentLevels {
+    pub fn judge(&self, v: f64) -> LevelHit {
+        judge(v, self.warn, self.crit)
+    }
+}
+
+impl DurationLevels {
+    pub fn judge(&self, v: std::time::Duration) -> LevelHit {
+        judge(v, self.warn, self.crit)
+    }
+}
+
+fn judge<T: PartialOrd>(v: T, warn: Option<T>, crit: Option<T>) -> LevelHit {
+    if crit.is_some_and(|c| v >= c) {
+        LevelHit::Crit
+    } else if warn.is_some_and(|w| v >= w) {
+        LevelHit::Warn
+    } else {
+        LevelHit::Ok
+    }
+}
+
 /// Serde helper: `Option<Duration>` fields written as `500ms`, `2s`.
 pub(crate) mod opt_duration {
     pub use portwarden_core::duration::serde_human::option::{deserialize, serialize};
