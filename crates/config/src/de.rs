@@ -45,8 +45,13 @@ impl DeError {
     }
 
     pub fn into_diagnostic(self) -> Diagnostic {
-        let hint = self.hint.clone().or_else(|| default_hint(&self.message));
-        let mut d = Diagnostic::error(self.loc, self.message);
+        // Messages written as "what is wrong; what to do" split into message and hint.
+        let (message, hint) = match (self.hint, self.message.split_once("; ")) {
+            (Some(h), _) => (self.message.clone(), Some(h)),
+            (None, Some((what, todo))) => (what.to_string(), Some(todo.to_string())),
+            (None, None) => (self.message.clone(), default_hint(&self.message)),
+        };
+        let mut d = Diagnostic::error(self.loc, message);
         if let Some(h) = hint {
             d = d.hint(h);
         }

@@ -392,8 +392,13 @@ fn resolve_monitor(
     }
     for w in check.warnings() {
         diags.push(
-            Diagnostic::warning(node.loc_of("check"), format!("monitor `{mname}`: {w}"))
-                .hint("add `expect:` with the reply the service must send"),
+            Diagnostic::warning(
+                node.get("check")
+                    .map(|n| n.loc)
+                    .unwrap_or_else(|| node.loc_of("target")),
+                format!("monitor `{mname}`: {w}"),
+            )
+            .hint("add `expect:` with the reply the service must send"),
         );
     }
 
@@ -497,4 +502,88 @@ fn resolve_monitor(
         enabled: raw.enabled,
         defined_at: format!("{file}:{}", node.loc.line),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let text = "tiers:\n  important: {interval: 30s}\nmonitors:\n  - name: a\n    target: tcp://127.0.0.1:1\n  - name: b\n    target: udp://[::1]:53\n    tier: supporting\n    timeout: 2s\n    check: {type: udp, expect: x}\n";
+        let c = load_str(text, "t.yaml").unwrap().config;
+        assert_eq!(c.monitors[0].interval, Duration::from_secs(30));
+        assert_eq!(c.monitors[0].timeout, Duration::from_secs(7));
+        assert_eq!(c.monitors[0].meta.severity, portwarden_core::Severity::High);
+        assert_eq!(c.monitors[1].interval, Duration::from_secs(180));
+        assert_eq!(c.monitors[1].timeout, Duration::from_secs(2));
+        assert_eq!(c.monitors[1].transport(), Transport::Udp);
+    }
+
+    #[test]
+    fn scheme_must_fit_the_check() {
+        let e = load_str(
+            "monitors:\n  - name: a\n    target: udp://h:1\n    check: tcp\n",
+            "t.yaml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("does not fit"), "{e}");
+        let ok = load_str("monitors:\n  - name: a\n    target: tls://h:1\n    check: {type: send_expect, steps: [{expect: x}]}\n", "t.yaml").unwrap();
+        match &ok.config.monitors[0].check {
+            CheckSpec::SendExpect(se) => assert_eq!(se.transport, Some(SeTransport::Tls)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn udp_without_expect_warns() {
+        let l = load_str("monitors:\n  - name: a\n    target: udp://h:1\n", "t.yaml").unwrap();
+        assert_eq!(l.warnings.len(), 1);
+        assert!(
+            l.render_warnings().contains("t.yaml:3:"),
+            "{}",
+            l.render_warnings()
+        );
+    }
+
+    #[test]
+    fn unknown_sections_and_bad_shapes() {
+        let e = load_str("monitor:\n  - name: a\n", "t.yaml").unwrap_err();
+        assert!(e.to_string().contains("did you mean `monitors`?"), "{e}");
+        let e = load_str("monitors: 3\n", "t.yaml").unwrap_err();
+        assert!(e.to_string().contains("must be a list"), "{e}");
+        let e = load_str("- a\n", "t.yaml").unwrap_err();
+        assert!(e.to_string().contains("must be a mapping"), "{e}");
+        let e = load_str("monitors: [\n", "t.yaml").unwrap_err();
+        assert!(e.to_string().contains("invalid YAML"), "{e}");
+    }
+
+    #[test]
+    fn bad_check_options_are_located() {
+        let e = load_str(
+            "monitors:\n  - name: a\n    target: tcp://h:1\n    check:\n      type: send_expect\n      steps:\n        - expect_regex: \"(\"\n",
+            "t.yaml",
+        )
+        .unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.contains("t.yaml:7:") && s.contains("invalid regular expression"),
+            "{s}"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_gives_a_config_or_located_errors(s in "\\PC{0,300}") {
+            if let Err(d) = load_str(&s, "p.yaml") {
+                proptest::prop_assert!(!d.items.is_empty());
+            }
+        }
+
+        #[test]
+        fn monitor_shaped_noise(name in "[a-z<>&\"]{1,12}", port in 0u32..70000, interval in "[0-9]{1,3}(s|ms|m|x)?") {
+            let text = format!("monitors:\n  - name: \"{name}\"\n    target: tcp://127.0.0.1:{port}\n    interval: {interval}\n");
+            let _ = load_str(&text, "p.yaml");
+        }
+    }
 }
