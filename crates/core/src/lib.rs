@@ -15,6 +15,7 @@
 //! This crate does no I/O and never imports tokio.
 
 pub mod duration;
+pub mod incident;
 pub mod meta;
 pub mod observation;
 pub mod outcome;
@@ -23,6 +24,9 @@ pub mod target;
 pub mod tier;
 
 pub use duration::{format_duration, parse_duration};
+pub use incident::{
+    EventKind, Incident, IncidentEvent, IncidentId, IncidentStatus, LastHealthy, Scope, State,
+};
 pub use meta::{MonitorMeta, Severity};
 pub use observation::{Observation, Phases};
 pub use outcome::{DnsFailure, ErrorKind, Outcome, Phase, ProbeError, TlsFailure};

@@ -1,0 +1,340 @@
+//! Storage for Portwarden: observations (raw, then rolled up per minute and per hour),
+//! incidents with their timelines, and the monitor registry.
+//!
+//! The [`Store`] trait is what the engine and the server use; [`sqlite::SqliteStore`] is the
+//! embedded default (one file, WAL). Observations are *submitted* without waiting: they go
+//! through a bounded channel to one writer task that commits in batches (every 250 ms or 1 000
+//! rows). Incident changes are *awaited*: they are committed before the caller announces them.
+//! When the disk fails (full, read-only), the writer keeps a bounded backlog in memory, reports
+//! the failure through [`Store::health`] and metrics, and resumes by itself when writes succeed
+//! again.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use portwarden_core::{
+    Incident, IncidentEvent, IncidentId, IncidentStatus, LastHealthy, Observation, Scope, Severity,
+    State,
+};
+use serde::{Deserialize, Serialize};
+
+pub mod metrics;
+pub mod sqlite;
+
+pub use metrics::StoreMetrics;
+
+/// Internal numeric id of a monitor name (stable across renames of nothing: a new name is a
+/// new monitor; a removed monitor keeps its id and history).
+pub type MonitorId = i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(String),
+    #[error("cannot open the data directory `{path}`: {reason}")]
+    Open { path: String, reason: String },
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("invalid cursor; use the `next_cursor` value of the previous page")]
+    BadCursor,
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How long data is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    /// Raw observations (default 7 days).
+    pub raw: Duration,
+    /// Per-minute rollups (default 14 days).
+    pub minute: Duration,
+    /// Per-hour rollups (default 400 days).
+    pub hour: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            raw: Duration::from_secs(7 * 86_400),
+            minute: Duration::from_secs(14 * 86_400),
+            hour: Duration::from_secs(400 * 86_400),
+        }
+    }
+}
+
+/// Tuning of the batched writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterOptions {
+    /// Commit at least this often.
+    pub flush_every: Duration,
+    /// Commit when this many rows are waiting.
+    pub batch_rows: usize,
+    /// Capacity of the channel between probes and the writer.
+    pub channel_capacity: usize,
+    /// Most rows kept in memory while the disk refuses writes; beyond it the oldest are
+    /// dropped and counted.
+    pub backlog_limit: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            flush_every: Duration::from_millis(250),
+            batch_rows: 1_000,
+            channel_capacity: 65_536,
+            backlog_limit: 500_000,
+        }
+    }
+}
+
+/// What the store knows about a monitor (kept after the monitor leaves the config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonitorRecord {
+    pub name: String,
+    pub target: String,
+    pub check: String,
+    pub tier: String,
+    /// Service, capability, owner, severity, runbook, labels as JSON.
+    pub meta: serde_json::Value,
+}
+
+/// An observation with what the store needs besides it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub obs: Observation,
+    /// Taken inside a maintenance window: kept, but excluded from availability.
+    pub maintenance: bool,
+}
+
+/// A new incident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewIncident {
+    pub monitor: String,
+    pub state: State,
+    pub severity: Severity,
+    pub scope: Scope,
+    pub opened_at: DateTime<Utc>,
+    pub error_kind: Option<String>,
+    pub message: Option<String>,
+    pub last_healthy: Option<LastHealthy>,
+    /// The first timeline entry (kind `opened`).
+    pub event: IncidentEvent,
+}
+
+/// A change to an open incident, applied in one transaction with its timeline event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IncidentChange {
+    /// Adds an event; optionally updates state, scope, error and message.
+    Update {
+        state: Option<State>,
+        scope: Option<Scope>,
+        error_kind: Option<String>,
+        message: Option<String>,
+        event: IncidentEvent,
+    },
+    Acknowledge {
+        by: String,
+        event: IncidentEvent,
+    },
+    Resolve {
+        at: DateTime<Utc>,
+        event: IncidentEvent,
+    },
+}
+
+/// An incident with its timeline, oldest event first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentDetail {
+    #[serde(flatten)]
+    pub incident: Incident,
+    pub timeline: Vec<IncidentEvent>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IncidentFilter {
+    pub status: Option<IncidentStatus>,
+    pub monitor: Option<String>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservationQuery {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub location: Option<String>,
+    /// 1..=1000.
+    pub limit: usize,
+    /// Opaque; from the previous page's `next_cursor`. Pages go newest first.
+    pub cursor: Option<String>,
+}
+
+/// One page of results; `next_cursor` is `None` on the last page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Availability over a period, from the probes' outcomes. `up + degraded` count as available;
+/// `unknown` (we could not judge) and `maintenance` are excluded from the ratio and reported
+/// apart.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Availability {
+    pub up: u64,
+    pub degraded: u64,
+    pub down: u64,
+    pub unknown: u64,
+    pub maintenance: u64,
+    /// (up + degraded) / (up + degraded + down); `None` with no judged samples.
+    pub ratio: Option<f64>,
+}
+
+impl Availability {
+    pub fn judged(&self) -> u64 {
+        self.up + self.degraded + self.down
+    }
+
+    pub fn compute_ratio(mut self) -> Self {
+        let j = self.judged();
+        self.ratio = (j > 0).then(|| (self.up + self.degraded) as f64 / j as f64);
+        self
+    }
+
+    pub fn add(&mut self, o: &Availability) {
+        self.up += o.up;
+        self.degraded += o.degraded;
+        self.down += o.down;
+        self.unknown += o.unknown;
+        self.maintenance += o.maintenance;
+    }
+}
+
+/// Availability of one day (UTC).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DayAvailability {
+    pub day: chrono::NaiveDate,
+    #[serde(flatten)]
+    pub availability: Availability,
+}
+
+/// Latency and failures in one time bucket, from rollups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyPoint {
+    pub t: DateTime<Utc>,
+    pub count: u64,
+    pub failures: u64,
+    /// Connect time quantiles (ms) over the bucket; `None` when nothing connected.
+    pub connect_p50_ms: Option<f64>,
+    pub connect_p95_ms: Option<f64>,
+    pub connect_max_ms: Option<f64>,
+    /// Total probe duration quantiles (ms).
+    pub duration_p50_ms: Option<f64>,
+    pub duration_p95_ms: Option<f64>,
+}
+
+/// Rollup resolution for series queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resolution {
+    Minute,
+    Hour,
+    Day,
+}
+
+/// The store's own state, for `/api/v1/health` and metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct StoreHealth {
+    /// False while the last write attempt failed.
+    pub ok: bool,
+    /// The last write error (e.g. "database or disk is full"), until a write succeeds.
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub last_commit_at: Option<DateTime<Utc>>,
+    /// Rows waiting to be written (channel + backlog).
+    pub pending_rows: u64,
+    /// Rows dropped because the backlog was full (only while the disk refused writes).
+    pub dropped_rows: u64,
+    /// Age of the oldest row not yet committed.
+    pub lag_seconds: f64,
+}
+
+/// Everything that reads or writes Portwarden's data.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Registers the monitors of the current config (insert or update by name) and returns
+    /// their ids. Monitors absent from `monitors` are kept (history stays queryable).
+    async fn sync_monitors(&self, monitors: &[MonitorRecord])
+    -> Result<HashMap<String, MonitorId>>;
+
+    /// Queues an observation for the batched writer. Never blocks; when the channel is full the
+    /// record is counted as dropped and `false` is returned.
+    fn submit(&self, record: Record) -> bool;
+
+    /// Waits until everything submitted before this call is committed (or has failed).
+    async fn flush(&self) -> Result<()>;
+
+    /// Opens an incident; committed before this returns.
+    async fn open_incident(&self, new: NewIncident) -> Result<IncidentId>;
+
+    /// Applies a change to an incident with its timeline event, in one transaction.
+    async fn change_incident(&self, id: IncidentId, change: IncidentChange) -> Result<()>;
+
+    /// Open incidents (used at start-up so a restart does not open a second one).
+    async fn open_incidents(&self) -> Result<Vec<Incident>>;
+
+    async fn incidents(&self, filter: &IncidentFilter) -> Result<Page<Incident>>;
+
+    async fn incident(&self, id: IncidentId) -> Result<Option<IncidentDetail>>;
+
+    /// Raw observations of a monitor, newest first, paged.
+    async fn observations(&self, monitor: &str, q: &ObservationQuery) -> Result<Page<Observation>>;
+
+    /// The newest observation of each monitor (for start-up and the overview).
+    async fn last_observations(&self) -> Result<HashMap<String, Observation>>;
+
+    /// Availability of one monitor over `[from, to)`.
+    async fn availability(
+        &self,
+        monitor: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Availability>;
+
+    /// Availability of every monitor over `[from, to)` in one query.
+    async fn availability_all(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<HashMap<String, Availability>>;
+
+    /// Availability per UTC day over `[from, to)`.
+    async fn availability_daily(
+        &self,
+        monitor: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<DayAvailability>>;
+
+    /// Latency and failure series from rollups.
+    async fn latency_series(
+        &self,
+        monitor: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        resolution: Resolution,
+    ) -> Result<Vec<LatencyPoint>>;
+
+    /// Deletes data older than the retention; returns rows deleted.
+    async fn apply_retention(&self, now: DateTime<Utc>) -> Result<u64>;
+
+    /// The store's own health (never blocks).
+    fn health(&self) -> StoreHealth;
+
+    /// Flushes and stops the writer.
+    async fn close(&self) -> Result<()>;
+}
