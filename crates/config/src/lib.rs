@@ -17,7 +17,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use portwarden_core::{AddressPolicy, MonitorMeta, TargetUrl, Tier, TierDefaults, Transport};
+use portwarden_core::{
+    AddressPolicy, MonitorMeta, Rules, RulesPatch, TargetUrl, Tier, TierDefaults, Transport,
+};
 use portwarden_probe::checks::send_expect::SeTransport;
 use portwarden_probe::{CheckSpec, ProbeSpec, ResolverSpec, SpecError};
 
@@ -30,7 +32,7 @@ pub use diag::{Diagnostic, Diagnostics, Level};
 pub use node::{Loc, Node};
 
 use de::{Sink, from_node};
-use model::{RawDefaults, RawMonitor, RawTiers};
+use model::{RawDefaults, RawEngine, RawMonitor, RawServer, RawStore, RawTiers};
 use node::NodeKind;
 
 /// A monitor, fully resolved: defaults applied, target parsed, check validated.
@@ -44,6 +46,8 @@ pub struct Monitor {
     pub timeout: Duration,
     pub addresses: AddressPolicy,
     pub meta: MonitorMeta,
+    /// How the evaluator judges it (tier defaults, global and per-monitor overrides).
+    pub rules: Rules,
     pub enabled: bool,
     /// Where it is defined (`file:line`), for messages.
     pub defined_at: String,
@@ -68,12 +72,72 @@ impl Monitor {
     }
 }
 
+/// Scheduler limits (`engine:`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineSettings {
+    /// `None`: derived from the file descriptor limit at start.
+    pub concurrency: Option<usize>,
+    pub per_host: usize,
+    pub lag_threshold: Duration,
+    pub shutdown_grace: Duration,
+    pub location: String,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            concurrency: None,
+            per_host: 8,
+            lag_threshold: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(10),
+            location: "local".into(),
+        }
+    }
+}
+
+/// HTTP listener and data directory (`server:`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub data_dir: std::path::PathBuf,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9797)),
+            data_dir: "portwarden-data".into(),
+        }
+    }
+}
+
+/// Data retention (`store.retention:`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetentionSettings {
+    pub raw: Duration,
+    pub minute: Duration,
+    pub hour: Duration,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            raw: Duration::from_secs(7 * 86_400),
+            minute: Duration::from_secs(14 * 86_400),
+            hour: Duration::from_secs(400 * 86_400),
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub resolver: ResolverSpec,
     pub tiers: BTreeMap<Tier, TierDefaults>,
     pub monitors: Vec<Monitor>,
+    pub engine: EngineSettings,
+    pub server: ServerSettings,
+    pub retention: RetentionSettings,
 }
 
 impl Config {
@@ -101,7 +165,9 @@ impl Loaded {
 }
 
 /// Top-level sections and what they hold.
-const SECTIONS: &[&str] = &["resolver", "defaults", "tiers", "monitors"];
+const SECTIONS: &[&str] = &[
+    "resolver", "defaults", "rules", "tiers", "monitors", "engine", "server", "store",
+];
 
 /// Reads and validates a config file.
 pub fn load_file(path: &Path) -> Result<Loaded, Diagnostics> {
@@ -215,6 +281,140 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
             RawTiers::default()
         }),
     };
+    let global_rules: RulesPatch = match section("rules") {
+        None => RulesPatch::default(),
+        Some(n) => from_node(n, &sink).unwrap_or_else(|e| {
+            diags.push(e.into_diagnostic());
+            ok = false;
+            RulesPatch::default()
+        }),
+    };
+    let mut tier_rules: BTreeMap<Tier, Rules> = BTreeMap::new();
+    for t in Tier::ALL {
+        let mut r = Rules::for_tier(t).patched(&global_rules);
+        if let Some(p) = raw_tiers.get(t).and_then(|rt| rt.rules.as_ref()) {
+            r = r.patched(p);
+        }
+        let base = if raw_tiers.get(t).and_then(|rt| rt.rules.as_ref()).is_some() {
+            root.get("tiers")
+                .and_then(|n| n.get(t.as_str()))
+                .map(|n| (n, "rules"))
+        } else {
+            root.get("rules").map(|n| (n, ""))
+        };
+        for (field, problem) in r.problems() {
+            let loc = base.map(|(n, pre)| {
+                let path = if pre.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{pre}.{field}")
+                };
+                n.loc_of(&path)
+            });
+            diags.push(
+                Diagnostic::error(loc, format!("tier `{t}` rules: `{field}` {problem}"))
+                    .hint("fix the rule value; see the rules reference in README.md"),
+            );
+            ok = false;
+        }
+        tier_rules.insert(t, r);
+    }
+
+    let engine = match section("engine") {
+        None => EngineSettings::default(),
+        Some(n) => match from_node::<RawEngine>(n, &sink) {
+            Ok(raw) => {
+                let d = EngineSettings::default();
+                let e = EngineSettings {
+                    concurrency: raw.concurrency,
+                    per_host: raw.per_host.unwrap_or(d.per_host),
+                    lag_threshold: raw.lag_threshold.unwrap_or(d.lag_threshold),
+                    shutdown_grace: raw.shutdown_grace.unwrap_or(d.shutdown_grace),
+                    location: raw.location.unwrap_or(d.location),
+                };
+                if e.concurrency == Some(0) {
+                    diags.push(
+                        Diagnostic::error(
+                            n.loc_of("concurrency"),
+                            "`engine.concurrency` must be at least 1",
+                        )
+                        .hint("omit it to derive it from the file descriptor limit"),
+                    );
+                    ok = false;
+                }
+                if e.per_host == 0 {
+                    diags.push(
+                        Diagnostic::error(
+                            n.loc_of("per_host"),
+                            "`engine.per_host` must be at least 1",
+                        )
+                        .hint("8 is a sensible value"),
+                    );
+                    ok = false;
+                }
+                e
+            }
+            Err(e) => {
+                diags.push(e.into_diagnostic());
+                ok = false;
+                EngineSettings::default()
+            }
+        },
+    };
+
+    let server = match section("server") {
+        None => ServerSettings::default(),
+        Some(n) => match from_node::<RawServer>(n, &sink) {
+            Ok(raw) => {
+                let mut s = ServerSettings::default();
+                if let Some(l) = raw.listen {
+                    match l.parse::<SocketAddr>() {
+                        Ok(a) => s.listen = a,
+                        Err(_) => {
+                            diags.push(
+                                Diagnostic::error(
+                                    n.loc_of("listen"),
+                                    format!("`{l}` is not an IP:PORT address"),
+                                )
+                                .hint("write e.g. `127.0.0.1:9797` or `[::]:9797`"),
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+                if let Some(d) = raw.data_dir {
+                    s.data_dir = d.into();
+                }
+                s
+            }
+            Err(e) => {
+                diags.push(e.into_diagnostic());
+                ok = false;
+                ServerSettings::default()
+            }
+        },
+    };
+
+    let retention = match section("store") {
+        None => RetentionSettings::default(),
+        Some(n) => match from_node::<RawStore>(n, &sink) {
+            Ok(raw) => {
+                let d = RetentionSettings::default();
+                let r = raw.retention.unwrap_or_default();
+                RetentionSettings {
+                    raw: r.raw.unwrap_or(d.raw),
+                    minute: r.minute.unwrap_or(d.minute),
+                    hour: r.hour.unwrap_or(d.hour),
+                }
+            }
+            Err(e) => {
+                diags.push(e.into_diagnostic());
+                ok = false;
+                RetentionSettings::default()
+            }
+        },
+    };
+
     let mut tiers = BTreeMap::new();
     for t in Tier::ALL {
         let mut d = t.builtin_defaults();
@@ -256,7 +456,15 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
                                 continue;
                             }
                             seen.insert(raw.name.clone(), name_loc);
-                            match resolve_monitor(raw, item, file, &tiers, &defaults, diags) {
+                            match resolve_monitor(
+                                raw,
+                                item,
+                                file,
+                                &tiers,
+                                &tier_rules,
+                                &defaults,
+                                diags,
+                            ) {
                                 Some(m) => monitors.push(m),
                                 None => ok = false,
                             }
@@ -286,6 +494,9 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
         resolver,
         tiers,
         monitors,
+        engine,
+        server,
+        retention,
     })
 }
 
@@ -305,6 +516,7 @@ fn resolve_monitor(
     node: &Node,
     file: &str,
     tiers: &BTreeMap<Tier, TierDefaults>,
+    tier_rules: &BTreeMap<Tier, Rules>,
     defaults: &RawDefaults,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Monitor> {
@@ -448,6 +660,23 @@ fn resolve_monitor(
         );
     }
 
+    let mut rules = tier_rules
+        .get(&tier)
+        .copied()
+        .unwrap_or_else(|| Rules::for_tier(tier));
+    if let Some(p) = &raw.rules {
+        rules = rules.patched(p);
+        for (field, problem) in rules.problems() {
+            diags.push(
+                Diagnostic::error(
+                    node.loc_of(&format!("rules.{field}")),
+                    format!("monitor `{mname}`: rule `{field}` {problem}"),
+                )
+                .hint("fix the rule value; see the rules reference in README.md"),
+            );
+        }
+    }
+
     let target = target?;
     let info = check.info();
     if target.port.is_none() && info.default_port.is_none() {
@@ -499,6 +728,7 @@ fn resolve_monitor(
             description: raw.description,
             labels: raw.labels,
         },
+        rules,
         enabled: raw.enabled,
         defined_at: format!("{file}:{}", node.loc.line),
     })

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use portwarden_core::duration::serde_human::option as opt_dur;
-use portwarden_core::{AddressPolicy, Severity, Tier};
+use portwarden_core::{AddressPolicy, RulesPatch, Severity, Tier};
 use portwarden_probe::CheckSpec;
 use portwarden_probe::checks::udp::NoResponse;
 use serde::Deserialize;
@@ -31,6 +31,8 @@ pub struct RawTier {
     pub timeout: Option<Duration>,
     #[serde(default)]
     pub severity: Option<Severity>,
+    #[serde(default)]
+    pub rules: Option<RulesPatch>,
 }
 
 /// `tiers:` — override the built-in tier defaults.
@@ -90,7 +92,63 @@ pub struct RawMonitor {
     pub description: Option<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Overrides of the tier's rules.
+    #[serde(default)]
+    pub rules: Option<RulesPatch>,
     /// `false` keeps the monitor in config but does not run it.
     #[serde(default = "yes")]
     pub enabled: bool,
+}
+
+/// `engine:` — scheduler limits.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEngine {
+    /// Most probes running at once (default: derived from the file descriptor limit, max 4096).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// Most probes running at once against one host (default 8).
+    #[serde(default)]
+    pub per_host: Option<usize>,
+    /// p99 lateness above this marks the engine `lagging` (default 1s).
+    #[serde(default, with = "opt_dur")]
+    pub lag_threshold: Option<Duration>,
+    /// How long shutdown waits for running probes (default 10s).
+    #[serde(default, with = "opt_dur")]
+    pub shutdown_grace: Option<Duration>,
+    /// This server's location name (default `local`).
+    #[serde(default)]
+    pub location: Option<String>,
+}
+
+/// `server:` — the HTTP listener and data directory.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// `IP:PORT` (default `127.0.0.1:9797`).
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Where the embedded database lives (default `./portwarden-data`).
+    #[serde(default)]
+    pub data_dir: Option<String>,
+}
+
+/// `store.retention:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    #[serde(default, with = "opt_dur")]
+    pub raw: Option<Duration>,
+    #[serde(default, with = "opt_dur")]
+    pub minute: Option<Duration>,
+    #[serde(default, with = "opt_dur")]
+    pub hour: Option<Duration>,
+}
+
+/// `store:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    #[serde(default)]
+    pub retention: Option<RawRetention>,
 }

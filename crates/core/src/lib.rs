@@ -19,6 +19,7 @@ pub mod incident;
 pub mod meta;
 pub mod observation;
 pub mod outcome;
+pub mod rules;
 pub mod secret;
 pub mod target;
 pub mod tier;
@@ -30,6 +31,7 @@ pub use incident::{
 pub use meta::{MonitorMeta, Severity};
 pub use observation::{Observation, Phases};
 pub use outcome::{DnsFailure, ErrorKind, Outcome, Phase, ProbeError, TlsFailure};
+pub use rules::{Rules, RulesPatch};
 pub use secret::Secret;
 pub use target::{AddressPolicy, Host, TargetError, TargetUrl, Transport};
 pub use tier::{Tier, TierDefaults};
