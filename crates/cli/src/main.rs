@@ -23,11 +23,15 @@ enum Command {
     Check(cmd::check::CheckArgs),
     /// Validate a config file and report every problem with file:line:col.
     Validate(cmd::validate::ValidateArgs),
+    /// Run the daemon: schedule every monitor, judge, keep history, serve the API and /metrics.
+    Serve(cmd::serve::ServeArgs),
+    /// Measure the engine on loopback: checks/s, CPU, RSS, lateness, store rows/s.
+    Bench(cmd::bench::BenchArgs),
 }
 
-fn init_tracing() {
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PORTWARDEN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -48,7 +52,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_tracing();
+    init_tracing(match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -63,6 +70,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Check(a) => cmd::check::run(a).await,
             Command::Validate(a) => cmd::validate::run(a),
+            Command::Serve(a) => cmd::serve::run(a).await,
+            Command::Bench(a) => cmd::bench::run(a).await,
         }
     });
     match code {

@@ -117,3 +117,44 @@ pub async fn udp_silent() -> (u16, tokio::task::JoinHandle<u64>) {
 pub fn lo(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
+
+/// Accepts every connection; every `n`th (1-based: connections `n`, `2n`, ...) — or, with
+/// `fail_first`, the first `fail_first` of every `n` — is reset at once, the others get
+/// `greeting`. Models a service failing a known fraction of connections.
+pub async fn failing_fraction(n: u64, fail_first: u64, greeting: &'static [u8]) -> (u16, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let (l, port) = bind().await;
+    let count = std::sync::Arc::new(AtomicU64::new(0));
+    let c2 = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let i = c2.fetch_add(1, Ordering::Relaxed);
+            let fail = if fail_first == 0 { (i + 1) % n == 0 } else { i % n < fail_first };
+            tokio::spawn(async move {
+                if fail {
+                    let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+                    drop(s);
+                } else {
+                    let _ = s.write_all(greeting).await;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            });
+        }
+    });
+    (port, count)
+}
+
+/// Accepts and never says anything (a service that hangs).
+pub async fn silent() -> u16 {
+    let (l, port) = bind().await;
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+            if held.len() > 4096 {
+                held.remove(0);
+            }
+        }
+    });
+    port
+}

@@ -11,8 +11,10 @@ use std::time::Duration;
 
 pub mod certs;
 pub mod hostile;
+pub mod http;
 pub mod netns;
 pub mod process;
+pub mod tmpfs;
 
 /// True when missing services must fail tests instead of skipping them.
 pub fn services_required() -> bool {

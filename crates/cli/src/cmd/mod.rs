@@ -1,2 +1,4 @@
+pub mod bench;
 pub mod check;
+pub mod serve;
 pub mod validate;

@@ -1,0 +1,38 @@
+//! `portwarden serve --config FILE [--data-dir DIR] [--listen ADDR]`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use portwarden_server::{serve, ServeError, ServeOptions};
+
+use crate::EXIT_USAGE;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The config file (reloaded on SIGHUP and when it changes).
+    #[arg(long, short, default_value = "portwarden.yaml")]
+    pub config: PathBuf,
+    /// Where the embedded database lives (default: `server.data_dir`, else ./portwarden-data).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the HTTP API and /metrics (default: `server.listen`, else 127.0.0.1:9797).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+pub async fn run(a: ServeArgs) -> anyhow::Result<u8> {
+    let opts = ServeOptions {
+        config: a.config,
+        data_dir: a.data_dir,
+        listen: a.listen,
+    };
+    match serve(opts).await {
+        Ok(()) => Ok(0),
+        Err(ServeError::Config(diags)) => {
+            eprintln!("{diags}");
+            Ok(EXIT_USAGE)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

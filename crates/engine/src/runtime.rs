@@ -1,0 +1,1001 @@
+//! The running engine: one scheduler task (a timer heap for every monitor), short-lived run
+//! tasks bounded by a global and a per-host limit, one evaluator task (owns every monitor's
+//! evaluation state) and one incident task (commits incident changes in order, retrying when
+//! the store fails).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use portwarden_config::{Config, Monitor};
+use portwarden_core::{
+    ErrorKind, EventKind, IncidentEvent, IncidentId, LastHealthy, Observation, Outcome,
+    ProbeError, Scope, State,
+};
+use portwarden_probe::{ProbeSpec, Prober};
+use portwarden_store::{IncidentChange, MonitorRecord, NewIncident, Record, Store};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::evaluator::{MonitorEval, RunResult, Transition};
+use crate::lateness::{LatenessSummary, LatenessWindow};
+use crate::metrics::{CheckLabels, EngineMetrics, MonitorLabels, PhaseLabels, TierLabels};
+
+/// Engine limits and identity.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub concurrency: usize,
+    pub per_host: usize,
+    pub lag_threshold: Duration,
+    pub shutdown_grace: Duration,
+    pub location: String,
+}
+
+impl EngineOptions {
+    /// From config, deriving the concurrency from the file descriptor limit when unset.
+    pub fn from_config(c: &Config, nofile: u64) -> EngineOptions {
+        EngineOptions {
+            concurrency: c.engine.concurrency.unwrap_or_else(|| default_concurrency(nofile)),
+            per_host: c.engine.per_host,
+            lag_threshold: c.engine.lag_threshold,
+            shutdown_grace: c.engine.shutdown_grace,
+            location: c.engine.location.clone(),
+        }
+    }
+}
+
+/// Half the descriptors (a probe may hold two), keeping 512 for the rest, within 64..=4096.
+pub fn default_concurrency(nofile: u64) -> usize {
+    (nofile.saturating_sub(512) / 2).clamp(64, 4096) as usize
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the resulting soft limit.
+pub fn raise_nofile() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the file descriptor limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(s, _)| s).unwrap_or(1024)
+        }
+    }
+}
+
+/// The live view of a monitor, for the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct MonitorView {
+    pub name: String,
+    pub target: String,
+    pub check: String,
+    pub tier: String,
+    pub enabled: bool,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub state: State,
+    pub since: Option<DateTime<Utc>>,
+    pub reason: String,
+    pub incident: Option<IncidentId>,
+    pub last_healthy: Option<LastHealthy>,
+    /// The observations of the last run (one per address).
+    pub last: Vec<Observation>,
+    pub runs: u64,
+    pub skipped: u64,
+    #[serde(skip)]
+    pub monitor: Arc<Monitor>,
+}
+
+/// The engine's own health.
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineHealth {
+    pub lagging: bool,
+    pub lateness_last_minute: LatenessSummary,
+    pub lag_threshold_ms: f64,
+    pub inflight: u64,
+    pub concurrency: usize,
+    pub monitors: usize,
+    pub skipped_total: u64,
+    pub late_unknown_total: u64,
+    /// Runs judged since start.
+    pub runs_total: u64,
+    /// Problems with Portwarden itself that need a human (e.g. "engine lagging ...").
+    pub self_alerts: Vec<String>,
+}
+
+struct Plan {
+    monitor: Arc<Monitor>,
+    spec: Arc<ProbeSpec>,
+    host: Arc<str>,
+    generation: u64,
+}
+
+enum SchedCmd {
+    Sync(Vec<Arc<Plan>>),
+}
+
+enum EvalCmd {
+    Sync(Vec<Arc<Plan>>),
+}
+
+enum EvalMsg {
+    Run(RunDone),
+    /// Sent at shutdown once every run task has finished: everything before it is drained.
+    Stop,
+}
+
+struct RunDone {
+    monitor: Arc<str>,
+    generation: u64,
+    mono: Duration,
+    observations: Vec<Observation>,
+    reply: Option<oneshot::Sender<Vec<Observation>>>,
+}
+
+enum IncidentCmd {
+    Transition {
+        monitor: String,
+        severity: portwarden_core::Severity,
+        t: Transition,
+    },
+    /// The monitor left the config: resolve its incident.
+    Removed { monitor: String },
+}
+
+struct Live {
+    view: MonitorView,
+}
+
+struct Inner {
+    opts: EngineOptions,
+    prober: Prober,
+    store: Arc<dyn Store>,
+    metrics: EngineMetrics,
+    epoch: Instant,
+    global: Arc<Semaphore>,
+    hosts: Mutex<HashMap<Arc<str>, Arc<Semaphore>>>,
+    lateness: Mutex<LatenessWindow>,
+    lagging: AtomicBool,
+    live: RwLock<BTreeMap<String, Live>>,
+    plans: RwLock<HashMap<String, Arc<Plan>>>,
+    generation: AtomicU64,
+    inflight: AtomicU64,
+    skipped_total: AtomicU64,
+    late_unknown_total: AtomicU64,
+    runs_total: AtomicU64,
+    sched_tx: mpsc::UnboundedSender<SchedCmd>,
+    eval_tx: mpsc::UnboundedSender<EvalCmd>,
+    results_tx: mpsc::Sender<EvalMsg>,
+    cancel: CancellationToken,
+    runs: TaskTracker,
+}
+
+/// A running engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+    background: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("store: {0}")]
+    Store(#[from] portwarden_store::StoreError),
+    #[error("monitor `{0}`: {1}")]
+    Spec(String, String),
+}
+
+/// Stable 64-bit FNV-1a of a monitor name: its phase offset within the interval.
+pub fn phase_hash(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn record_of(m: &Monitor) -> MonitorRecord {
+    MonitorRecord {
+        name: m.name.clone(),
+        target: m.target.to_string(),
+        check: m.check.kind().to_string(),
+        tier: m.tier.as_str().to_string(),
+        meta: serde_json::to_value(&m.meta).unwrap_or(serde_json::Value::Null),
+    }
+}
+
+fn view_of(m: &Arc<Monitor>) -> MonitorView {
+    MonitorView {
+        name: m.name.clone(),
+        target: m.target.to_string(),
+        check: m.check.kind().to_string(),
+        tier: m.tier.as_str().to_string(),
+        enabled: m.enabled,
+        interval_ms: m.interval.as_millis() as u64,
+        timeout_ms: m.timeout.as_millis() as u64,
+        state: if m.enabled { State::Pending } else { State::Paused },
+        since: None,
+        reason: if m.enabled { "no result yet".into() } else { "disabled in config".into() },
+        incident: None,
+        last_healthy: None,
+        last: Vec::new(),
+        runs: 0,
+        skipped: 0,
+        monitor: m.clone(),
+    }
+}
+
+impl Engine {
+    /// Starts the engine for `config`: registers monitors in the store, resumes open incidents,
+    /// and begins scheduling.
+    pub async fn start(
+        config: &Config,
+        opts: EngineOptions,
+        prober: Prober,
+        store: Arc<dyn Store>,
+        metrics: EngineMetrics,
+    ) -> Result<Engine, EngineError> {
+        let records: Vec<MonitorRecord> = config.monitors.iter().map(record_of).collect();
+        store.sync_monitors(&records).await?;
+
+        let (sched_tx, sched_rx) = mpsc::unbounded_channel();
+        let (eval_tx, eval_rx) = mpsc::unbounded_channel();
+        let (results_tx, results_rx) = mpsc::channel(16_384);
+        let (inc_tx, inc_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            global: Arc::new(Semaphore::new(opts.concurrency)),
+            opts,
+            prober,
+            store: store.clone(),
+            metrics,
+            epoch: Instant::now(),
+            hosts: Mutex::new(HashMap::new()),
+            lateness: Mutex::new(LatenessWindow::default()),
+            lagging: AtomicBool::new(false),
+            live: RwLock::new(BTreeMap::new()),
+            plans: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(1),
+            inflight: AtomicU64::new(0),
+            skipped_total: AtomicU64::new(0),
+            late_unknown_total: AtomicU64::new(0),
+            runs_total: AtomicU64::new(0),
+            sched_tx,
+            eval_tx,
+            results_tx,
+            cancel: CancellationToken::new(),
+            runs: TaskTracker::new(),
+        });
+
+        // Resume: open incidents and last observations from the store.
+        let open = store.open_incidents().await?;
+        let last = store.last_observations().await.unwrap_or_default();
+        let plans = inner.build_plans(config)?;
+        let mut evals: HashMap<(String, String), MonitorEval> = HashMap::new();
+        let mut open_map: HashMap<String, IncidentId> = HashMap::new();
+        {
+            let mut live = inner.live.write().unwrap_or_else(|p| p.into_inner());
+            for p in &plans {
+                let mut v = view_of(&p.monitor);
+                if let Some(o) = last.get(&p.monitor.name) {
+                    v.last = vec![o.clone()];
+                }
+                live.insert(p.monitor.name.clone(), Live { view: v });
+            }
+            for inc in &open {
+                match plans.iter().find(|p| p.monitor.name == inc.monitor) {
+                    Some(p) => {
+                        let mut e = MonitorEval::new(p.monitor.rules, p.monitor.interval);
+                        e.resume(inc.state, inc.opened_at, inc.last_healthy.clone());
+                        evals.insert((inc.monitor.clone(), inner.opts.location.clone()), e);
+                        if let Some(l) = live.get_mut(&inc.monitor) {
+                            l.view.state = inc.state;
+                            l.view.since = Some(inc.opened_at);
+                            l.view.incident = Some(inc.id);
+                            l.view.reason = "open incident (resumed after restart)".into();
+                            l.view.last_healthy = inc.last_healthy.clone();
+                        }
+                        open_map.insert(inc.monitor.clone(), inc.id);
+                    }
+                    None => {
+                        open_map.insert(inc.monitor.clone(), inc.id);
+                        let _ = inc_tx.send(IncidentCmd::Removed { monitor: inc.monitor.clone() });
+                    }
+                }
+            }
+        }
+        inner.metrics.incidents_open.set(open_map.len() as i64);
+        {
+            let mut pm = inner.plans.write().unwrap_or_else(|p| p.into_inner());
+            for p in &plans {
+                pm.insert(p.monitor.name.clone(), p.clone());
+            }
+        }
+        inner.metrics.monitors.set(plans.iter().filter(|p| p.monitor.enabled).count() as i64);
+
+        let engine = Engine {
+            inner: inner.clone(),
+            background: Arc::new(Mutex::new(Vec::new())),
+        };
+        let mut bg = Vec::new();
+        bg.push(tokio::spawn(incident_task(inner.clone(), inc_rx, open_map)));
+        bg.push(tokio::spawn(evaluator_task(inner.clone(), results_rx, eval_rx, inc_tx, evals)));
+        bg.push(tokio::spawn(scheduler_task(inner.clone(), sched_rx)));
+        bg.push(tokio::spawn(lag_task(inner.clone())));
+        *engine.background.lock().unwrap_or_else(|p| p.into_inner()) = bg;
+        let _ = inner.eval_tx.send(EvalCmd::Sync(plans.clone()));
+        let _ = inner.sched_tx.send(SchedCmd::Sync(plans));
+        Ok(engine)
+    }
+
+    /// Applies a new config: added monitors start, removed ones stop (their incidents are
+    /// resolved), changed ones take the new settings; unchanged monitors keep their state and
+    /// schedule. Returns `(added, removed, changed)` names.
+    pub async fn apply_config(&self, config: &Config) -> Result<ReloadReport, EngineError> {
+        let inner = &self.inner;
+        let records: Vec<MonitorRecord> = config.monitors.iter().map(record_of).collect();
+        inner.store.sync_monitors(&records).await?;
+        let old: HashMap<String, Arc<Plan>> = inner.plans.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut report = ReloadReport::default();
+        let mut plans = Vec::with_capacity(config.monitors.len());
+        for m in &config.monitors {
+            match old.get(&m.name) {
+                Some(p) if *p.monitor == *m => plans.push(p.clone()),
+                prev => {
+                    if prev.is_some() {
+                        report.changed.push(m.name.clone());
+                    } else {
+                        report.added.push(m.name.clone());
+                    }
+                    plans.push(inner.plan(m)?);
+                }
+            }
+        }
+        let names: HashSet<&str> = config.monitors.iter().map(|m| m.name.as_str()).collect();
+        for name in old.keys() {
+            if !names.contains(name.as_str()) {
+                report.removed.push(name.clone());
+            }
+        }
+        {
+            let mut live = inner.live.write().unwrap_or_else(|p| p.into_inner());
+            for name in &report.removed {
+                live.remove(name);
+                inner.forget_metrics(name, old.get(name).map(|p| p.monitor.tier.as_str()).unwrap_or(""));
+            }
+            for p in &plans {
+                match live.get_mut(&p.monitor.name) {
+                    Some(l) => {
+                        l.view.monitor = p.monitor.clone();
+                        l.view.enabled = p.monitor.enabled;
+                        l.view.target = p.monitor.target.to_string();
+                        l.view.check = p.monitor.check.kind().to_string();
+                        l.view.tier = p.monitor.tier.as_str().to_string();
+                        l.view.interval_ms = p.monitor.interval.as_millis() as u64;
+                        l.view.timeout_ms = p.monitor.timeout.as_millis() as u64;
+                        if !p.monitor.enabled {
+                            l.view.state = State::Paused;
+                        }
+                    }
+                    None => {
+                        live.insert(p.monitor.name.clone(), Live { view: view_of(&p.monitor) });
+                    }
+                }
+            }
+        }
+        {
+            let mut pm = inner.plans.write().unwrap_or_else(|p| p.into_inner());
+            pm.clear();
+            for p in &plans {
+                pm.insert(p.monitor.name.clone(), p.clone());
+            }
+        }
+        inner.metrics.monitors.set(plans.iter().filter(|p| p.monitor.enabled).count() as i64);
+        let _ = inner.eval_tx.send(EvalCmd::Sync(plans.clone()));
+        let _ = inner.sched_tx.send(SchedCmd::Sync(plans));
+        Ok(report)
+    }
+
+    /// Every monitor's live view, by name.
+    pub fn monitors(&self) -> Vec<MonitorView> {
+        self.inner
+            .live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|l| l.view.clone())
+            .collect()
+    }
+
+    pub fn monitor(&self, name: &str) -> Option<MonitorView> {
+        self.inner
+            .live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .map(|l| l.view.clone())
+    }
+
+    /// Runs a configured monitor now (through the same limits) and returns its observations
+    /// once the evaluator has judged them. `None` if no such monitor.
+    pub async fn check_now(&self, name: &str) -> Option<Vec<Observation>> {
+        let plan = self.inner.plans.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()?;
+        let (tx, rx) = oneshot::channel();
+        let inner = self.inner.clone();
+        let due = Instant::now();
+        inner.clone().run(plan, due, Some(tx)).await;
+        rx.await.ok()
+    }
+
+    pub fn health(&self) -> EngineHealth {
+        let inner = &self.inner;
+        let summary = inner
+            .lateness
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .summary(inner.epoch.elapsed().as_secs());
+        let lagging = inner.lagging.load(Ordering::Relaxed);
+        let mut self_alerts = Vec::new();
+        if lagging {
+            self_alerts.push(format!(
+                "engine lagging: p99 lateness {:.0} ms over the last minute is above {:.0} ms; late results are reported as unknown. Lower the number of monitors or raise engine.concurrency",
+                summary.p99_ms,
+                inner.opts.lag_threshold.as_secs_f64() * 1000.0
+            ));
+        }
+        EngineHealth {
+            lagging,
+            lateness_last_minute: summary,
+            lag_threshold_ms: inner.opts.lag_threshold.as_secs_f64() * 1000.0,
+            inflight: inner.inflight.load(Ordering::Relaxed),
+            concurrency: inner.opts.concurrency,
+            monitors: inner.plans.read().unwrap_or_else(|p| p.into_inner()).len(),
+            skipped_total: inner.skipped_total.load(Ordering::Relaxed),
+            late_unknown_total: inner.late_unknown_total.load(Ordering::Relaxed),
+            runs_total: inner.runs_total.load(Ordering::Relaxed),
+            self_alerts,
+        }
+    }
+
+    /// Resets the since-start lateness statistics (benchmarks, after warm-up).
+    pub fn reset_lateness_stats(&self) {
+        self.inner.lateness.lock().unwrap_or_else(|p| p.into_inner()).reset_cumulative();
+    }
+
+    /// Lateness since the last reset.
+    pub fn lateness_since_reset(&self) -> LatenessSummary {
+        self.inner.lateness.lock().unwrap_or_else(|p| p.into_inner()).cumulative_summary()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub fn location(&self) -> &str {
+        &self.inner.opts.location
+    }
+
+    /// Stops scheduling, lets running probes finish (up to the grace period), drains the
+    /// evaluator and incident queues, and flushes the store.
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        inner.cancel.cancel();
+        inner.runs.close();
+        if tokio::time::timeout(inner.opts.shutdown_grace, inner.runs.wait()).await.is_err() {
+            tracing::warn!(grace = ?inner.opts.shutdown_grace, "probes still running at shutdown; abandoning them");
+        }
+        // Every run has finished and sent its result: the evaluator drains up to the stop
+        // marker, then the incident task drains and ends.
+        let _ = inner.results_tx.send(EvalMsg::Stop).await;
+        let handles: Vec<_> = std::mem::take(&mut *self.background.lock().unwrap_or_else(|p| p.into_inner()));
+        for h in handles {
+            if tokio::time::timeout(Duration::from_secs(5), h).await.is_err() {
+                tracing::warn!("an engine task did not stop in time");
+            }
+        }
+        if let Err(e) = inner.store.flush().await {
+            tracing::warn!(error = %e, "final store flush failed");
+        }
+    }
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ReloadReport {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+}
+
+impl Inner {
+    fn plan(&self, m: &Monitor) -> Result<Arc<Plan>, EngineError> {
+        let spec = m.probe_spec().map_err(|e| EngineError::Spec(m.name.clone(), e.to_string()))?;
+        Ok(Arc::new(Plan {
+            host: m.target.host.as_str().into(),
+            monitor: Arc::new(m.clone()),
+            spec: Arc::new(spec),
+            generation: self.generation.fetch_add(1, Ordering::Relaxed),
+        }))
+    }
+
+    fn build_plans(&self, config: &Config) -> Result<Vec<Arc<Plan>>, EngineError> {
+        config.monitors.iter().map(|m| self.plan(m)).collect()
+    }
+
+    fn host_limit(&self, host: &Arc<str>) -> Arc<Semaphore> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        hosts
+            .entry(host.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.opts.per_host)))
+            .clone()
+    }
+
+    fn labels(&self, monitor: &str, tier: &str) -> MonitorLabels {
+        MonitorLabels {
+            monitor: monitor.to_string(),
+            location: self.opts.location.clone(),
+            tier: tier.to_string(),
+        }
+    }
+
+    fn forget_metrics(&self, monitor: &str, tier: &str) {
+        let l = self.labels(monitor, tier);
+        self.metrics.monitor_up.remove(&l);
+        self.metrics.monitor_state.remove(&l);
+    }
+
+    /// One run: wait for the limits, probe, mark late results unknown, hand to the evaluator.
+    async fn run(self: Arc<Self>, plan: Arc<Plan>, due: Instant, reply: Option<oneshot::Sender<Vec<Observation>>>) {
+        let global = tokio::select! {
+            p = self.global.clone().acquire_owned() => p,
+            _ = self.cancel.cancelled() => return,
+        };
+        let Ok(_global) = global else { return };
+        let host = self.host_limit(&plan.host);
+        let host = tokio::select! {
+            p = host.acquire_owned() => p,
+            _ = self.cancel.cancelled() => return,
+        };
+        let Ok(_host) = host else { return };
+        let start = Instant::now();
+        let lateness = start.saturating_duration_since(due);
+        self.lateness
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(start.duration_since(self.epoch).as_secs(), lateness);
+        self.metrics.lateness_seconds.observe(lateness.as_secs_f64());
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        self.metrics.inflight.inc();
+        let mut observations = self.prober.probe(&plan.spec).await;
+        self.inflight.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.inflight.dec();
+        let scheduled_at = Utc::now() - chrono::Duration::from_std(lateness + start.elapsed()).unwrap_or_default();
+        let late = reply.is_none() && lateness > self.opts.lag_threshold;
+        for o in &mut observations {
+            o.scheduled_at = Some(scheduled_at);
+            o.lateness_ms = Some(lateness.as_secs_f64() * 1000.0);
+            if late && o.outcome != Outcome::Unknown {
+                // We could not run it on time: whatever we saw says more about us than the
+                // target. Keep what was measured in the details, never page on it.
+                o.details.insert("measured_outcome".into(), o.outcome.as_str().into());
+                if let Some(e) = &o.error {
+                    o.details.insert("measured_error".into(), e.kind.to_string().into());
+                }
+                let was = o.error.take().map(|e| format!(" (measured: {}: {})", e.kind, e.message)).unwrap_or_default();
+                o.error = Some(ProbeError::new(
+                    ErrorKind::Local,
+                    format!(
+                        "run started {:.0} ms late (engine lagging, threshold {:.0} ms): result not trusted{was}",
+                        lateness.as_secs_f64() * 1000.0,
+                        self.opts.lag_threshold.as_secs_f64() * 1000.0
+                    ),
+                ));
+                o.outcome = Outcome::Unknown;
+                o.note = None;
+            }
+        }
+        if late {
+            self.late_unknown_total.fetch_add(1, Ordering::Relaxed);
+            self.metrics.late_unknown.inc();
+        }
+        let done = RunDone {
+            monitor: plan.monitor.name.as_str().into(),
+            generation: plan.generation,
+            mono: start.duration_since(self.epoch),
+            observations,
+            reply,
+        };
+        let _ = self.results_tx.send(EvalMsg::Run(done)).await;
+    }
+}
+
+struct Slot {
+    plan: Arc<Plan>,
+    next_due: Instant,
+    running: Arc<AtomicBool>,
+}
+
+fn first_due(epoch: Instant, now: Instant, name: &str, interval: Duration) -> Instant {
+    let iv = interval.as_nanos().max(1);
+    let offset = Duration::from_nanos((u128::from(phase_hash(name)) % iv) as u64);
+    let base = epoch + offset;
+    if base >= now {
+        return base;
+    }
+    let k = (now - base).as_nanos().div_ceil(iv);
+    base + Duration::from_nanos((k * iv).min(u128::from(u64::MAX)) as u64)
+}
+
+async fn scheduler_task(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<SchedCmd>) {
+    let mut slots: HashMap<Arc<str>, Slot> = HashMap::new();
+    let mut heap: BinaryHeap<Reverse<(Instant, u64, Arc<str>)>> = BinaryHeap::new();
+    loop {
+        let next = heap.peek().map(|Reverse((t, _, _))| *t);
+        tokio::select! {
+            biased;
+            _ = inner.cancel.cancelled() => break,
+            cmd = rx.recv() => match cmd {
+                None => break,
+                Some(SchedCmd::Sync(plans)) => {
+                    let now = Instant::now();
+                    let mut keep: HashMap<Arc<str>, Slot> = HashMap::with_capacity(plans.len());
+                    for p in plans {
+                        if !p.monitor.enabled {
+                            continue;
+                        }
+                        let name: Arc<str> = p.monitor.name.as_str().into();
+                        let slot = match slots.remove(&name) {
+                            Some(mut s) if s.plan.monitor.interval == p.monitor.interval => {
+                                // Unchanged timing: keep the schedule (and the running flag).
+                                s.plan = p;
+                                s
+                            }
+                            Some(s) => Slot {
+                                next_due: first_due(inner.epoch, now, &name, p.monitor.interval),
+                                plan: p,
+                                running: s.running,
+                            },
+                            None => Slot {
+                                next_due: first_due(inner.epoch, now, &name, p.monitor.interval),
+                                plan: p,
+                                running: Arc::new(AtomicBool::new(false)),
+                            },
+                        };
+                        heap.push(Reverse((slot.next_due, slot.plan.generation, name.clone())));
+                        keep.insert(name, slot);
+                    }
+                    slots = keep;
+                    // Drop stale heap entries now and then so reloads do not grow the heap.
+                    if heap.len() > slots.len() * 2 + 64 {
+                        heap.retain(|Reverse((t, g, n))| slots.get(n).is_some_and(|s| s.plan.generation == *g && s.next_due == *t));
+                    }
+                }
+            },
+            _ = async { match next { Some(t) => tokio::time::sleep_until(t.into()).await, None => std::future::pending().await } } => {
+                let now = Instant::now();
+                while let Some(Reverse((due, generation, name))) = heap.peek().cloned() {
+                    if due > now {
+                        break;
+                    }
+                    heap.pop();
+                    let Some(slot) = slots.get_mut(&name) else { continue };
+                    if slot.plan.generation != generation || slot.next_due != due {
+                        continue; // stale entry from before a reload
+                    }
+                    let interval = slot.plan.monitor.interval;
+                    let tier = slot.plan.monitor.tier.as_str();
+                    if slot.running.swap(true, Ordering::AcqRel) {
+                        // Still running: skip this run, never double it.
+                        inner.skipped_total.fetch_add(1, Ordering::Relaxed);
+                        inner.metrics.skipped.get_or_create(&TierLabels { tier: tier.to_string() }).inc();
+                    } else {
+                        let plan = slot.plan.clone();
+                        let running = slot.running.clone();
+                        let inner2 = inner.clone();
+                        inner.runs.spawn(async move {
+                            inner2.run(plan, due, None).await;
+                            running.store(false, Ordering::Release);
+                        });
+                    }
+                    // Next due = previous due + interval (no drift). If we fell a whole interval
+                    // behind (stall, suspended process), realign instead of bursting.
+                    let mut next_due = due + interval;
+                    if next_due <= now {
+                        let behind = (now - due).as_nanos() / interval.as_nanos().max(1);
+                        let missed = behind as u64;
+                        inner.skipped_total.fetch_add(missed, Ordering::Relaxed);
+                        inner.metrics.skipped.get_or_create(&TierLabels { tier: tier.to_string() }).inc_by(missed);
+                        next_due = due + Duration::from_nanos((interval.as_nanos() * (behind + 1)).min(u128::from(u64::MAX)) as u64);
+                    }
+                    slot.next_due = next_due;
+                    heap.push(Reverse((next_due, generation, name)));
+                }
+            }
+        }
+    }
+}
+
+async fn lag_task(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = inner.cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let s = inner
+            .lateness
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .summary(inner.epoch.elapsed().as_secs());
+        let threshold = inner.opts.lag_threshold.as_secs_f64() * 1000.0;
+        let lagging = s.samples > 0 && s.p99_ms > threshold;
+        let was = inner.lagging.swap(lagging, Ordering::Relaxed);
+        inner.metrics.lagging.set(i64::from(lagging));
+        if lagging != was {
+            if lagging {
+                tracing::warn!(p99_ms = s.p99_ms, threshold_ms = threshold, "engine lagging: checks start late; late results are reported as unknown");
+            } else {
+                tracing::info!(p99_ms = s.p99_ms, "engine caught up");
+            }
+        }
+    }
+}
+
+async fn evaluator_task(
+    inner: Arc<Inner>,
+    mut results: mpsc::Receiver<EvalMsg>,
+    mut cmds: mpsc::UnboundedReceiver<EvalCmd>,
+    incidents: mpsc::UnboundedSender<IncidentCmd>,
+    mut evals: HashMap<(String, String), MonitorEval>,
+) {
+    let location = inner.opts.location.clone();
+    let mut plans: HashMap<Arc<str>, Arc<Plan>> = HashMap::new();
+    loop {
+        let msg = tokio::select! {
+            biased;
+            cmd = cmds.recv() => {
+                if let Some(EvalCmd::Sync(ps)) = cmd {
+                    let names: HashSet<&str> = ps.iter().map(|p| p.monitor.name.as_str()).collect();
+                    for name in plans.keys() {
+                        if !names.contains(&**name) {
+                            let _ = incidents.send(IncidentCmd::Removed { monitor: name.to_string() });
+                        }
+                    }
+                    evals.retain(|(m, _), _| names.contains(m.as_str()));
+                    plans = ps.into_iter().map(|p| (Arc::<str>::from(p.monitor.name.as_str()), p)).collect();
+                    for ((m, _), e) in evals.iter_mut() {
+                        if let Some(p) = plans.get(m.as_str()) {
+                            e.rules = p.monitor.rules;
+                            e.interval = p.monitor.interval;
+                        }
+                    }
+                }
+                continue;
+            }
+            m = results.recv() => m,
+        };
+        match msg {
+            Some(EvalMsg::Run(done)) => handle_run(&inner, &location, &plans, &mut evals, &incidents, done),
+            Some(EvalMsg::Stop) | None => break,
+        }
+    }
+}
+
+fn handle_run(
+    inner: &Arc<Inner>,
+    location: &str,
+    plans: &HashMap<Arc<str>, Arc<Plan>>,
+    evals: &mut HashMap<(String, String), MonitorEval>,
+    incidents: &mpsc::UnboundedSender<IncidentCmd>,
+    done: RunDone,
+) {
+    inner.runs_total.fetch_add(1, Ordering::Relaxed);
+    let plan = plans.get(&done.monitor).cloned();
+    let tier = plan.as_ref().map(|p| p.monitor.tier.as_str()).unwrap_or("");
+    let check = plan.as_ref().map(|p| p.monitor.check.kind()).unwrap_or("");
+    for o in &done.observations {
+        inner.store.submit(Record {
+            obs: o.clone(),
+            maintenance: false,
+        });
+        inner
+            .metrics
+            .checks
+            .get_or_create(&CheckLabels {
+                outcome: o.outcome.as_str().to_string(),
+                error_kind: o.error.as_ref().map(|e| e.kind.as_str()).unwrap_or("").to_string(),
+            })
+            .inc();
+        for phase in portwarden_core::Phase::ALL {
+            if let Some(ms) = o.phases.get(phase) {
+                inner
+                    .metrics
+                    .phase_seconds
+                    .get_or_create(&PhaseLabels {
+                        phase: phase.as_str().to_string(),
+                        check: check.to_string(),
+                        tier: tier.to_string(),
+                    })
+                    .observe(ms / 1000.0);
+            }
+        }
+    }
+    // A result from before a reload that removed or replaced the monitor is stored, not judged.
+    let current = plan.filter(|p| p.generation == done.generation);
+    let Some(plan) = current else {
+        if let Some(r) = done.reply {
+            let _ = r.send(done.observations);
+        }
+        return;
+    };
+    let m = &plan.monitor;
+    let eval = evals
+        .entry((m.name.clone(), location.to_string()))
+        .or_insert_with(|| MonitorEval::new(m.rules, m.interval));
+    let transition = RunResult::from_observations(done.mono, &done.observations).and_then(|r| eval.observe(&r, location));
+    let state = eval.state();
+    {
+        let mut live = inner.live.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = live.get_mut(&m.name) {
+            l.view.state = state;
+            l.view.since = eval.since();
+            l.view.reason = eval.reason().to_string();
+            l.view.last_healthy = eval.last_healthy().cloned();
+            l.view.last = done.observations.clone();
+            l.view.runs += 1;
+        }
+    }
+    let labels = inner.labels(&m.name, m.tier.as_str());
+    inner.metrics.monitor_state.get_or_create(&labels).set(state.code());
+    inner
+        .metrics
+        .monitor_up
+        .get_or_create(&labels)
+        .set(i64::from(matches!(state, State::Up | State::Degraded)));
+    if let Some(t) = transition {
+        tracing::info!(monitor = %m.name, from = %t.from, to = %t.to, reason = %t.reason, "state change");
+        let _ = incidents.send(IncidentCmd::Transition {
+            monitor: m.name.clone(),
+            severity: m.meta.severity,
+            t,
+        });
+    }
+    if let Some(r) = done.reply {
+        let _ = r.send(done.observations);
+    }
+}
+
+async fn incident_task(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<IncidentCmd>, mut open: HashMap<String, IncidentId>) {
+    while let Some(cmd) = rx.recv().await {
+        // Retry each change until the store takes it: incidents must not be lost, and they
+        // must be applied in order.
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match apply_incident(&inner, &mut open, &cmd).await {
+                Ok(()) => break,
+                Err(e) => {
+                    inner.metrics.incident_write_errors.inc();
+                    tracing::warn!(error = %e, retry_in = ?backoff, "could not write an incident change; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = inner.cancel.cancelled() => {
+                            // At shutdown, one more try then give up; the next start resumes.
+                            let _ = apply_incident(&inner, &mut open, &cmd).await;
+                            break;
+                        }
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        inner.metrics.incidents_open.set(open.len() as i64);
+    }
+}
+
+async fn apply_incident(inner: &Arc<Inner>, open: &mut HashMap<String, IncidentId>, cmd: &IncidentCmd) -> Result<(), portwarden_store::StoreError> {
+    let set_live = |monitor: &str, id: Option<IncidentId>| {
+        if let Some(l) = inner.live.write().unwrap_or_else(|p| p.into_inner()).get_mut(monitor) {
+            l.view.incident = id;
+        }
+    };
+    match cmd {
+        IncidentCmd::Removed { monitor } => {
+            if let Some(id) = open.get(monitor).copied() {
+                let now = Utc::now();
+                inner
+                    .store
+                    .change_incident(
+                        id,
+                        IncidentChange::Resolve {
+                            at: now,
+                            event: IncidentEvent::new(now, EventKind::Resolved, "monitor removed from the config"),
+                        },
+                    )
+                    .await?;
+                open.remove(monitor);
+            }
+        }
+        IncidentCmd::Transition { monitor, severity, t } => {
+            let existing = open.get(monitor).copied();
+            let message = match (&t.error, &t.message) {
+                (Some(e), Some(m)) => format!("{} → {}: {} ({e}: {m})", t.from, t.to, t.reason),
+                _ => format!("{} → {}: {}", t.from, t.to, t.reason),
+            };
+            match (existing, t.to.is_bad()) {
+                (None, true) => {
+                    let id = inner
+                        .store
+                        .open_incident(NewIncident {
+                            monitor: monitor.clone(),
+                            state: t.to,
+                            severity: *severity,
+                            scope: Scope::Global,
+                            opened_at: t.at,
+                            error_kind: t.error.clone(),
+                            message: t.message.clone().or_else(|| Some(t.reason.clone())),
+                            last_healthy: t.last_healthy.clone(),
+                            event: IncidentEvent::new(t.at, EventKind::Opened, message).with_data(serde_json::json!({
+                                "from": t.from, "to": t.to, "reason": t.reason, "error_kind": t.error,
+                            })),
+                        })
+                        .await?;
+                    tracing::warn!(monitor = %monitor, incident = id, state = %t.to, "incident opened");
+                    open.insert(monitor.clone(), id);
+                    set_live(monitor, Some(id));
+                }
+                (Some(id), true) => {
+                    inner
+                        .store
+                        .change_incident(
+                            id,
+                            IncidentChange::Update {
+                                state: Some(t.to),
+                                scope: None,
+                                error_kind: t.error.clone(),
+                                message: t.message.clone(),
+                                event: IncidentEvent::new(t.at, EventKind::StateChanged, message),
+                            },
+                        )
+                        .await?;
+                }
+                (Some(id), false) if t.to == State::Up => {
+                    inner
+                        .store
+                        .change_incident(
+                            id,
+                            IncidentChange::Resolve {
+                                at: t.at,
+                                event: IncidentEvent::new(t.at, EventKind::Resolved, message),
+                            },
+                        )
+                        .await?;
+                    tracing::info!(monitor = %monitor, incident = id, "incident resolved");
+                    open.remove(monitor);
+                    set_live(monitor, None);
+                }
+                (Some(id), false) => {
+                    // Unknown, maintenance, paused: the incident stays open, the timeline says why.
+                    inner
+                        .store
+                        .change_incident(
+                            id,
+                            IncidentChange::Update {
+                                state: None,
+                                scope: None,
+                                error_kind: None,
+                                message: None,
+                                event: IncidentEvent::new(t.at, EventKind::Note, message),
+                            },
+                        )
+                        .await?;
+                }
+                (None, false) => {}
+            }
+        }
+    }
+    Ok(())
+}

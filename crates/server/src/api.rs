@@ -1,0 +1,268 @@
+//! JSON API under `/api/v1`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{Duration as ChronoDuration, Utc};
+use portwarden_core::{IncidentStatus, Observation};
+use portwarden_engine::MonitorView;
+use portwarden_store::{Availability, IncidentFilter, ObservationQuery, Page};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::params::Params;
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/monitors", get(list_monitors))
+        .route("/api/v1/monitors/{name}", get(get_monitor))
+        .route("/api/v1/monitors/{name}/observations", get(observations))
+        .route("/api/v1/monitors/{name}/availability", get(availability))
+        .route("/api/v1/monitors/{name}/check", post(check_now))
+        .route("/api/v1/incidents", get(list_incidents))
+        .route("/api/v1/incidents/{id}", get(get_incident))
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/openapi.json", get(openapi))
+}
+
+/// The worst observation of the last run.
+fn worst(v: &MonitorView) -> Option<&Observation> {
+    v.last.iter().max_by_key(|o| o.outcome.badness())
+}
+
+#[derive(Serialize)]
+struct MonitorSummary<'a> {
+    name: &'a str,
+    target: &'a str,
+    check: &'a str,
+    tier: &'a str,
+    enabled: bool,
+    state: portwarden_core::State,
+    since: Option<chrono::DateTime<Utc>>,
+    reason: &'a str,
+    incident: Option<i64>,
+    #[serde(flatten)]
+    meta: &'a portwarden_core::MonitorMeta,
+    interval_ms: u64,
+    timeout_ms: u64,
+    last_observation: Option<&'a Observation>,
+    availability_24h: Option<f64>,
+}
+
+fn summary<'a>(v: &'a MonitorView, avail: Option<&Availability>) -> MonitorSummary<'a> {
+    MonitorSummary {
+        name: &v.name,
+        target: &v.target,
+        check: &v.check,
+        tier: &v.tier,
+        enabled: v.enabled,
+        state: v.state,
+        since: v.since,
+        reason: &v.reason,
+        incident: v.incident,
+        meta: &v.monitor.meta,
+        interval_ms: v.interval_ms,
+        timeout_ms: v.timeout_ms,
+        last_observation: worst(v),
+        availability_24h: avail.and_then(|a| a.ratio),
+    }
+}
+
+async fn list_monitors(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Response> {
+    let p = Params::new(q, &["state", "tier"])?;
+    let state = p.one_of("state", &["pending", "up", "degraded", "down", "flapping", "unknown", "maintenance", "paused"])?;
+    let tier = p.one_of("tier", &["critical", "important", "supporting"])?;
+    let now = Utc::now();
+    let avail = s.store.availability_all(now - ChronoDuration::hours(24), now).await.unwrap_or_default();
+    let views = s.engine.monitors();
+    let items: Vec<MonitorSummary> = views
+        .iter()
+        .filter(|v| state.is_none_or(|st| v.state.as_str() == st))
+        .filter(|v| tier.is_none_or(|t| v.tier == t))
+        .map(|v| summary(v, avail.get(&v.name)))
+        .collect();
+    Ok(Json(json!({ "monitors": items, "count": items.len() })).into_response())
+}
+
+async fn get_monitor(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+    let v = s
+        .engine
+        .monitor(&name)
+        .ok_or_else(|| ApiError::not_found(format!("no monitor named `{name}`")))?;
+    let now = Utc::now();
+    let mut availability = serde_json::Map::new();
+    for (label, hours) in [("24h", 24), ("7d", 24 * 7), ("30d", 24 * 30)] {
+        let a = s.store.availability(&name, now - ChronoDuration::hours(hours), now).await?;
+        availability.insert(label.into(), serde_json::to_value(a).unwrap_or(Value::Null));
+    }
+    let sum = summary(&v, None);
+    let mut body = serde_json::to_value(&sum).map_err(|e| ApiError::internal(e.to_string()))?;
+    if let Value::Object(m) = &mut body {
+        m.remove("availability_24h");
+        m.insert("availability".into(), Value::Object(availability));
+        m.insert("last_run".into(), serde_json::to_value(&v.last).unwrap_or(Value::Null));
+        m.insert("last_healthy".into(), serde_json::to_value(&v.last_healthy).unwrap_or(Value::Null));
+        m.insert("rules".into(), serde_json::to_value(v.monitor.rules).unwrap_or(Value::Null));
+        m.insert("check_options".into(), serde_json::to_value(&v.monitor.check).unwrap_or(Value::Null));
+        m.insert("runs".into(), json!(v.runs));
+    }
+    Ok(Json(body).into_response())
+}
+
+fn require_monitor(s: &AppState, name: &str) -> ApiResult<()> {
+    if s.engine.monitor(name).is_some() {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("no monitor named `{name}`")))
+    }
+}
+
+async fn observations(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Page<Observation>>> {
+    require_monitor(&s, &name)?;
+    let p = Params::new(q, &["from", "to", "limit", "cursor", "location"])?;
+    let from = p.time("from")?;
+    let to = p.time("to")?;
+    if let (Some(f), Some(t)) = (from, to) {
+        if f > t {
+            return Err(ApiError::bad_parameter("from", "`from` is after `to`"));
+        }
+    }
+    let q = ObservationQuery {
+        from,
+        to,
+        location: p.str("location").map(str::to_string),
+        limit: p.usize_in("limit", 100, 1, 1000)?,
+        cursor: p.str("cursor").map(str::to_string),
+    };
+    Ok(Json(s.store.observations(&name, &q).await?))
+}
+
+async fn availability(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    require_monitor(&s, &name)?;
+    let p = Params::new(q, &["period"])?;
+    let period = p.one_of("period", &["24h", "7d", "30d", "90d"])?.unwrap_or("24h");
+    let hours = match period {
+        "7d" => 24 * 7,
+        "30d" => 24 * 30,
+        "90d" => 24 * 90,
+        _ => 24,
+    };
+    let to = Utc::now();
+    let from = to - ChronoDuration::hours(hours);
+    let total = s.store.availability(&name, from, to).await?;
+    let daily = s.store.availability_daily(&name, from, to).await?;
+    Ok(Json(json!({
+        "monitor": name,
+        "period": period,
+        "from": from,
+        "to": to,
+        "availability": total,
+        "daily": daily,
+        "note": "ratio = (up + degraded) / (up + degraded + down); unknown and maintenance samples are excluded and counted apart",
+    }))
+    .into_response())
+}
+
+async fn check_now(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+    let obs = s
+        .engine
+        .check_now(&name)
+        .await
+        .ok_or_else(|| ApiError::not_found(format!("no monitor named `{name}` (only configured monitors can be checked)")))?;
+    let state = s.engine.monitor(&name).map(|v| v.state);
+    Ok(Json(json!({ "monitor": name, "state": state, "observations": obs })).into_response())
+}
+
+async fn list_incidents(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Response> {
+    let p = Params::new(q, &["state", "monitor", "limit", "cursor"])?;
+    let status = match p.one_of("state", &["open", "resolved"])? {
+        Some("open") => Some(IncidentStatus::Open),
+        Some(_) => Some(IncidentStatus::Resolved),
+        None => None,
+    };
+    let f = IncidentFilter {
+        status,
+        monitor: p.str("monitor").map(str::to_string),
+        limit: p.usize_in("limit", 100, 1, 1000)?,
+        cursor: p.str("cursor").map(str::to_string),
+    };
+    let page = s.store.incidents(&f).await?;
+    Ok(Json(json!({ "incidents": page.items, "next_cursor": page.next_cursor })).into_response())
+}
+
+async fn get_incident(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_parameter("id", format!("`{id}` is not an incident id (a whole number)")))?;
+    let d = s
+        .store
+        .incident(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no incident {id}")))?;
+    Ok(Json(d).into_response())
+}
+
+async fn health(State(s): State<AppState>) -> Response {
+    let engine = s.engine.health();
+    let store = s.store.health();
+    let reload = s.reload.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut problems: Vec<String> = engine.self_alerts.clone();
+    if !store.ok {
+        problems.push(format!(
+            "store failing: {}; {} observation(s) waiting in memory, probing and incident detection go on",
+            store.last_error.clone().unwrap_or_default(),
+            store.pending_rows
+        ));
+    }
+    if !reload.ok {
+        problems.push(format!(
+            "last config reload failed, the previous config keeps running: {}",
+            reload.error.clone().unwrap_or_default()
+        ));
+    }
+    let status = if problems.is_empty() { "ok" } else { "degraded" };
+    let body = json!({
+        "status": status,
+        "problems": problems,
+        "version": env!("CARGO_PKG_VERSION"),
+        "started_at": s.started_at,
+        "uptime_seconds": (Utc::now() - s.started_at).num_seconds(),
+        "engine": engine,
+        "store": store,
+        "config": reload,
+    });
+    // Always 200: the process answers; `status` says how it feels.
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+static OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// Routes documented in the OpenAPI document (checked by a test against the router).
+pub fn documented_paths() -> Vec<String> {
+    let v: Value = serde_json::from_str(OPENAPI).unwrap_or(Value::Null);
+    v.get("paths")
+        .and_then(|p| p.as_object())
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+pub type Shared = Arc<AppState>;

@@ -1,0 +1,271 @@
+//! The Portwarden daemon: wires config, store, engine and the HTTP surface together.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), portwarden_server::ServeError> {
+//! use portwarden_server::{serve, ServeOptions};
+//! serve(ServeOptions { config: "examples/local.yaml".into(), ..Default::default() }).await
+//! # }
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use portwarden_config::Config;
+use portwarden_engine::{Engine, EngineMetrics, EngineOptions, ReloadReport};
+use portwarden_probe::{Prober, Resolver};
+use portwarden_store::sqlite::SqliteStore;
+use portwarden_store::{Retention, Store, StoreMetrics, WriterOptions};
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+
+pub mod api;
+pub mod error;
+pub mod params;
+pub mod reload;
+pub mod selfmetrics;
+
+/// How `serve` was asked to run.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub config: PathBuf,
+    /// Overrides `server.data_dir`.
+    pub data_dir: Option<PathBuf>,
+    /// Overrides `server.listen`.
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The config has errors (already rendered with file:line:col).
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot use the data directory `{0}`: {1}")]
+    DataDir(String, String),
+    #[error("store: {0}")]
+    Store(#[from] portwarden_store::StoreError),
+    #[error("engine: {0}")]
+    Engine(#[from] portwarden_engine::EngineError),
+    #[error("cannot listen on {0}: {1}; is another Portwarden running? change `server.listen` or pass --listen")]
+    Listen(SocketAddr, String),
+    #[error("resolver: {0}")]
+    Resolver(#[from] portwarden_probe::ResolverSetupError),
+    #[error("http server: {0}")]
+    Http(String),
+}
+
+/// The outcome of the last config (re)load, shown in `/api/v1/health`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadStatus {
+    pub path: String,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub last_attempt_at: DateTime<Utc>,
+    pub last_success_at: DateTime<Utc>,
+    pub last_changes: ReloadReport,
+    pub reloads: u64,
+}
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub store: Arc<dyn Store>,
+    pub registry: Arc<Registry>,
+    pub reload: Arc<RwLock<ReloadStatus>>,
+    pub self_metrics: selfmetrics::SelfMetrics,
+    pub started_at: DateTime<Utc>,
+}
+
+/// The HTTP routes (API, metrics).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(api::router())
+        .route("/metrics", get(metrics))
+        .route("/", get(|| async { axum::response::Redirect::temporary("/api/v1/monitors") }))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+        .with_state(state)
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &s.registry) {
+        return error::ApiError::internal(format!("cannot encode metrics: {e}")).into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        out,
+    )
+        .into_response()
+}
+
+/// Everything `serve` starts, so tests and the bench can run a daemon in-process.
+pub struct Daemon {
+    pub state: AppState,
+    pub addr: SocketAddr,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    http: tokio::task::JoinHandle<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Loads the config, opens the store, starts the engine and the HTTP listener.
+    pub async fn start(opts: ServeOptions) -> Result<Daemon, ServeError> {
+        let loaded = portwarden_config::load_file(&opts.config).map_err(|d| ServeError::Config(d.to_string()))?;
+        if !loaded.warnings.is_empty() {
+            tracing::warn!("{}", loaded.render_warnings());
+        }
+        let config = loaded.config;
+        let data_dir = opts.data_dir.clone().unwrap_or_else(|| config.server.data_dir.clone());
+        std::fs::create_dir_all(&data_dir).map_err(|e| ServeError::DataDir(data_dir.display().to_string(), e.to_string()))?;
+        let listen = opts.listen.unwrap_or(config.server.listen);
+
+        let nofile = portwarden_engine::raise_nofile();
+        let engine_opts = EngineOptions::from_config(&config, nofile);
+        tracing::info!(nofile, concurrency = engine_opts.concurrency, per_host = engine_opts.per_host, "limits");
+
+        let mut registry = Registry::default();
+        let store_metrics = StoreMetrics::default();
+        store_metrics.register(&mut registry);
+        let engine_metrics = EngineMetrics::default();
+        engine_metrics.register(&mut registry);
+        let self_metrics = selfmetrics::SelfMetrics::default();
+        self_metrics.register(&mut registry);
+
+        let retention = Retention {
+            raw: config.retention.raw,
+            minute: config.retention.minute,
+            hour: config.retention.hour,
+        };
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&data_dir, retention, WriterOptions::default(), store_metrics)?);
+        let prober = Prober::new(Resolver::new(&config.resolver)?, &config.engine.location);
+        let engine = Engine::start(&config, engine_opts, prober, store.clone(), engine_metrics).await?;
+
+        let now = Utc::now();
+        let reload = Arc::new(RwLock::new(ReloadStatus {
+            path: opts.config.display().to_string(),
+            ok: true,
+            error: None,
+            last_attempt_at: now,
+            last_success_at: now,
+            last_changes: ReloadReport::default(),
+            reloads: 0,
+        }));
+        self_metrics.reload_ok.set(1);
+        self_metrics.last_reload.set(now.timestamp());
+        let state = AppState {
+            engine: engine.clone(),
+            store: store.clone(),
+            registry: Arc::new(registry),
+            reload: reload.clone(),
+            self_metrics: self_metrics.clone(),
+            started_at: now,
+        };
+
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| ServeError::Listen(listen, e.to_string()))?;
+        let addr = listener.local_addr().map_err(|e| ServeError::Listen(listen, e.to_string()))?;
+        let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
+        let app = router(state.clone());
+        let http = tokio::spawn(async move {
+            let graceful = async move { stopped(&mut shutdown_rx).await };
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(graceful).await {
+                tracing::error!(error = %e, "http server stopped");
+            }
+        });
+        tracing::info!(%addr, monitors = config.monitors.len(), data_dir = %data_dir.display(), "portwarden serving");
+
+        let mut background = Vec::new();
+        background.push(tokio::spawn(reload::watch(opts.config.clone(), state.clone(), shutdown.subscribe())));
+        background.push(tokio::spawn(retention_task(store.clone(), shutdown.subscribe())));
+        Ok(Daemon {
+            state,
+            addr,
+            shutdown,
+            http,
+            background,
+        })
+    }
+
+    /// Applies the config file again (what SIGHUP and file changes do).
+    pub async fn reload(&self) -> bool {
+        reload::reload_now(&self.state).await
+    }
+
+    /// Graceful stop: no new HTTP requests or runs, running probes finish, queues drain, the
+    /// writer flushes.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        self.state.engine.shutdown().await;
+        if let Err(e) = self.state.store.close().await {
+            tracing::warn!(error = %e, "store close failed");
+        }
+        for h in self.background {
+            h.abort();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.http).await;
+    }
+}
+
+/// Resolves once the shutdown flag is set (without holding the watch guard across awaits).
+pub(crate) async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await.map(|_| ());
+}
+
+async fn retention_task(store: Arc<dyn Store>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    // First pass a minute after start, then hourly.
+    let mut wait = Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = crate::stopped(&mut stop) => return,
+        }
+        match store.apply_retention(Utc::now()).await {
+            Ok(n) if n > 0 => tracing::info!(deleted = n, "retention applied"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention failed; will retry"),
+        }
+        wait = Duration::from_secs(3600);
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
+    let daemon = Daemon::start(opts).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    daemon.stop().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Loads a config for a reload; `Err` holds the rendered diagnostics.
+pub fn load_config(path: &std::path::Path) -> Result<Config, String> {
+    portwarden_config::load_file(path).map(|l| l.config).map_err(|d| d.to_string())
+}
