@@ -94,16 +94,94 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn metrics(State(s): State<AppState>) -> Response {
+async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &s.registry) {
         return error::ApiError::internal(format!("cannot encode metrics: {e}")).into_response();
     }
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        out,
-    )
-        .into_response()
+    let wants_openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
+    if wants_openmetrics {
+        (
+            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            out,
+        )
+            .into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            openmetrics_to_prometheus(&out),
+        )
+            .into_response()
+    }
+}
+
+/// Rewrites OpenMetrics text (what prometheus-client encodes) into the classic Prometheus
+/// text format 0.0.4 for scrapers and tools that ask for `text/plain` (curl, `promtool check
+/// metrics`): counter families take their `_total` name, `info` becomes a gauge named
+/// `_info`, and `# UNIT` / `# EOF` lines go.
+pub fn openmetrics_to_prometheus(om: &str) -> String {
+    use std::collections::HashMap;
+    let mut rename: HashMap<String, String> = HashMap::new();
+    let mut kinds: HashMap<String, &str> = HashMap::new();
+    for line in om.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some((name, kind)) = rest.split_once(' ') {
+                match kind {
+                    "counter" => {
+                        rename.insert(name.to_string(), format!("{name}_total"));
+                        kinds.insert(name.to_string(), "counter");
+                    }
+                    "info" => {
+                        rename.insert(name.to_string(), format!("{name}_info"));
+                        kinds.insert(name.to_string(), "gauge");
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    let mut out = String::with_capacity(om.len());
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let mut rewritten = None;
+        for prefix in ["# TYPE ", "# HELP "] {
+            if let Some(rest) = line.strip_prefix(prefix) {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if let Some(new) = rename.get(name) {
+                    let tail = if prefix == "# TYPE " {
+                        kinds.get(name).copied().unwrap_or(tail).to_string()
+                    } else {
+                        tail.to_string()
+                    };
+                    rewritten = Some(format!("{prefix}{new} {tail}"));
+                }
+            }
+        }
+        out.push_str(rewritten.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::openmetrics_to_prometheus;
+
+    #[test]
+    fn converts_openmetrics_to_prometheus_text() {
+        let om = "# HELP x_checks Probe results.\n# TYPE x_checks counter\nx_checks_total{a=\"1\"} 3\n# HELP x_build Version.\n# TYPE x_build info\nx_build_info{version=\"1\"} 1\n# HELP x_up Up.\n# TYPE x_up gauge\nx_up 1\n# EOF\n";
+        let p = openmetrics_to_prometheus(om);
+        assert!(p.contains("# TYPE x_checks_total counter\n"), "{p}");
+        assert!(p.contains("# HELP x_checks_total Probe results.\n"), "{p}");
+        assert!(p.contains("# TYPE x_build_info gauge\n"), "{p}");
+        assert!(p.contains("# TYPE x_up gauge\nx_up 1\n"), "{p}");
+        assert!(!p.contains("# EOF"));
+    }
 }
 
 /// Everything `serve` starts, so tests and the bench can run a daemon in-process.
