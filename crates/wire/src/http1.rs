@@ -34,20 +34,22 @@ impl Default for Limits {
     }
 }
 
-/// `GET path HTTP/1.1` with `Host`, optional `Authorization: Basic`, `Connection: close`.
-/// CR and LF are removed from every value (no header injection).
+/// `GET path HTTP/1.1` with `Host`, optional `Authorization: Basic`, and `Connection:
+/// keep-alive` or `close`. CR and LF are removed from every value (no header injection).
 pub fn get_request(
     host: &str,
     path: &str,
     basic: Option<(&str, &str)>,
     user_agent: &str,
+    keep_alive: bool,
 ) -> Vec<u8> {
     let clean = |s: &str| s.replace(['\r', '\n'], "");
     let mut r = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\nAccept: application/json\r\nConnection: close\r\n",
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\nAccept: application/json\r\nConnection: {}\r\n",
         clean(path),
         clean(host),
-        clean(user_agent)
+        clean(user_agent),
+        if keep_alive { "keep-alive" } else { "close" }
     );
     if let Some((u, p)) = basic {
         r.push_str("Authorization: Basic ");
@@ -278,6 +280,7 @@ mod tests {
             "/",
             Some(("Aladdin", "open sesame")),
             "pw",
+            false,
         ))
         .unwrap();
         assert!(

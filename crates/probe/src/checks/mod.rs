@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::PrepareError;
 use crate::cx::{CheckResult, RunCx};
 
+pub mod dbcommon;
+pub mod postgres;
 pub mod send_expect;
 pub mod tcp;
 pub mod tls;
@@ -31,7 +33,13 @@ pub struct CheckInfo {
 }
 
 /// Every kind, in `--list-checks` order.
-pub static CATALOGUE: &[&CheckInfo] = &[&tcp::INFO, &udp::INFO, &tls::INFO, &send_expect::INFO];
+pub static CATALOGUE: &[&CheckInfo] = &[
+    &tcp::INFO,
+    &udp::INFO,
+    &tls::INFO,
+    &send_expect::INFO,
+    &postgres::INFO,
+];
 
 /// Finds a kind by name (`tcp`, `send_expect`, ...).
 pub fn info(name: &str) -> Option<&'static CheckInfo> {
@@ -46,6 +54,7 @@ pub enum CheckSpec {
     Udp(udp::UdpCheck),
     Tls(tls::TlsCheck),
     SendExpect(send_expect::SendExpectCheck),
+    Postgres(postgres::PostgresCheck),
 }
 
 impl CheckSpec {
@@ -55,6 +64,7 @@ impl CheckSpec {
             CheckSpec::Udp(_) => &udp::INFO,
             CheckSpec::Tls(_) => &tls::INFO,
             CheckSpec::SendExpect(_) => &send_expect::INFO,
+            CheckSpec::Postgres(_) => &postgres::INFO,
         }
     }
 
@@ -76,6 +86,7 @@ impl CheckSpec {
             "tcp" => CheckSpec::Tcp(Default::default()),
             "udp" => CheckSpec::Udp(Default::default()),
             "tls" => CheckSpec::Tls(Default::default()),
+            "postgres" | "postgresql" => CheckSpec::Postgres(Default::default()),
             _ => return None,
         })
     }
@@ -88,6 +99,7 @@ impl CheckSpec {
             CheckSpec::Udp(c) => Arc::new(c.prepare()?),
             CheckSpec::Tls(c) => Arc::new(c.prepare()?),
             CheckSpec::SendExpect(c) => Arc::new(c.prepare()?),
+            CheckSpec::Postgres(c) => Arc::new(c.prepare()?),
         })
     }
 
