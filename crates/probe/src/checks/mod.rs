@@ -13,6 +13,7 @@ use crate::PrepareError;
 use crate::cx::{CheckResult, RunCx};
 
 pub mod dbcommon;
+pub mod mysql;
 pub mod postgres;
 pub mod send_expect;
 pub mod tcp;
@@ -39,6 +40,7 @@ pub static CATALOGUE: &[&CheckInfo] = &[
     &tls::INFO,
     &send_expect::INFO,
     &postgres::INFO,
+    &mysql::INFO,
 ];
 
 /// Finds a kind by name (`tcp`, `send_expect`, ...).
@@ -55,6 +57,7 @@ pub enum CheckSpec {
     Tls(tls::TlsCheck),
     SendExpect(send_expect::SendExpectCheck),
     Postgres(postgres::PostgresCheck),
+    Mysql(mysql::MysqlCheck),
 }
 
 impl CheckSpec {
@@ -65,6 +68,7 @@ impl CheckSpec {
             CheckSpec::Tls(_) => &tls::INFO,
             CheckSpec::SendExpect(_) => &send_expect::INFO,
             CheckSpec::Postgres(_) => &postgres::INFO,
+            CheckSpec::Mysql(_) => &mysql::INFO,
         }
     }
 
@@ -87,6 +91,7 @@ impl CheckSpec {
             "udp" => CheckSpec::Udp(Default::default()),
             "tls" => CheckSpec::Tls(Default::default()),
             "postgres" | "postgresql" => CheckSpec::Postgres(Default::default()),
+            "mysql" | "mariadb" => CheckSpec::Mysql(Default::default()),
             _ => return None,
         })
     }
@@ -100,6 +105,7 @@ impl CheckSpec {
             CheckSpec::Tls(c) => Arc::new(c.prepare()?),
             CheckSpec::SendExpect(c) => Arc::new(c.prepare()?),
             CheckSpec::Postgres(c) => Arc::new(c.prepare()?),
+            CheckSpec::Mysql(c) => Arc::new(c.prepare()?),
         })
     }
 
