@@ -41,6 +41,25 @@ fn first_line(buf: &[u8], max: usize) -> Result<Option<(&[u8], usize)>, DecodeEr
     }
 }
 
+/// Fails early when the bytes so far cannot start any of `starts` (a peer that is not
+/// memcached, e.g. a server greeting us with binary bytes, is rejected without waiting).
+fn check_start(buf: &[u8], starts: &[&[u8]]) -> Result<(), DecodeError> {
+    let ok = starts.iter().any(|s| {
+        let n = s.len().min(buf.len());
+        buf[..n] == s[..n]
+    });
+    if ok || buf.is_empty() {
+        Ok(())
+    } else {
+        Err(DecodeError::malformed(format!(
+            "`{}` is not a memcached reply",
+            crate::printable::escape(&buf[..buf.len().min(32)], 32)
+        )))
+    }
+}
+
+const ERROR_STARTS: [&[u8]; 3] = [b"ERROR", b"CLIENT_ERROR ", b"SERVER_ERROR "];
+
 fn error_line(line: &[u8]) -> Option<Reply> {
     (line == b"ERROR" || line.starts_with(b"CLIENT_ERROR") || line.starts_with(b"SERVER_ERROR"))
         .then(|| Reply::Error(text(line)))
@@ -48,6 +67,15 @@ fn error_line(line: &[u8]) -> Option<Reply> {
 
 /// Parses the answer to `version`. `Ok(None)`: more bytes needed. Lines over `max` are errors.
 pub fn parse_version(buf: &[u8], max: usize) -> Result<Option<(Reply, usize)>, DecodeError> {
+    check_start(
+        buf,
+        &[
+            b"VERSION ",
+            ERROR_STARTS[0],
+            ERROR_STARTS[1],
+            ERROR_STARTS[2],
+        ],
+    )?;
     let Some((line, used)) = first_line(buf, max)? else {
         return Ok(None);
     };
@@ -69,6 +97,16 @@ pub fn parse_stats(buf: &[u8], max: usize) -> Result<Option<(Reply, usize)>, Dec
     let mut pos = 0;
     let mut stats = BTreeMap::new();
     loop {
+        check_start(
+            &buf[pos..],
+            &[
+                b"STAT ",
+                b"END\r\n",
+                ERROR_STARTS[0],
+                ERROR_STARTS[1],
+                ERROR_STARTS[2],
+            ],
+        )?;
         let Some((line, used)) = first_line(&buf[pos..], max.saturating_sub(pos))? else {
             return Ok(None);
         };
@@ -114,6 +152,12 @@ mod tests {
         );
         assert!(parse_version(b"+PONG\r\n", 100).is_err());
         assert!(parse_version(&[b'x'; 200], 100).is_err());
+        assert!(parse_version(b"V", 100).unwrap().is_none());
+        assert!(
+            parse_version(b"d\0\0\0\n5.5.5-10", 100).is_err(),
+            "a MySQL greeting fails at once"
+        );
+        assert!(parse_version(&[b'V'; 200], 100).is_err());
         assert!(parse_stats(&s[..], 30).is_err());
     }
 

@@ -13,8 +13,12 @@ use crate::PrepareError;
 use crate::cx::{CheckResult, RunCx};
 
 pub mod dbcommon;
+pub mod elasticsearch;
+pub mod memcached;
+pub mod mongodb;
 pub mod mysql;
 pub mod postgres;
+pub mod redis;
 pub mod send_expect;
 pub mod tcp;
 pub mod tls;
@@ -41,6 +45,10 @@ pub static CATALOGUE: &[&CheckInfo] = &[
     &send_expect::INFO,
     &postgres::INFO,
     &mysql::INFO,
+    &redis::INFO,
+    &mongodb::INFO,
+    &memcached::INFO,
+    &elasticsearch::INFO,
 ];
 
 /// Finds a kind by name (`tcp`, `send_expect`, ...).
@@ -58,6 +66,10 @@ pub enum CheckSpec {
     SendExpect(send_expect::SendExpectCheck),
     Postgres(postgres::PostgresCheck),
     Mysql(mysql::MysqlCheck),
+    Redis(redis::RedisCheck),
+    Mongodb(mongodb::MongodbCheck),
+    Memcached(memcached::MemcachedCheck),
+    Elasticsearch(elasticsearch::ElasticsearchCheck),
 }
 
 impl CheckSpec {
@@ -69,6 +81,10 @@ impl CheckSpec {
             CheckSpec::SendExpect(_) => &send_expect::INFO,
             CheckSpec::Postgres(_) => &postgres::INFO,
             CheckSpec::Mysql(_) => &mysql::INFO,
+            CheckSpec::Redis(_) => &redis::INFO,
+            CheckSpec::Mongodb(_) => &mongodb::INFO,
+            CheckSpec::Memcached(_) => &memcached::INFO,
+            CheckSpec::Elasticsearch(_) => &elasticsearch::INFO,
         }
     }
 
@@ -92,6 +108,10 @@ impl CheckSpec {
             "tls" => CheckSpec::Tls(Default::default()),
             "postgres" | "postgresql" => CheckSpec::Postgres(Default::default()),
             "mysql" | "mariadb" => CheckSpec::Mysql(Default::default()),
+            "redis" => CheckSpec::Redis(Default::default()),
+            "mongodb" => CheckSpec::Mongodb(Default::default()),
+            "memcached" => CheckSpec::Memcached(Default::default()),
+            "elasticsearch" => CheckSpec::Elasticsearch(Default::default()),
             _ => return None,
         })
     }
@@ -106,6 +126,10 @@ impl CheckSpec {
             CheckSpec::SendExpect(c) => Arc::new(c.prepare()?),
             CheckSpec::Postgres(c) => Arc::new(c.prepare()?),
             CheckSpec::Mysql(c) => Arc::new(c.prepare()?),
+            CheckSpec::Redis(c) => Arc::new(c.prepare()?),
+            CheckSpec::Mongodb(c) => Arc::new(c.prepare()?),
+            CheckSpec::Memcached(c) => Arc::new(c.prepare()?),
+            CheckSpec::Elasticsearch(c) => Arc::new(c.prepare()?),
         })
     }
 
