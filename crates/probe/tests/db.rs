@@ -1,0 +1,361 @@
+//! Database probes against real servers: the shared PostgreSQL, MariaDB and Redis of this
+//! machine (handshake and deep), a test-owned memcached (killed → refused), and every database
+//! probe pointed at every other service (wrong protocol → protocol error, never a hang).
+
+mod common;
+mod dbkit;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use portwarden_core::{ErrorKind, Outcome, Phase};
+use portwarden_probe::CheckSpec;
+use portwarden_testkit as tk;
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(5);
+
+fn detail<'a>(o: &'a portwarden_core::Observation, k: &str) -> &'a serde_json::Value {
+    o.details.get(k).unwrap_or(&serde_json::Value::Null)
+}
+
+#[tokio::test]
+async fn postgres_handshake_and_deep_against_shared_server() {
+    if !tk::need_service("PostgreSQL", 5432) {
+        return;
+    }
+    // Default check for the scheme: handshake on the default port.
+    let o = probe1(
+        "postgres://127.0.0.1",
+        CheckSpec::for_scheme("postgres").unwrap(),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(o.address.unwrap().port(), 5432);
+    assert!(
+        detail(&o, "server_version")
+            .as_str()
+            .is_some_and(|v| !v.is_empty()),
+        "{o:?}"
+    );
+    assert_eq!(
+        detail(&o, "auth_required"),
+        &json!(false),
+        "trust auth here"
+    );
+    assert!(o.phases.connect_ms.is_some() && o.phases.protocol_ms.is_some());
+
+    let o = probe1(
+        "postgres://127.0.0.1:5432",
+        check(json!({"postgres": {"mode": "deep", "user": "postgres", "database": "test"}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert!(detail(&o, "server_version").as_str().is_some(), "{o:?}");
+    assert_eq!(detail(&o, "role"), &json!("primary"));
+    assert_eq!(detail(&o, "read_only"), &json!(false));
+    assert!(detail(&o, "connections_used").as_u64().unwrap() >= 1);
+    assert!(detail(&o, "connections_max").as_u64().unwrap() >= 1);
+    assert!(detail(&o, "pool_use_percent").as_f64().is_some());
+
+    // A role that does not exist still proves the server is alive (up, with a note).
+    let o = probe1(
+        "postgres://127.0.0.1:5432",
+        check(json!({"postgres": {"user": "no_such_role_pw"}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert!(o.note.as_deref().unwrap_or("").contains("28000"), "{o:?}");
+    // ...but in deep mode it is an auth failure.
+    let o = probe1(
+        "postgres://127.0.0.1:5432",
+        check(json!({"postgres": {"mode": "deep", "user": "no_such_role_pw"}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Down, "{o:?}");
+    assert_eq!(o.error_kind(), Some(ErrorKind::Auth), "{o:?}");
+}
+
+#[tokio::test]
+async fn mysql_handshake_and_deep_against_shared_mariadb() {
+    if !tk::need_service("MariaDB", 3306) {
+        return;
+    }
+    let o = probe1(
+        "mysql://127.0.0.1",
+        CheckSpec::for_scheme("mysql").unwrap(),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    let v = detail(&o, "server_version")
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(v.contains("MariaDB") && !v.starts_with("5.5.5-"), "{o:?}");
+    assert!(detail(&o, "connection_id").as_u64().is_some());
+
+    let o = probe1(
+        "mysql://127.0.0.1:3306",
+        check(json!({"mysql": {"mode": "deep", "user": "root", "database": "test"}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert!(detail(&o, "server_version").as_str().is_some(), "{o:?}");
+    assert_eq!(detail(&o, "role"), &json!("primary"));
+    assert!(
+        detail(&o, "connections_used").as_u64().unwrap() >= 1,
+        "{o:?}"
+    );
+    assert!(detail(&o, "connections_max").as_u64().unwrap() >= 1);
+
+    // Wrong password in deep mode: auth.
+    let o = probe1(
+        "mysql://127.0.0.1:3306",
+        check(json!({"mysql": {"mode": "deep", "user": "root", "password": "definitely-wrong"}})),
+        T,
+    )
+    .await;
+    // root uses unix_socket auth on Debian's MariaDB, or the password is simply wrong.
+    assert_eq!(o.outcome, Outcome::Down, "{o:?}");
+    assert_eq!(o.error_kind(), Some(ErrorKind::Auth), "{o:?}");
+}
+
+#[tokio::test]
+async fn redis_handshake_and_deep_against_shared_server() {
+    if !tk::need_service("Redis", 6379) {
+        return;
+    }
+    let o = probe1(
+        "redis://127.0.0.1",
+        CheckSpec::for_scheme("redis").unwrap(),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert!(detail(&o, "server_version").as_str().is_some(), "{o:?}");
+    assert_eq!(detail(&o, "auth_required"), &json!(false));
+
+    let o = probe1(
+        "redis://127.0.0.1:6379",
+        check(json!({"redis": {"mode": "deep"}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert!(detail(&o, "server_version").as_str().is_some(), "{o:?}");
+    assert!(detail(&o, "role").as_str().is_some(), "{o:?}");
+    assert!(
+        detail(&o, "connections_max").as_u64().unwrap() >= 1,
+        "{o:?}"
+    );
+    assert!(detail(&o, "pool_use_percent").as_f64().is_some());
+}
+
+#[tokio::test]
+async fn redis_with_password_noauth_and_wrong_password() {
+    let Some(_) = tk::need_binary("redis-server") else {
+        return;
+    };
+    let port = tk::free_port();
+    let mut cmd = std::process::Command::new(tk::which("redis-server").unwrap());
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ])
+    .args(["--requirepass", "s3cret"]);
+    let _srv =
+        tk::process::Server::spawn_tcp("redis-server", cmd, port, Duration::from_secs(10)).unwrap();
+    let target = format!("redis://127.0.0.1:{port}");
+    // No password: -NOAUTH proves liveness.
+    let o = probe1(&target, check(json!({"redis": {}})), T).await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(detail(&o, "auth_required"), &json!(true));
+    assert!(o.note.as_deref().unwrap_or("").contains("NOAUTH"), "{o:?}");
+    // Deep without password: auth.
+    let o = probe1(&target, check(json!({"redis": {"mode": "deep"}})), T).await;
+    assert_eq!(o.error_kind(), Some(ErrorKind::Auth), "{o:?}");
+    // Right password, deep: up.
+    let o = probe1(
+        &target,
+        check(json!({"redis": {"mode": "deep", "password": "s3cret"}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    // Wrong password: auth, and the secret never shows.
+    let o = probe1(
+        &target,
+        check(json!({"redis": {"password": "nope-nope"}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.error_kind(), Some(ErrorKind::Auth), "{o:?}");
+    assert!(!format!("{o:?}").contains("nope-nope"));
+}
+
+#[tokio::test]
+async fn memcached_own_server_up_then_killed_is_refused() {
+    let Some(bin) = tk::need_binary("memcached") else {
+        return;
+    };
+    let mut srv = dbkit::memcached(&bin, 64).unwrap();
+    let target = format!("memcached://127.0.0.1:{}", srv.port);
+    let o = probe1(&target, check(json!({"memcached": {}})), T).await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert!(detail(&o, "server_version").as_str().is_some(), "{o:?}");
+
+    let o = probe1(&target, check(json!({"memcached": {"mode": "deep"}})), T).await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(detail(&o, "connections_max"), &json!(64));
+    assert!(detail(&o, "connections_used").as_u64().unwrap() >= 1);
+
+    // Pool levels are honoured: with a warning at 1 % any use is degraded.
+    let o = probe1(
+        &target,
+        check(json!({"memcached": {"mode": "deep", "max_connection_use": {"warn": 1.0}}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Degraded, "{o:?}");
+
+    srv.kill();
+    let o = probe1(&target, check(json!({"memcached": {}})), T).await;
+    assert_eq!(o.outcome, Outcome::Down, "{o:?}");
+    assert_eq!(o.error_kind(), Some(ErrorKind::Refused), "{o:?}");
+}
+
+/// Every database probe pointed at every other shared service (and at a garbage spewer) must
+/// fail fast with a protocol-level error: `protocol`, or for probes that wait for a server
+/// greeting and meet a server that waits for the client, a `timeout` in the protocol phase
+/// (silence cannot be told from a slow server); a peer that hangs up on our bytes may show
+/// as `reset`. Never up, never a hang past the timeout, never a panic.
+#[tokio::test]
+async fn wrong_protocol_matrix() {
+    let services: Vec<(&str, u16)> = [("postgres", 5432u16), ("mysql", 3306), ("redis", 6379)]
+        .into_iter()
+        .filter(|(name, port)| tk::need_service(name, *port))
+        .collect();
+    let garbage = tk::hostile::garbage(1 << 20).await;
+    let kinds = [
+        "postgres",
+        "mysql",
+        "redis",
+        "memcached",
+        "mongodb",
+        "elasticsearch",
+    ];
+    let timeout = Duration::from_secs(2);
+    let mut runs = Vec::new();
+    for kind in kinds {
+        for &(svc, port) in &services {
+            if svc == kind {
+                continue;
+            }
+            runs.push((kind, svc, port));
+        }
+        runs.push((kind, "garbage", garbage));
+    }
+    let futs = runs.iter().map(|&(kind, svc, port)| async move {
+        let start = Instant::now();
+        let o = probe1(
+            &format!("{kind}://127.0.0.1:{port}"),
+            check(json!({ kind: {} })),
+            timeout,
+        )
+        .await;
+        (kind, svc, o, start.elapsed())
+    });
+    let results = futures::future::join_all(futs).await;
+    let mut bad = Vec::new();
+    for (kind, svc, o, took) in &results {
+        let k = o.error_kind();
+        let ok_kind = matches!(
+            k,
+            Some(ErrorKind::Protocol)
+                | Some(ErrorKind::Timeout(Phase::Protocol))
+                | Some(ErrorKind::Reset)
+        );
+        if o.outcome != Outcome::Down || !ok_kind || *took > timeout + Duration::from_millis(500) {
+            bad.push(format!(
+                "{kind} at {svc}: {} {:?} in {took:?}: {:?}",
+                o.outcome, k, o.error
+            ));
+        }
+        eprintln!(
+            "{kind:>13} at {svc:<8} → {} {} ({took:?})",
+            o.outcome,
+            kind_str(o)
+        );
+    }
+    assert!(
+        bad.is_empty(),
+        "wrong-protocol failures:\n{}",
+        bad.join("\n")
+    );
+    // Against a server that speaks first with other bytes, the verdict is `protocol`, at once.
+    for (kind, svc, o, _) in &results {
+        if *svc == "mysql" || *svc == "garbage" {
+            assert_eq!(
+                o.error_kind(),
+                Some(ErrorKind::Protocol),
+                "{kind} at {svc}: {o:?}"
+            );
+        }
+    }
+}
+
+fn kind_str(o: &portwarden_core::Observation) -> String {
+    kind(o)
+}
+
+#[test]
+fn config_shape_and_catalogue() {
+    // Uniform options; unknown fields rejected; secrets never serialized.
+    let c: CheckSpec = serde_json::from_value(json!({"postgres": {
+        "mode": "deep", "user": "u", "password": "pw", "database": "d",
+        "max_replication_lag": {"warn": "10s", "crit": "1m"},
+        "max_connection_use": {"warn": 80.0, "crit": 95.0}
+    }}))
+    .unwrap();
+    assert!(!serde_json::to_string(&c).unwrap().contains("\"pw\""));
+    assert!(c.prepare().is_ok());
+    assert!(serde_json::from_value::<CheckSpec>(json!({"redis": {"pasword": "x"}})).is_err());
+    for (scheme, port) in [
+        ("postgres", 5432),
+        ("mysql", 3306),
+        ("redis", 6379),
+        ("mongodb", 27017),
+        ("memcached", 11211),
+        ("elasticsearch", 9200),
+    ] {
+        let spec = CheckSpec::for_scheme(scheme).unwrap_or_else(|| panic!("{scheme}"));
+        assert_eq!(spec.info().default_port, Some(port));
+        assert!(portwarden_probe::checks::info(scheme).is_some());
+        assert!(spec.prepare().is_ok(), "{scheme} default prepares");
+    }
+    // Misconfigurations are caught at prepare time with the field named.
+    let e = serde_json::from_value::<CheckSpec>(json!({"mongodb": {"mode": "deep"}}))
+        .unwrap()
+        .prepare()
+        .err()
+        .unwrap();
+    assert_eq!(e.field, "mode");
+    let e = serde_json::from_value::<CheckSpec>(json!({"mysql": {"mode": "deep"}}))
+        .unwrap()
+        .prepare()
+        .err()
+        .unwrap();
+    assert_eq!(e.field, "user");
+}
