@@ -1,0 +1,214 @@
+//! Replication and pool use, for real: test-owned PostgreSQL primary + streaming replica
+//! (`initdb`, `pg_basebackup -R`), a Redis primary + replica (`--replicaof`), and a PostgreSQL
+//! with a small `max_connections` filled up by real sessions.
+
+mod common;
+mod dbkit;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use portwarden_core::{ErrorKind, Observation, Outcome};
+use portwarden_testkit as tk;
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(5);
+
+fn detail<'a>(o: &'a Observation, k: &str) -> &'a serde_json::Value {
+    o.details.get(k).unwrap_or(&serde_json::Value::Null)
+}
+
+/// Probes until `done` holds or `limit` passes; returns the last observation.
+async fn probe_until(
+    target: &str,
+    spec: serde_json::Value,
+    limit: Duration,
+    done: impl Fn(&Observation) -> bool,
+) -> Observation {
+    let start = Instant::now();
+    loop {
+        let o = probe1(target, check(spec.clone()), T).await;
+        if done(&o) || start.elapsed() > limit {
+            return o;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_streaming_replica_role_lag_and_broken_link() {
+    if !dbkit::need_pg() || tk::need_binary("psql").is_none() {
+        return;
+    }
+    let mut primary = tokio::task::block_in_place(|| dbkit::Pg::primary(20));
+    let pport = primary.port;
+    dbkit::psql(
+        pport,
+        "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000)",
+    )
+    .unwrap();
+    let replica = {
+        let p = &primary;
+        // pg_basebackup and start are blocking; they are quick on loopback.
+        tokio::task::block_in_place(|| dbkit::Pg::replica_of(p))
+    };
+    let rtarget = format!("postgres://127.0.0.1:{}", replica.port);
+    let deep = json!({"postgres": {"mode": "deep", "user": "postgres",
+        "max_replication_lag": {"warn": "1h", "crit": "2h"}}});
+
+    // The replica streams: role, link and lag are reported.
+    let o = probe_until(&rtarget, deep.clone(), Duration::from_secs(30), |o| {
+        detail(o, "replication_link") == &json!("up")
+    })
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}\n{}", replica.log());
+    assert_eq!(detail(&o, "role"), &json!("replica"), "{o:?}");
+    assert_eq!(detail(&o, "read_only"), &json!(true));
+    assert_eq!(detail(&o, "replication_link"), &json!("up"));
+    assert!(
+        detail(&o, "replication_lag_seconds").as_f64().is_some(),
+        "{o:?}"
+    );
+    assert!(
+        detail(&o, "replication_lag_bytes").as_u64().is_some(),
+        "{o:?}"
+    );
+    assert!(detail(&o, "server_version").as_str().is_some());
+    // Handshake on the replica works too (a hot standby accepts connections).
+    let h = probe1(&rtarget, check(json!({"postgres": {}})), T).await;
+    assert_eq!(h.outcome, Outcome::Up, "{h:?}");
+
+    // The primary knows it is the primary.
+    let p = probe1(
+        &format!("postgres://127.0.0.1:{pport}"),
+        check(deep.clone()),
+        T,
+    )
+    .await;
+    assert_eq!(p.outcome, Outcome::Up, "{p:?}");
+    assert_eq!(detail(&p, "role"), &json!("primary"));
+    assert!(detail(&p, "replication_link").is_null());
+
+    // Data written on the primary arrives on the replica.
+    dbkit::psql(pport, "INSERT INTO t SELECT generate_series(1, 1000)").unwrap();
+
+    // A lag level of 0s makes any measured lag a warning: the judgement is wired up.
+    let strict = json!({"postgres": {"mode": "deep", "user": "postgres",
+        "max_replication_lag": {"warn": "0s"}}});
+    let o = probe1(&rtarget, check(strict), T).await;
+    assert_eq!(o.outcome, Outcome::Degraded, "{o:?}");
+    assert!(
+        o.note.as_deref().unwrap_or("").contains("replication lag"),
+        "{o:?}"
+    );
+
+    // Stop the primary: the replica's WAL receiver goes away → broken link, unhealthy.
+    tokio::task::block_in_place(|| primary.stop());
+    let o = probe_until(&rtarget, deep.clone(), Duration::from_secs(30), |o| {
+        o.outcome == Outcome::Down
+    })
+    .await;
+    assert_eq!(o.outcome, Outcome::Down, "{o:?}\n{}", replica.log());
+    assert_eq!(o.error_kind(), Some(ErrorKind::Unhealthy), "{o:?}");
+    assert_eq!(detail(&o, "replication_link"), &json!("down"), "{o:?}");
+    assert_eq!(detail(&o, "role"), &json!("replica"));
+    // Handshake mode still sees a live server: liveness and health are separate questions.
+    let h = probe1(&rtarget, check(json!({"postgres": {}})), T).await;
+    assert_eq!(h.outcome, Outcome::Up, "{h:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_pool_use_degrades_then_too_many_clients_is_unhealthy() {
+    if !dbkit::need_pg() || tk::need_binary("psql").is_none() {
+        return;
+    }
+    let pg = tokio::task::block_in_place(|| dbkit::Pg::primary(10));
+    let target = format!("postgres://127.0.0.1:{}", pg.port);
+    let levels = json!({"postgres": {"mode": "deep", "user": "postgres",
+        "max_connection_use": {"warn": 50.0, "crit": 95.0}}});
+
+    let o = probe1(&target, check(levels.clone()), T).await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(detail(&o, "connections_max"), &json!(10));
+
+    // 6 sessions + the probe's own = 7 of 10 → 70 % ≥ 50 % warning → degraded.
+    let mut sessions = Vec::new();
+    for _ in 0..6 {
+        sessions.push(dbkit::pg_session(pg.port).await.unwrap());
+    }
+    let o = probe1(&target, check(levels.clone()), T).await;
+    assert_eq!(o.outcome, Outcome::Degraded, "{o:?}");
+    assert!(
+        detail(&o, "pool_use_percent").as_f64().unwrap() >= 50.0,
+        "{o:?}"
+    );
+    assert!(o.note.as_deref().unwrap_or("").contains("pool"), "{o:?}");
+
+    // Fill every slot: the server now refuses with 53300 "too many clients" → the handshake
+    // probe reports unhealthy with the server's message.
+    while let Ok(s) = dbkit::pg_session(pg.port).await {
+        sessions.push(s);
+        assert!(sessions.len() < 20, "max_connections was not enforced");
+    }
+    let o = probe1(&target, check(json!({"postgres": {}})), T).await;
+    assert_eq!(o.outcome, Outcome::Down, "{o:?}");
+    assert_eq!(o.error_kind(), Some(ErrorKind::Unhealthy), "{o:?}");
+    let msg = o
+        .error
+        .as_ref()
+        .map(|e| e.message.clone())
+        .unwrap_or_default();
+    assert!(
+        msg.contains("53300") && msg.contains("too many clients"),
+        "{msg}"
+    );
+    drop(sessions);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_replica_role_lag_and_broken_link() {
+    if tk::need_binary("redis-server").is_none() {
+        return;
+    }
+    let mut primary = dbkit::redis(None).unwrap();
+    let replica = dbkit::redis(Some(primary.port)).unwrap();
+    let rtarget = format!("redis://127.0.0.1:{}", replica.port);
+    let ptarget = format!("redis://127.0.0.1:{}", primary.port);
+    let deep = json!({"redis": {"mode": "deep"}});
+
+    let o = probe_until(&rtarget, deep.clone(), Duration::from_secs(20), |o| {
+        detail(o, "replication_link") == &json!("up")
+    })
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(detail(&o, "role"), &json!("replica"));
+    assert_eq!(detail(&o, "read_only"), &json!(true));
+    assert!(
+        detail(&o, "replication_lag_seconds").as_f64().is_some(),
+        "{o:?}"
+    );
+
+    let p = probe_until(&ptarget, deep.clone(), Duration::from_secs(10), |o| {
+        detail(o, "connected_replicas") == &json!(1)
+    })
+    .await;
+    assert_eq!(p.outcome, Outcome::Up, "{p:?}");
+    assert_eq!(detail(&p, "role"), &json!("primary"));
+    assert_eq!(detail(&p, "connected_replicas"), &json!(1));
+    assert!(
+        detail(&p, "replication_lag_bytes").as_i64().is_some(),
+        "{p:?}"
+    );
+
+    primary.kill();
+    let o = probe_until(&rtarget, deep.clone(), Duration::from_secs(15), |o| {
+        o.outcome == Outcome::Down
+    })
+    .await;
+    assert_eq!(o.outcome, Outcome::Down, "{o:?}");
+    assert_eq!(o.error_kind(), Some(ErrorKind::Unhealthy), "{o:?}");
+    assert_eq!(detail(&o, "replication_link"), &json!("down"));
+    // Handshake: the replica itself is alive.
+    let h = probe1(&rtarget, check(json!({"redis": {}})), T).await;
+    assert_eq!(h.outcome, Outcome::Up, "{h:?}");
+}
