@@ -1,0 +1,420 @@
+//! MOCK SERVERS, on purpose: no MongoDB or Elasticsearch server runs on this machine (neither
+//! is packaged in Debian), and some states of real servers (PostgreSQL "starting up", MySQL
+//! "Too many connections" at the greeting, a red Elasticsearch cluster) are impractical to
+//! produce in a test. These tokio servers replay byte sequences built from the published
+//! protocol specifications, cited at each one, so the probes' handling of those answers is
+//! exercised over real sockets. The codecs themselves have spec-based unit tests and property
+//! tests in `portwarden-wire`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use portwarden_core::{ErrorKind, Outcome};
+use portwarden_wire::bson::DocBuilder;
+use portwarden_wire::mongodb;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const T: Duration = Duration::from_secs(3);
+
+fn detail<'a>(o: &'a portwarden_core::Observation, k: &str) -> &'a serde_json::Value {
+    o.details.get(k).unwrap_or(&serde_json::Value::Null)
+}
+
+/// Serves each connection with `f` (a mock; see the file header).
+async fn serve<F, Fut>(f: F) -> u16
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let f = std::sync::Arc::new(f);
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let f = f.clone();
+            tokio::spawn(async move { f(s).await });
+        }
+    });
+    port
+}
+
+// ---------------------------------------------------------------------------------------------
+// MongoDB. Spec: "MongoDB Wire Protocol" (Standard Message Header; OP_MSG, opCode 2013, flagBits,
+// section kind 0) and the `hello`, `isMaster` and `buildInfo` command reply documents.
+
+/// Reads one OP_MSG request; returns (requestID, command name).
+async fn read_op_msg(s: &mut TcpStream) -> Option<(i32, String)> {
+    let mut head = [0u8; 16];
+    s.read_exact(&mut head).await.ok()?;
+    let len = i32::from_le_bytes(head[0..4].try_into().ok()?) as usize;
+    let id = i32::from_le_bytes(head[4..8].try_into().ok()?);
+    let mut rest = vec![0u8; len.checked_sub(16)?];
+    s.read_exact(&mut rest).await.ok()?;
+    let (doc, _) = portwarden_wire::bson::decode_document(&rest[5..]).ok()?;
+    Some((id, doc.0.first()?.0.clone()))
+}
+
+fn op_msg_reply(response_to: i32, body: Vec<u8>) -> Vec<u8> {
+    let mut m = mongodb::op_msg(99, &body);
+    m[8..12].copy_from_slice(&response_to.to_le_bytes());
+    m
+}
+
+/// A mock mongod: answers hello with `hello` (or CommandNotFound when `legacy`), isMaster with
+/// `hello`, buildInfo with version 7.0.4.
+async fn mock_mongod(hello: fn() -> Vec<u8>, legacy: bool) -> u16 {
+    serve(move |mut s| async move {
+        while let Some((id, cmd)) = read_op_msg(&mut s).await {
+            let body = match cmd.as_str() {
+                "hello" if legacy => DocBuilder::new()
+                    .int32("ok", 0)
+                    .string("errmsg", "no such command: 'hello'")
+                    .int32("code", 59)
+                    .string("codeName", "CommandNotFound")
+                    .finish(),
+                "hello" | "isMaster" => hello(),
+                "buildInfo" => DocBuilder::new()
+                    .string("version", "7.0.4")
+                    .int32("ok", 1)
+                    .finish(),
+                _ => return,
+            };
+            if s.write_all(&op_msg_reply(id, body)).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await
+}
+
+fn primary_hello() -> Vec<u8> {
+    DocBuilder::new()
+        .bool("isWritablePrimary", true)
+        .bool("secondary", false)
+        .string("setName", "rs0")
+        .int32("maxWireVersion", 21)
+        .int32("ok", 1)
+        .finish()
+}
+
+fn secondary_hello() -> Vec<u8> {
+    DocBuilder::new()
+        .bool("ismaster", false)
+        .bool("secondary", true)
+        .string("setName", "rs0")
+        .int32("maxWireVersion", 17)
+        .int32("ok", 1)
+        .finish()
+}
+
+fn recovering_hello() -> Vec<u8> {
+    DocBuilder::new()
+        .bool("isWritablePrimary", false)
+        .bool("secondary", false)
+        .string("setName", "rs0")
+        .int32("maxWireVersion", 21)
+        .int32("ok", 1)
+        .finish()
+}
+
+#[tokio::test]
+async fn mongodb_primary_secondary_legacy_and_recovering() {
+    let port = mock_mongod(primary_hello, false).await;
+    let o = probe1(
+        &format!("mongodb://127.0.0.1:{port}"),
+        check(json!({"mongodb": {}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(detail(&o, "role"), &json!("primary"));
+    assert_eq!(detail(&o, "set_name"), &json!("rs0"));
+    assert_eq!(detail(&o, "max_wire_version"), &json!(21));
+    assert_eq!(detail(&o, "server_version"), &json!("7.0.4"));
+    assert_eq!(detail(&o, "read_only"), &json!(false));
+
+    // An old server without `hello`: the probe falls back to isMaster.
+    let port = mock_mongod(secondary_hello, true).await;
+    let o = probe1(
+        &format!("mongodb://127.0.0.1:{port}"),
+        check(json!({"mongodb": {}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(detail(&o, "role"), &json!("replica"));
+    assert_eq!(detail(&o, "read_only"), &json!(true));
+
+    let port = mock_mongod(recovering_hello, false).await;
+    let o = probe1(
+        &format!("mongodb://127.0.0.1:{port}"),
+        check(json!({"mongodb": {}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Down, "{o:?}");
+    assert_eq!(o.error_kind(), Some(ErrorKind::Unhealthy), "{o:?}");
+}
+
+#[tokio::test]
+async fn mongodb_lying_length_is_protocol_not_allocation() {
+    // A reply header announcing 2 GiB: rejected by the bound, never read or allocated.
+    let port = serve(|mut s| async move {
+        let _ = read_op_msg(&mut s).await;
+        let mut h = Vec::new();
+        h.extend_from_slice(&i32::MAX.to_le_bytes());
+        h.extend_from_slice(&[0; 8]);
+        h.extend_from_slice(&mongodb::OP_MSG.to_le_bytes());
+        let _ = s.write_all(&h).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    })
+    .await;
+    let o = probe1(
+        &format!("mongodb://127.0.0.1:{port}"),
+        check(json!({"mongodb": {}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.error_kind(), Some(ErrorKind::Protocol), "{o:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Elasticsearch. Spec: RFC 9112 (HTTP/1.1 message framing) and the Elasticsearch REST API
+// reference: "Root API" (`GET /`: name, cluster_name, version.number, tagline) and "Cluster
+// health API" (`GET /_cluster/health`: status green|yellow|red, number_of_nodes, ...).
+
+const ES_ROOT: &str = r#"{"name":"es-1","cluster_name":"search","cluster_uuid":"x","version":{"number":"8.11.1","build_flavor":"default","lucene_version":"9.8.0"},"tagline":"You Know, for Search"}"#;
+
+fn health(status: &str, unassigned: u32) -> String {
+    format!(
+        r#"{{"cluster_name":"search","status":"{status}","timed_out":false,"number_of_nodes":3,"number_of_data_nodes":3,"active_primary_shards":5,"active_shards":8,"relocating_shards":0,"initializing_shards":0,"unassigned_shards":{unassigned},"delayed_unassigned_shards":0,"number_of_pending_tasks":0,"active_shards_percent_as_number":80.0}}"#
+    )
+}
+
+/// A mock ES node: answers each request on a connection (keep-alive aware), `chunked` selects
+/// chunked transfer coding for the health body. `auth` demands this Basic credential.
+async fn mock_es(status: &'static str, chunked: bool, auth: Option<&'static str>) -> u16 {
+    serve(move |mut s| async move {
+        let mut buf = Vec::new();
+        loop {
+            let mut chunk = [0u8; 4096];
+            let Ok(n) = s.read(&mut chunk).await else { return };
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let req = String::from_utf8_lossy(&buf[..end]).into_owned();
+                buf.drain(..end + 4);
+                let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let close = req.to_ascii_lowercase().contains("connection: close");
+                let authorized = auth.is_none_or(|a| req.contains(&format!("Authorization: Basic {a}")));
+                let resp = if !authorized {
+                    let body = r#"{"error":"security_exception","status":401}"#;
+                    format!("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"security\"\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len())
+                } else if path == "/" {
+                    format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{ES_ROOT}", ES_ROOT.len())
+                } else if chunked {
+                    let body = health(status, 2);
+                    let (a, b) = body.split_at(body.len() / 2);
+                    format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n", a.len(), b.len())
+                } else {
+                    let body = health(status, if status == "green" { 0 } else { 2 });
+                    format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len())
+                };
+                if s.write_all(resp.as_bytes()).await.is_err() || close {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn elasticsearch_health_colours() {
+    let deep = json!({"elasticsearch": {"mode": "deep"}});
+    let port = mock_es("green", false, None).await;
+    let o = probe1(
+        &format!("elasticsearch://127.0.0.1:{port}"),
+        check(deep.clone()),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(detail(&o, "server_version"), &json!("8.11.1"));
+    assert_eq!(detail(&o, "cluster_name"), &json!("search"));
+    assert_eq!(detail(&o, "cluster_status"), &json!("green"));
+    assert_eq!(detail(&o, "number_of_nodes"), &json!(3));
+
+    let port = mock_es("yellow", true, None).await;
+    let o = probe1(
+        &format!("elasticsearch://127.0.0.1:{port}"),
+        check(deep.clone()),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Degraded, "{o:?}");
+    assert_eq!(detail(&o, "unassigned_shards"), &json!(2));
+
+    let port = mock_es("red", false, None).await;
+    let o = probe1(
+        &format!("elasticsearch://127.0.0.1:{port}"),
+        check(deep.clone()),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Down, "{o:?}");
+    assert_eq!(o.error_kind(), Some(ErrorKind::Unhealthy), "{o:?}");
+
+    // Handshake mode does not look at the colour: a red cluster still answers.
+    let o = probe1(
+        &format!("elasticsearch://127.0.0.1:{port}"),
+        check(json!({"elasticsearch": {}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(detail(&o, "server_version"), &json!("8.11.1"));
+}
+
+#[tokio::test]
+async fn elasticsearch_auth() {
+    // RFC 7617 section 2 example credential: Aladdin / open sesame.
+    let port = mock_es("green", false, Some("QWxhZGRpbjpvcGVuIHNlc2FtZQ==")).await;
+    let target = format!("elasticsearch://127.0.0.1:{port}");
+    let o = probe1(&target, check(json!({"elasticsearch": {}})), T).await;
+    assert_eq!(o.outcome, Outcome::Up, "401 proves liveness: {o:?}");
+    assert_eq!(detail(&o, "auth_required"), &json!(true));
+    let o = probe1(
+        &target,
+        check(json!({"elasticsearch": {"mode": "deep"}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.error_kind(), Some(ErrorKind::Auth), "{o:?}");
+    let o = probe1(
+        &target,
+        check(json!({"elasticsearch": {"mode": "deep", "user": "Aladdin", "password": "open sesame"}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    let o = probe1(
+        &target,
+        check(json!({"elasticsearch": {"user": "Aladdin", "password": "wrong"}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.error_kind(), Some(ErrorKind::Auth), "{o:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL. Spec: "Frontend/Backend Protocol", "Message Formats" (ErrorResponse 'E', fields
+// S/V/C/M) and "PostgreSQL Error Codes" (57P03 cannot_connect_now).
+
+#[tokio::test]
+async fn postgres_starting_up_is_unhealthy() {
+    let port = serve(|mut s| async move {
+        let mut b = [0u8; 512];
+        let _ = s.read(&mut b).await;
+        let body = b"SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0";
+        let mut m = vec![b'E'];
+        m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        m.extend_from_slice(body);
+        let _ = s.write_all(&m).await;
+    })
+    .await;
+    let o = probe1(
+        &format!("postgres://127.0.0.1:{port}"),
+        check(json!({"postgres": {}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Down, "{o:?}");
+    assert_eq!(o.error_kind(), Some(ErrorKind::Unhealthy), "{o:?}");
+    let msg = o.error.as_ref().unwrap().message.clone();
+    assert!(msg.contains("starting up"), "{msg}");
+}
+
+#[tokio::test]
+async fn postgres_huge_length_is_protocol() {
+    // A message type byte then a length of 1 GiB: above the 256 KiB bound → protocol at once.
+    let port = serve(|mut s| async move {
+        let mut b = [0u8; 512];
+        let _ = s.read(&mut b).await;
+        let _ = s.write_all(b"R\x40\x00\x00\x00").await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    })
+    .await;
+    let o = probe1(
+        &format!("postgres://127.0.0.1:{port}"),
+        check(json!({"postgres": {}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.error_kind(), Some(ErrorKind::Protocol), "{o:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// MySQL. Spec: "MySQL Packets" and "ERR_Packet"; error 1040 ER_CON_COUNT_ERROR "Too many
+// connections" sent instead of the greeting.
+
+#[tokio::test]
+async fn mysql_too_many_connections_is_unhealthy() {
+    let port = serve(|mut s| async move {
+        let payload = b"\xff\x10\x04Too many connections";
+        let mut p = vec![payload.len() as u8, 0, 0, 0];
+        p.extend_from_slice(payload);
+        let _ = s.write_all(&p).await;
+    })
+    .await;
+    let o = probe1(
+        &format!("mysql://127.0.0.1:{port}"),
+        check(json!({"mysql": {}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Down, "{o:?}");
+    assert_eq!(o.error_kind(), Some(ErrorKind::Unhealthy), "{o:?}");
+    assert!(
+        o.error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("Too many connections")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis. Spec: RESP ("Simple errors"); `-LOADING` is what a server replays while loading its
+// dataset from disk.
+
+#[tokio::test]
+async fn redis_loading_is_unhealthy() {
+    let port = serve(|mut s| async move {
+        let mut b = [0u8; 512];
+        while let Ok(n) = s.read(&mut b).await {
+            if n == 0
+                || s.write_all(b"-LOADING Redis is loading the dataset in memory\r\n")
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    let o = probe1(
+        &format!("redis://127.0.0.1:{port}"),
+        check(json!({"redis": {}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Down, "{o:?}");
+    assert_eq!(o.error_kind(), Some(ErrorKind::Unhealthy), "{o:?}");
+}
