@@ -28,9 +28,12 @@ pub const CLIENT_PLUGIN_AUTH: u32 = 0x8_0000;
 /// `utf8mb4_general_ci`.
 const CHARSET_UTF8MB4: u8 = 45;
 
+/// One packet split off a buffer: `(sequence id, payload, bytes used)`.
+pub type Split<'a> = (u8, &'a [u8], usize);
+
 /// Splits one packet off the front of `buf`: `(sequence id, payload, bytes used)`.
 /// `Ok(None)` when more bytes are needed.
-pub fn split_packet(buf: &[u8], max: usize) -> Result<Option<(u8, &[u8], usize)>, DecodeError> {
+pub fn split_packet(buf: &[u8], max: usize) -> Result<Option<Split<'_>>, DecodeError> {
     if buf.len() < 4 {
         return Ok(None);
     }
