@@ -248,34 +248,43 @@ async fn wrong_protocol_matrix() {
         .filter(|(name, port)| tk::need_service(name, *port))
         .collect();
     let garbage = tk::hostile::garbage(1 << 20).await;
-    let kinds = [
-        "postgres",
-        "mysql",
-        "redis",
-        "memcached",
-        "mongodb",
-        "elasticsearch",
+    // Handshake and deep mode of every kind (deep logs in, so it takes other code paths).
+    let probes = [
+        ("postgres", json!({"postgres": {}})),
+        (
+            "postgres",
+            json!({"postgres": {"mode": "deep", "user": "postgres"}}),
+        ),
+        ("mysql", json!({"mysql": {}})),
+        ("mysql", json!({"mysql": {"mode": "deep", "user": "root"}})),
+        ("redis", json!({"redis": {}})),
+        ("redis", json!({"redis": {"mode": "deep"}})),
+        ("memcached", json!({"memcached": {}})),
+        ("memcached", json!({"memcached": {"mode": "deep"}})),
+        ("mongodb", json!({"mongodb": {}})),
+        ("elasticsearch", json!({"elasticsearch": {}})),
+        ("elasticsearch", json!({"elasticsearch": {"mode": "deep"}})),
     ];
     let timeout = Duration::from_secs(2);
     let mut runs = Vec::new();
-    for kind in kinds {
+    for (kind, spec) in &probes {
         for &(svc, port) in &services {
-            if svc == kind {
+            if svc == *kind {
                 continue;
             }
-            runs.push((kind, svc, port));
+            runs.push((*kind, spec.clone(), svc, port));
         }
-        runs.push((kind, "garbage", garbage));
+        runs.push((*kind, spec.clone(), "garbage", garbage));
     }
-    let futs = runs.iter().map(|&(kind, svc, port)| async move {
+    let futs = runs.iter().map(|(kind, spec, svc, port)| async move {
         let start = Instant::now();
         let o = probe1(
             &format!("{kind}://127.0.0.1:{port}"),
-            check(json!({ kind: {} })),
+            check(spec.clone()),
             timeout,
         )
         .await;
-        (kind, svc, o, start.elapsed())
+        (*kind, *svc, o, start.elapsed())
     });
     let results = futures::future::join_all(futs).await;
     let mut bad = Vec::new();
@@ -358,4 +367,136 @@ fn config_shape_and_catalogue() {
         .err()
         .unwrap();
     assert_eq!(e.field, "user");
+}
+
+/// The shared PostgreSQL has `ssl = on` with Debian's self-signed "snakeoil" certificate:
+/// SSLRequest + TLS works in both modes, and certificate verification is really applied.
+#[tokio::test]
+async fn postgres_over_tls_handshake_and_deep() {
+    if !tk::need_service("PostgreSQL", 5432) {
+        return;
+    }
+    let o = probe1(
+        "postgres://127.0.0.1:5432",
+        check(json!({"postgres": {"tls": {"insecure_skip_verify": true}}})),
+        T,
+    )
+    .await;
+    if o.error_kind() == Some(ErrorKind::Tls(portwarden_core::TlsFailure::Handshake))
+        && o.error
+            .as_ref()
+            .is_some_and(|e| e.message.contains("refused TLS"))
+    {
+        tk::need(false, "PostgreSQL on 5432 with ssl = on");
+        return;
+    }
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert!(detail(&o, "tls_version").as_str().is_some(), "{o:?}");
+    assert!(detail(&o, "server_version").as_str().is_some(), "{o:?}");
+    assert!(o.phases.tls_ms.is_some());
+
+    let o = probe1(
+        "postgres://127.0.0.1:5432",
+        check(
+            json!({"postgres": {"mode": "deep", "user": "postgres", "database": "test",
+            "tls": {"insecure_skip_verify": true}}}),
+        ),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(detail(&o, "role"), &json!("primary"));
+    assert!(detail(&o, "tls_version").as_str().is_some(), "{o:?}");
+
+    // Verification on: the snakeoil certificate is not trusted.
+    let o = probe1(
+        "postgres://127.0.0.1:5432",
+        check(json!({"postgres": {"tls": {}}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Down, "{o:?}");
+    assert!(matches!(o.error_kind(), Some(ErrorKind::Tls(_))), "{o:?}");
+}
+
+/// MariaDB here offers no TLS: asking for it is a TLS failure that says so, not a hang.
+#[tokio::test]
+async fn mysql_tls_requested_but_not_offered() {
+    if !tk::need_service("MariaDB", 3306) {
+        return;
+    }
+    let o = probe1(
+        "mysql://127.0.0.1:3306",
+        check(json!({"mysql": {"tls": {}}})),
+        T,
+    )
+    .await;
+    if detail(&o, "tls_offered") == &json!(true) {
+        return; // a MariaDB with TLS: nothing to check here
+    }
+    assert!(matches!(o.error_kind(), Some(ErrorKind::Tls(_))), "{o:?}");
+}
+
+/// Redis with `tls-port` and a test CA: implicit TLS, verified against `ca_file`.
+#[tokio::test]
+async fn redis_over_tls_with_test_ca() {
+    let Some(bin) = tk::need_binary("redis-server") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ca = tk::certs::TestCa::new();
+    let leaf = ca.leaf(&["localhost"], -1, 90);
+    let ca_path = ca.write(dir.path());
+    std::fs::write(dir.path().join("cert.pem"), &leaf.cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &leaf.key_pem).unwrap();
+    let port = tk::free_port();
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args([
+        "--port",
+        "0",
+        "--tls-port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+    ])
+    .args([
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--tls-auth-clients",
+        "no",
+    ])
+    .arg("--tls-cert-file")
+    .arg(dir.path().join("cert.pem"))
+    .arg("--tls-key-file")
+    .arg(dir.path().join("key.pem"))
+    .arg("--tls-ca-cert-file")
+    .arg(&ca_path);
+    let srv = match tk::process::Server::spawn_tcp(
+        "redis-server (tls)",
+        cmd,
+        port,
+        Duration::from_secs(10),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            tk::need(false, &format!("redis-server built with TLS: {e}"));
+            return;
+        }
+    };
+    let target = format!("redis://127.0.0.1:{}", srv.port);
+    let tls = json!({"ca_file": ca_path, "server_name": "localhost"});
+    let o = probe1(
+        &target,
+        check(json!({"redis": {"mode": "deep", "tls": tls}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert!(detail(&o, "server_version").as_str().is_some());
+    assert!(detail(&o, "tls_version").as_str().is_some());
+    // Without TLS the TLS port does not speak RESP.
+    let o = probe1(&target, check(json!({"redis": {}})), Duration::from_secs(2)).await;
+    assert_eq!(o.outcome, Outcome::Down, "{o:?}");
 }

@@ -419,7 +419,18 @@ fn pg_error(e: &tokio_postgres::Error, addr: std::net::SocketAddr, during: &str)
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = src {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return net::io_error(io, Phase::Protocol, addr).into();
+            // Real socket errors carry an errno; tokio-postgres also reports undecodable
+            // bytes as io::Error (InvalidData...), which is the peer's fault: `protocol`.
+            if io.raw_os_error().is_some() {
+                return net::io_error(io, Phase::Protocol, addr).into();
+            }
+            return Failure::new(
+                ErrorKind::Protocol,
+                format!(
+                    "{addr} during {during}: {} (is this PostgreSQL?)",
+                    shown(&io.to_string())
+                ),
+            );
         }
         src = s.source();
     }
