@@ -212,3 +212,67 @@ async fn redis_replica_role_lag_and_broken_link() {
     let h = probe1(&rtarget, check(json!({"redis": {}})), T).await;
     assert_eq!(h.outcome, Outcome::Up, "{h:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_replica_threads_lag_and_broken_link() {
+    if tk::need_binary("mariadb-install-db").is_none() || tk::need_binary("mariadbd").is_none() {
+        return;
+    }
+    let (mut primary, replica) = tokio::task::block_in_place(|| {
+        let p = dbkit::Maria::start(1).unwrap();
+        let r = dbkit::Maria::start(2).unwrap();
+        (p, r)
+    });
+    tokio::task::block_in_place(|| {
+        primary
+            .sql("CREATE DATABASE shop; CREATE TABLE shop.t (id INT)")
+            .unwrap();
+        replica
+            .sql(&format!(
+                "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='root', \
+                 MASTER_PASSWORD='', MASTER_CONNECT_RETRY=1; START SLAVE",
+                primary.port()
+            ))
+            .unwrap();
+    });
+    let rtarget = format!("mysql://127.0.0.1:{}", replica.port());
+    let deep = json!({"mysql": {"mode": "deep", "user": "root",
+        "max_replication_lag": {"warn": "1h"}}});
+    let o = probe_until(&rtarget, deep.clone(), Duration::from_secs(30), |o| {
+        detail(o, "replication_link") == &json!("up")
+    })
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(detail(&o, "role"), &json!("replica"));
+    assert_eq!(detail(&o, "replication_io_running"), &json!("Yes"));
+    assert_eq!(detail(&o, "replication_sql_running"), &json!("Yes"));
+    assert!(
+        detail(&o, "replication_lag_seconds").as_f64().is_some(),
+        "{o:?}"
+    );
+    // The table created on the primary arrived.
+    let n = tokio::task::block_in_place(|| replica.sql("SELECT COUNT(*) FROM shop.t")).unwrap();
+    assert_eq!(n, "0");
+
+    let p = probe1(
+        &format!("mysql://127.0.0.1:{}", primary.port()),
+        check(deep.clone()),
+        T,
+    )
+    .await;
+    assert_eq!(p.outcome, Outcome::Up, "{p:?}");
+    assert_eq!(detail(&p, "role"), &json!("primary"));
+
+    primary.server.kill();
+    let o = probe_until(&rtarget, deep.clone(), Duration::from_secs(20), |o| {
+        o.outcome == Outcome::Down
+    })
+    .await;
+    assert_eq!(o.outcome, Outcome::Down, "{o:?}");
+    assert_eq!(o.error_kind(), Some(ErrorKind::Unhealthy), "{o:?}");
+    assert_eq!(detail(&o, "replication_link"), &json!("down"));
+    assert!(
+        o.error.as_ref().unwrap().message.contains("IO thread"),
+        "{o:?}"
+    );
+}

@@ -317,3 +317,87 @@ pub fn memcached(bin: &Path, max_conns: u32) -> Result<tk::process::Server, Stri
     }
     tk::process::Server::spawn_tcp("memcached", cmd, port, Duration::from_secs(10))
 }
+
+/// A test-owned MariaDB (`mariadb-install-db` + `mariadbd --user=root`) on a free port.
+pub struct Maria {
+    pub server: tk::process::Server,
+    pub dir: tempfile::TempDir,
+}
+
+impl Maria {
+    pub fn start(server_id: u32) -> Result<Maria, String> {
+        let install =
+            tk::which("mariadb-install-db").ok_or("mariadb-install-db is not installed")?;
+        let bin = tk::which("mariadbd").ok_or("mariadbd is not installed")?;
+        let dir = tempfile::Builder::new()
+            .prefix("pw-maria-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let data = dir.path().join("data");
+        let out = Command::new(install)
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .args([
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "mariadb-install-db: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let port = tk::free_port();
+        let mut cmd = Command::new(bin);
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", dir.path().join("sock").display()))
+            .arg(format!("--pid-file={}", dir.path().join("pid").display()))
+            .arg(format!("--port={port}"))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--user=root",
+                "--skip-log-error",
+            ])
+            .arg(format!("--server-id={server_id}"))
+            .arg("--log-bin=mysql-bin")
+            .args(["--innodb-buffer-pool-size=16M", "--skip-innodb-doublewrite"]);
+        let server =
+            tk::process::Server::spawn_tcp("mariadbd", cmd, port, Duration::from_secs(60))?;
+        Ok(Maria { server, dir })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port
+    }
+
+    /// Runs SQL with the `mariadb` client as root over TCP.
+    pub fn sql(&self, sql: &str) -> Result<String, String> {
+        let client = tk::which("mariadb")
+            .or_else(|| tk::which("mysql"))
+            .ok_or("no mariadb client")?;
+        let out = Command::new(client)
+            .args([
+                "--no-defaults",
+                "-h",
+                "127.0.0.1",
+                "-P",
+                &self.port().to_string(),
+                "-uroot",
+                "-N",
+                "-B",
+                "-e",
+                sql,
+            ])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
