@@ -20,7 +20,9 @@
 //! finishes with a login attempt as `user` (default `portwarden`, empty password) and a
 //! `COM_QUIT`: an access-denied answer still proves liveness (`auth_required: true`). We do
 //! not just hang up after the greeting because MySQL counts such aborted handshakes against
-//! `max_connect_errors` and eventually *blocks the monitoring host*; a failed login does not.
+//! `max_connect_errors` and eventually *blocks the monitoring host*; a failed login does not
+//! (it is logged as an access-denied warning: set `user` to a login-only monitoring account,
+//! e.g. `CREATE USER 'portwarden'@'%'` with no privileges, to keep server logs quiet).
 //!
 //! **deep** (credentials): logs in (`mysql_native_password`, or `caching_sha2_password` fast
 //! path; full caching_sha2 authentication only over TLS), runs `SELECT 1`,

@@ -17,7 +17,7 @@
 //! **handshake** (no credentials): optional SSLRequest + TLS, then a StartupMessage for `user`
 //! (default `postgres`) and `database`. Any authentication request proves the server is alive
 //! (`auth_required: true`, `auth_method`); with trust authentication the server also reports
-//! `server_version`. An ErrorResponse with SQLSTATE 57P01/57P02/57P03 (starting up, shutting
+//! `server_version` and (PostgreSQL 14+, `in_hot_standby`) the `role` and `read_only`. An ErrorResponse with SQLSTATE 57P01/57P02/57P03 (starting up, shutting
 //! down) or class 53 (too many clients, out of memory, disk full) is `unhealthy` with the
 //! server's message; any other ErrorResponse (unknown role or database) still proves liveness:
 //! `up` with a note.
@@ -227,6 +227,18 @@ impl PreparedPostgres {
                     }
                 }
                 Backend::ReadyForQuery(_) if authed => {
+                    // PostgreSQL 14+ reports `in_hot_standby`: the role, without a query.
+                    if let Some(standby) =
+                        cx.details.get("in_hot_standby").and_then(|v| v.as_bool())
+                    {
+                        cx.detail("role", if standby { "replica" } else { "primary" });
+                        let default_ro = cx
+                            .details
+                            .get("default_transaction_read_only")
+                            .and_then(|v| v.as_bool())
+                            .unwrap_or(false);
+                        cx.detail("read_only", standby || default_ro);
+                    }
                     let _ = dbcommon::send(cx, &mut s, &pg::terminate()).await;
                     dbcommon::close(&mut s).await;
                     return j.finish();

@@ -253,8 +253,14 @@ impl PreparedRedis {
             cx.detail("auth_required", false);
         }
         if self.mode == Mode::Handshake {
-            let info = self.info(cx, &mut s, &mut buf, Some("server")).await?;
-            record_server(cx, &info);
+            // The version is a bonus: an ACL user without +info is still a live server.
+            match self.info(cx, &mut s, &mut buf, Some("server")).await {
+                Ok(info) => record_server(cx, &info),
+                Err(f) if f.error.kind == ErrorKind::Auth => {
+                    j.note(format!("no version: {}", f.error.message));
+                }
+                Err(f) => return Err(f),
+            }
             dbcommon::close(&mut s).await;
             return j.finish();
         }
