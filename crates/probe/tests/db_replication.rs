@@ -77,7 +77,11 @@ async fn postgres_streaming_replica_role_lag_and_broken_link() {
     // Handshake on the replica works too (a hot standby accepts connections).
     let h = probe1(&rtarget, check(json!({"postgres": {}})), T).await;
     assert_eq!(h.outcome, Outcome::Up, "{h:?}");
-    assert_eq!(detail(&h, "role"), &json!("replica"), "in_hot_standby: {h:?}");
+    assert_eq!(
+        detail(&h, "role"),
+        &json!("replica"),
+        "in_hot_standby: {h:?}"
+    );
     assert_eq!(detail(&h, "read_only"), &json!(true));
 
     // The primary knows it is the primary.

@@ -243,9 +243,24 @@ pub fn shown(s: &str) -> String {
     printable::escape(s.as_bytes(), 200)
 }
 
-/// Closes a stream politely but without waiting on a slow peer.
-pub async fn close<S: AsyncWrite + Unpin>(stream: &mut S) {
-    let _ = tokio::time::timeout(Duration::from_millis(50), stream.shutdown()).await;
+/// Closes a stream politely: FIN (or TLS close_notify), then a short wait for the peer's own
+/// close, so the `SO_LINGER 0` reset that follows does not hit a server still reading our
+/// goodbye (servers log that as an aborted connection). Bounded by 100 ms and the deadline.
+pub async fn close<S: AsyncRead + AsyncWrite + Unpin>(cx: &RunCx<'_>, stream: &mut S) {
+    use tokio::io::AsyncReadExt;
+    let grace = Duration::from_millis(100).min(cx.remaining());
+    let _ = tokio::time::timeout(grace, async {
+        if stream.shutdown().await.is_err() {
+            return;
+        }
+        let mut scratch = [0u8; 512];
+        while let Ok(n) = stream.read(&mut scratch).await {
+            if n == 0 {
+                return;
+            }
+        }
+    })
+    .await;
 }
 
 /// A connection that is plain TCP or TLS over TCP.

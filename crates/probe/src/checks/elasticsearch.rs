@@ -206,7 +206,7 @@ impl PreparedElasticsearch {
         let deep = self.mode == Mode::Deep;
         let root = self.get(cx, &mut s, &mut buf, "/", deep).await?;
         let Some(root) = self.status(cx, &mut j, "/", &root)? else {
-            dbcommon::close(&mut s).await;
+            dbcommon::close(cx, &mut s).await;
             return j.finish();
         };
         if root.get("version").is_none() {
@@ -239,13 +239,13 @@ impl PreparedElasticsearch {
             cx.detail("node_name", v);
         }
         if !deep {
-            dbcommon::close(&mut s).await;
+            dbcommon::close(cx, &mut s).await;
             return j.finish();
         }
         let health = self
             .get(cx, &mut s, &mut buf, "/_cluster/health", false)
             .await?;
-        dbcommon::close(&mut s).await;
+        dbcommon::close(cx, &mut s).await;
         let Some(h) = self.status(cx, &mut j, "/_cluster/health", &health)? else {
             return j.finish();
         };

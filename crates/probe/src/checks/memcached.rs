@@ -112,7 +112,7 @@ impl PreparedMemcached {
             }
         }
         if self.mode == Mode::Handshake {
-            dbcommon::close(&mut s).await;
+            dbcommon::close(cx, &mut s).await;
             return j.finish();
         }
         dbcommon::send(cx, &mut s, mc::STATS).await?;
@@ -131,7 +131,7 @@ impl PreparedMemcached {
                     ));
                 }
             };
-        dbcommon::close(&mut s).await;
+        dbcommon::close(cx, &mut s).await;
         let num = |k: &str| stats.get(k).and_then(|v| v.parse::<u64>().ok());
         for k in ["rejected_connections", "listen_disabled_num"] {
             if let Some(v) = num(k) {

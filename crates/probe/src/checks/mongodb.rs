@@ -137,7 +137,7 @@ impl PreparedMongodb {
             (Some((_, e)), _) => j.note(format!("buildInfo refused: {}", shown(&e))),
             (None, None) => {}
         }
-        dbcommon::close(&mut s).await;
+        dbcommon::close(cx, &mut s).await;
         if role == "other" {
             j.fail(
                 ErrorKind::Unhealthy,

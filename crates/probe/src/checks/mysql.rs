@@ -335,7 +335,7 @@ impl PreparedMysql {
                     shown(&self.user),
                     shown(&e.summary())
                 ));
-                dbcommon::close(&mut s).await;
+                dbcommon::close(cx, &mut s).await;
                 return j.finish();
             }
             (Login::Refused(e), Mode::Deep) => {
@@ -360,7 +360,7 @@ impl PreparedMysql {
                     self.password.as_ref().is_some_and(|p| !p.is_empty()),
                 );
                 let _ = dbcommon::send(cx, &mut s, &my::packet(0, &my::com_quit())).await;
-                dbcommon::close(&mut s).await;
+                dbcommon::close(cx, &mut s).await;
                 return j.finish();
             }
             (Login::Ok, Mode::Deep) => {}
@@ -418,7 +418,7 @@ impl PreparedMysql {
                 .await?;
         }
         let _ = dbcommon::send(cx, &mut s, &my::packet(0, &my::com_quit())).await;
-        dbcommon::close(&mut s).await;
+        dbcommon::close(cx, &mut s).await;
         match replica {
             QueryResult::Rows(rs) if !rs.rows.is_empty() => {
                 cx.detail("role", "replica");

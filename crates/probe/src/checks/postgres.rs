@@ -40,7 +40,11 @@ use futures::future::BoxFuture;
 use portwarden_core::{ErrorKind, Phase, Secret, Transport};
 use portwarden_wire::postgres::{self as pg, Auth, Backend};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use super::dbcommon::{self, DEFAULT_POOL_LEVELS, Judgement, Mode, Stream, shown};
 use super::{Check, CheckInfo, DurationLevels, PercentLevels};
@@ -216,7 +220,7 @@ impl PreparedPostgres {
                 Backend::Authentication(a) => {
                     cx.detail("auth_required", true);
                     cx.detail("auth_method", a.method());
-                    dbcommon::close(&mut s).await;
+                    dbcommon::close(cx, &mut s).await;
                     return j.finish();
                 }
                 Backend::ParameterStatus { name, value } => {
@@ -240,7 +244,7 @@ impl PreparedPostgres {
                         cx.detail("read_only", standby || default_ro);
                     }
                     let _ = dbcommon::send(cx, &mut s, &pg::terminate()).await;
-                    dbcommon::close(&mut s).await;
+                    dbcommon::close(cx, &mut s).await;
                     return j.finish();
                 }
                 Backend::Error(e) => {
@@ -289,7 +293,7 @@ impl PreparedPostgres {
         let (client, conn) = cx
             .timed(Phase::Protocol, async {
                 self.config
-                    .connect_raw(stream, tokio_postgres::NoTls)
+                    .connect_raw(GracefulClose::new(stream), tokio_postgres::NoTls)
                     .await
                     .map_err(|e| pg_error(&e, addr, "login").error)
             })
@@ -319,7 +323,13 @@ impl PreparedPostgres {
                     .map_err(|e| pg_error(&e, addr, "the health query").error)
             })
             .await?;
-        drop(task);
+        // Dropping the client makes the connection task send Terminate and close; give it a
+        // moment to finish so the server sees a clean goodbye instead of a reset (which it
+        // would log as "could not receive data from client").
+        drop(client);
+        let mut task = task;
+        let grace = Duration::from_millis(200).min(cx.remaining());
+        let _ = tokio::time::timeout(grace, &mut task.0).await;
         let row = rows.iter().find_map(|m| match m {
             tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
             _ => None,
@@ -402,6 +412,68 @@ const HEALTH_QUERY: &str = "SELECT current_setting('server_version') AS server_v
  (SELECT count(*) FROM pg_stat_wal_receiver) AS wal_rows";
 
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+/// A stream whose shutdown sends FIN and then waits for the peer's EOF (discarding what it
+/// reads), so our `SO_LINGER 0` close does not reset a server still reading our Terminate.
+/// The wait is bounded by the caller's timeout on the connection task.
+struct GracefulClose {
+    inner: Stream,
+    fin_sent: bool,
+}
+
+impl GracefulClose {
+    fn new(inner: Stream) -> Self {
+        GracefulClose {
+            inner,
+            fin_sent: false,
+        }
+    }
+}
+
+impl AsyncRead for GracefulClose {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for GracefulClose {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.fin_sent {
+            match Pin::new(&mut this.inner).poll_shutdown(cx) {
+                Poll::Ready(Ok(())) => this.fin_sent = true,
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let mut scratch = [0u8; 512];
+        loop {
+            let mut rb = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {

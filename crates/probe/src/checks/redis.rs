@@ -238,7 +238,7 @@ impl PreparedRedis {
                     "server is alive but needs authentication: -{}",
                     shown(&e)
                 ));
-                dbcommon::close(&mut s).await;
+                dbcommon::close(cx, &mut s).await;
                 return j.finish();
             }
             Value::Error(e) => return Err(self.error_reply(cx, "PING", &e)),
@@ -261,7 +261,7 @@ impl PreparedRedis {
                 }
                 Err(f) => return Err(f),
             }
-            dbcommon::close(&mut s).await;
+            dbcommon::close(cx, &mut s).await;
             return j.finish();
         }
         let info = self.info(cx, &mut s, &mut buf, None).await?;
@@ -276,7 +276,7 @@ impl PreparedRedis {
                     .and_then(|v| v.parse().ok());
             }
         }
-        dbcommon::close(&mut s).await;
+        dbcommon::close(cx, &mut s).await;
         if let (Some(used), Some(max)) = (
             info.get("connected_clients")
                 .and_then(|v| v.parse::<u64>().ok()),
