@@ -378,9 +378,9 @@ impl PreparedMysql {
             return Err(Failure::new(
                 ErrorKind::Protocol,
                 format!(
-                    "{} answered `SELECT 1` with {:?}",
+                    "{} answered `SELECT 1` with \"{}\"",
                     cx.addr,
-                    one.rows.first()
+                    shown(&format!("{:?}", one.rows.first()))
                 ),
             ));
         }

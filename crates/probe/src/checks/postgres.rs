@@ -266,12 +266,22 @@ impl PreparedPostgres {
                     return j.finish();
                 }
                 Backend::Notice(_) | Backend::BackendKeyData => {}
-                Backend::ReadyForQuery(_) | Backend::Other(_) => {
+                Backend::ReadyForQuery(_) => {
                     return Err(Failure::new(
                         ErrorKind::Protocol,
                         format!(
-                            "{} sent an unexpected message during startup: {msg:?}",
+                            "{} sent ReadyForQuery before authentication (is this PostgreSQL?)",
                             cx.addr
+                        ),
+                    ));
+                }
+                Backend::Other(t) => {
+                    return Err(Failure::new(
+                        ErrorKind::Protocol,
+                        format!(
+                            "{} sent message type `{}` during startup (is this PostgreSQL?)",
+                            cx.addr,
+                            portwarden_wire::printable::escape(&[t], 4)
                         ),
                     ));
                 }

@@ -172,7 +172,7 @@ impl PreparedRedis {
             Value::Error(e) => Err(self.error_reply(cx, "INFO", &e)),
             other => Err(Failure::new(
                 ErrorKind::Protocol,
-                format!("{} answered INFO with {other:?}", cx.addr),
+                format!("{} answered INFO with {}", cx.addr, describe(&other)),
             )),
         }
     }
@@ -212,7 +212,7 @@ impl PreparedRedis {
                 other => {
                     return Err(Failure::new(
                         ErrorKind::Protocol,
-                        format!("{} answered AUTH with {other:?}", cx.addr),
+                        format!("{} answered AUTH with {}", cx.addr, describe(&other)),
                     ));
                 }
             }
@@ -245,7 +245,11 @@ impl PreparedRedis {
             other => {
                 return Err(Failure::new(
                     ErrorKind::Protocol,
-                    format!("{} answered PING with {other:?}, not +PONG", cx.addr),
+                    format!(
+                        "{} answered PING with {}, not +PONG",
+                        cx.addr,
+                        describe(&other)
+                    ),
                 ));
             }
         }
@@ -374,6 +378,23 @@ impl PreparedRedis {
             Some(other) => cx.detail("role", shown(other)),
             None => {}
         }
+    }
+}
+
+/// A reply for a message: its type and a bounded, escaped view.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Simple(s) => format!("+{}", shown(s)),
+        Value::Error(s) => format!("-{}", shown(s)),
+        Value::Integer(i) => format!(":{i}"),
+        Value::Bulk(b) => format!(
+            "a bulk string \"{}\"",
+            portwarden_wire::printable::escape(b, 96)
+        ),
+        Value::Null => "null".into(),
+        Value::Array(a) => format!("an array of {}", a.len()),
+        Value::Boolean(b) => format!("#{b}"),
+        Value::Double(d) => format!(",{d}"),
     }
 }
 
