@@ -14,6 +14,7 @@
 //!
 //! Every parser bounds what it reads: no length field from the wire is trusted without a limit.
 
+pub mod base64;
 pub mod bson;
 pub mod bytespec;
 pub mod cursor;
@@ -25,3 +26,4 @@ pub mod mysql;
 pub mod postgres;
 pub mod printable;
 pub mod resp;
+pub mod scram;
