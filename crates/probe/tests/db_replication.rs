@@ -282,3 +282,91 @@ async fn mariadb_replica_threads_lag_and_broken_link() {
         "{o:?}"
     );
 }
+
+/// Our SCRAM-SHA-256 client (used by the MongoDB deep mode) validated against a real server:
+/// PostgreSQL speaks the same RFC 5802/7677 exchange, inside its SASL messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_sha256_client_against_real_postgres() {
+    use portwarden_wire::postgres::{self as pgw, Auth, Backend};
+    use portwarden_wire::scram::{Scram, ScramError};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    if !dbkit::need_pg() || tk::need_binary("psql").is_none() {
+        return;
+    }
+    let pg = tokio::task::block_in_place(|| dbkit::Pg::primary(10));
+    dbkit::psql(pg.port, "SET password_encryption = 'scram-sha-256'; CREATE ROLE scram_ascii LOGIN PASSWORD 'pa ss,=word'; CREATE ROLE scram_utf8 LOGIN PASSWORD 'pässwörd ÅÉ'").unwrap();
+    let hba = pg.data.join("pg_hba.conf");
+    let old = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(
+        &hba,
+        format!("host all scram_ascii,scram_utf8 127.0.0.1/32 scram-sha-256\n{old}"),
+    )
+    .unwrap();
+    dbkit::psql(pg.port, "SELECT pg_reload_conf()").unwrap();
+
+    async fn next(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Backend {
+        loop {
+            if let Some((m, used)) = pgw::parse_backend(buf, pgw::MAX_MESSAGE).unwrap() {
+                buf.drain(..used);
+                return m;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "server closed");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Runs the exchange; Ok(()) when the server says AuthenticationOk after verifying us and
+    /// we verified it.
+    async fn login(port: u16, user: &str, password: &str) -> Result<(), String> {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        s.write_all(&pgw::startup_message(&[
+            ("user", user),
+            ("database", "postgres"),
+        ]))
+        .await
+        .unwrap();
+        let Backend::Authentication(Auth::Sasl(mechs)) = next(&mut s, &mut buf).await else {
+            return Err("no SASL request".into());
+        };
+        assert!(mechs.iter().any(|m| m == "SCRAM-SHA-256"), "{mechs:?}");
+        let mut scram = Scram::new("", password, "fyko+d2lbbFgONRv9qkxdawL");
+        s.write_all(&pgw::sasl_initial_response(
+            "SCRAM-SHA-256",
+            scram.client_first().as_bytes(),
+        ))
+        .await
+        .unwrap();
+        let Backend::Authentication(Auth::SaslContinue(first)) = next(&mut s, &mut buf).await
+        else {
+            return Err("no SASL continue".into());
+        };
+        let fin = scram.client_final(&first).map_err(|e| e.to_string())?;
+        s.write_all(&pgw::sasl_response(fin.as_bytes()))
+            .await
+            .unwrap();
+        match next(&mut s, &mut buf).await {
+            Backend::Authentication(Auth::SaslFinal(v)) => {
+                scram
+                    .verify_server_final(&v)
+                    .map_err(|e: ScramError| e.to_string())?;
+            }
+            Backend::Error(e) => return Err(format!("{} {}", e.code, e.message)),
+            other => return Err(format!("{other:?}")),
+        }
+        match next(&mut s, &mut buf).await {
+            Backend::Authentication(Auth::Ok) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    login(pg.port, "scram_ascii", "pa ss,=word").await.unwrap();
+    login(pg.port, "scram_utf8", "pässwörd ÅÉ").await.unwrap();
+    let e = login(pg.port, "scram_ascii", "wrong").await.unwrap_err();
+    assert!(e.contains("28P01"), "{e}");
+}

@@ -49,6 +49,26 @@ pub fn startup_message(params: &[(&str, &str)]) -> Vec<u8> {
     b
 }
 
+/// `SASLInitialResponse` (type `p`): the chosen mechanism and its first message.
+pub fn sasl_initial_response(mechanism: &str, data: &[u8]) -> Vec<u8> {
+    let mut b = vec![b'p', 0, 0, 0, 0];
+    b.extend(mechanism.bytes().filter(|&c| c != 0));
+    b.push(0);
+    b.extend_from_slice(&(data.len() as i32).to_be_bytes());
+    b.extend_from_slice(data);
+    let len = (b.len() - 1) as i32;
+    b[1..5].copy_from_slice(&len.to_be_bytes());
+    b
+}
+
+/// `SASLResponse` (type `p`): the next SASL message.
+pub fn sasl_response(data: &[u8]) -> Vec<u8> {
+    let mut b = vec![b'p'];
+    b.extend_from_slice(&((data.len() + 4) as i32).to_be_bytes());
+    b.extend_from_slice(data);
+    b
+}
+
 /// `Terminate`: a polite goodbye.
 pub fn terminate() -> [u8; 5] {
     [b'X', 0, 0, 0, 4]
@@ -65,8 +85,10 @@ pub enum Auth {
     Sspi,
     /// SASL with the offered mechanisms (e.g. `SCRAM-SHA-256`).
     Sasl(Vec<String>),
-    SaslContinue,
-    SaslFinal,
+    /// SASL challenge data (SCRAM `server-first-message`).
+    SaslContinue(Vec<u8>),
+    /// SASL outcome data (SCRAM `server-final-message`).
+    SaslFinal(Vec<u8>),
     Other(i32),
 }
 
@@ -81,7 +103,7 @@ impl Auth {
             Auth::Gss => "gss".into(),
             Auth::Sspi => "sspi".into(),
             Auth::Sasl(m) => format!("sasl ({})", m.join(", ")),
-            Auth::SaslContinue | Auth::SaslFinal => "sasl".into(),
+            Auth::SaslContinue(_) | Auth::SaslFinal(_) => "sasl".into(),
             Auth::Other(c) => format!("unknown ({c})"),
         }
     }
@@ -209,8 +231,8 @@ fn parse_auth(body: &[u8]) -> Result<Auth, DecodeError> {
             }
             Auth::Sasl(mechs)
         }
-        11 => Auth::SaslContinue,
-        12 => Auth::SaslFinal,
+        11 => Auth::SaslContinue(c.rest().to_vec()),
+        12 => Auth::SaslFinal(c.rest().to_vec()),
         other => Auth::Other(other),
     })
 }
@@ -281,6 +303,22 @@ mod tests {
             parse_backend(&ok[..7], MAX_MESSAGE).unwrap(),
             None,
             "needs more"
+        );
+    }
+
+    #[test]
+    fn sasl_messages() {
+        // "Message Formats": SASLInitialResponse = 'p', Int32 len, String mechanism,
+        // Int32 data length, data.
+        let m = sasl_initial_response("SCRAM-SHA-256", b"n,,n=,r=x");
+        assert_eq!(&m[..5], b"p\0\0\0\x1f");
+        assert_eq!(&m[5..19], b"SCRAM-SHA-256\0");
+        assert_eq!(&m[19..23], &9i32.to_be_bytes());
+        assert_eq!(sasl_response(b"ab"), b"p\0\0\0\x06ab");
+        let cont = msg(b'R', b"\0\0\0\x0br=abc,s=QUJD,i=4096");
+        assert_eq!(
+            parse_backend(&cont, MAX_MESSAGE).unwrap().unwrap().0,
+            Backend::Authentication(Auth::SaslContinue(b"r=abc,s=QUJD,i=4096".to_vec()))
         );
     }
 
