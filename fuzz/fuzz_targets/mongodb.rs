@@ -9,8 +9,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(used <= data.len());
         let _ = mongodb::Hello::from_body(&reply.body).role();
         let _ = mongodb::command_error(&reply.body);
+        let _ = mongodb::ReplStatus::from_body(&reply.body).map(|s| s.lag_seconds());
     }
-    if let Ok((_, used)) = bson::decode_document(data) {
+    if let Ok((doc, used)) = bson::decode_document(data) {
         assert!(used <= data.len());
+        let _ = mongodb::ReplStatus::from_body(&doc).map(|s| s.lag_seconds());
     }
 });

@@ -22,6 +22,8 @@ pub enum Bson {
     DateTime(i64),
     /// Timestamp (increment, seconds) as the raw u64.
     Timestamp(u64),
+    /// Binary data (subtype, bytes), e.g. SASL payloads.
+    Binary(u8, Vec<u8>),
     /// Anything else, by type byte.
     Other(u8),
 }
@@ -58,6 +60,35 @@ impl Bson {
             _ => None,
         }
     }
+
+    pub fn as_document(&self) -> Option<&Document> {
+        match self {
+            Bson::Document(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&[Bson]> {
+        match self {
+            Bson::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    pub fn as_binary(&self) -> Option<&[u8]> {
+        match self {
+            Bson::Binary(_, b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// Milliseconds since the epoch of a datetime.
+    pub fn as_datetime(&self) -> Option<i64> {
+        match self {
+            Bson::DateTime(ms) => Some(*ms),
+            _ => None,
+        }
+    }
 }
 
 /// An ordered document.
@@ -72,7 +103,7 @@ impl Document {
 
 /// Limits on what a document may make us hold.
 pub const MAX_DEPTH: usize = 16;
-pub const MAX_ELEMENTS: usize = 4096;
+pub const MAX_ELEMENTS: usize = 16_384;
 
 /// Decodes one document that must span exactly `buf` (as OP_MSG section 0 does once framed).
 /// Returns the document and its length (from its own length field, checked against `buf`).
@@ -154,8 +185,8 @@ fn decode_value(
         }
         0x05 => {
             let n = len_prefixed(c)?;
-            c.skip(1 + n)?;
-            Bson::Other(ty)
+            let subtype = c.u8()?;
+            Bson::Binary(subtype, c.take(n)?.to_vec())
         }
         0x06 | 0x0a | 0x7f | 0xff => {
             if ty == 0x0a {
@@ -246,6 +277,47 @@ impl DocBuilder {
         self
     }
 
+    pub fn int64(mut self, k: &str, v: i64) -> Self {
+        self.key(0x12, k);
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+
+    pub fn double(mut self, k: &str, v: f64) -> Self {
+        self.key(0x01, k);
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+
+    /// UTC datetime, milliseconds since the epoch.
+    pub fn datetime(mut self, k: &str, ms: i64) -> Self {
+        self.key(0x09, k);
+        self.buf.extend_from_slice(&ms.to_le_bytes());
+        self
+    }
+
+    /// Binary data with `subtype` (0 = generic).
+    pub fn binary(mut self, k: &str, subtype: u8, data: &[u8]) -> Self {
+        self.key(0x05, k);
+        self.buf
+            .extend_from_slice(&(data.len() as i32).to_le_bytes());
+        self.buf.push(subtype);
+        self.buf.extend_from_slice(data);
+        self
+    }
+
+    /// An array of already built documents (keys "0", "1", ...).
+    pub fn array_of_documents(mut self, k: &str, docs: &[Vec<u8>]) -> Self {
+        let mut a = DocBuilder::new();
+        for (i, d) in docs.iter().enumerate() {
+            a.key(0x03, &i.to_string());
+            a.buf.extend_from_slice(d);
+        }
+        self.key(0x04, k);
+        self.buf.extend_from_slice(&a.finish());
+        self
+    }
+
     /// A nested document (already built).
     pub fn document(mut self, k: &str, doc: Vec<u8>) -> Self {
         self.key(0x03, k);
@@ -285,6 +357,34 @@ mod tests {
         assert_eq!(a.len(), 3);
         assert_eq!(a[2], Bson::Int32(1986));
         assert!((a[1].as_f64().unwrap() - 5.05).abs() < 1e-9);
+    }
+
+    #[test]
+    fn builds_and_reads_every_built_type() {
+        let inner = DocBuilder::new().int32("x", 1).finish();
+        let d = DocBuilder::new()
+            .int64("i", -5)
+            .double("d", 1.5)
+            .datetime("t", 1_700_000_000_000)
+            .binary("b", 0, b"n,,n=u,r=x")
+            .array_of_documents("a", &[inner.clone(), inner])
+            .bool("ok", true)
+            .finish();
+        let (doc, _) = decode_document(&d).unwrap();
+        assert_eq!(doc.get("i").and_then(Bson::as_i64), Some(-5));
+        assert_eq!(doc.get("d").and_then(Bson::as_f64), Some(1.5));
+        assert_eq!(
+            doc.get("t").and_then(Bson::as_datetime),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(
+            doc.get("b").and_then(Bson::as_binary),
+            Some(&b"n,,n=u,r=x"[..])
+        );
+        assert_eq!(
+            doc.get("a").and_then(Bson::as_array).map(|a| a.len()),
+            Some(2)
+        );
     }
 
     #[test]

@@ -67,6 +67,162 @@ pub fn build_info_request(request_id: i32) -> Vec<u8> {
     )
 }
 
+/// `{saslStart: 1, mechanism, payload: BinData, autoAuthorize: 1,
+/// options: {skipEmptyExchange: true}, $db}` (MongoDB manual, "SCRAM" authentication and the
+/// `saslStart` command).
+pub fn sasl_start(request_id: i32, db: &str, mechanism: &str, payload: &[u8]) -> Vec<u8> {
+    op_msg(
+        request_id,
+        &DocBuilder::new()
+            .int32("saslStart", 1)
+            .string("mechanism", mechanism)
+            .binary("payload", 0, payload)
+            .int32("autoAuthorize", 1)
+            .document(
+                "options",
+                DocBuilder::new().bool("skipEmptyExchange", true).finish(),
+            )
+            .string("$db", db)
+            .finish(),
+    )
+}
+
+/// `{saslContinue: 1, conversationId, payload: BinData, $db}`.
+pub fn sasl_continue(request_id: i32, db: &str, conversation_id: i32, payload: &[u8]) -> Vec<u8> {
+    op_msg(
+        request_id,
+        &DocBuilder::new()
+            .int32("saslContinue", 1)
+            .int32("conversationId", conversation_id)
+            .binary("payload", 0, payload)
+            .string("$db", db)
+            .finish(),
+    )
+}
+
+/// `{serverStatus: 1, ...}` without its large sections (we read `version` and `connections`).
+pub fn server_status_request(request_id: i32) -> Vec<u8> {
+    let mut d = DocBuilder::new().int32("serverStatus", 1);
+    for section in [
+        "repl",
+        "metrics",
+        "locks",
+        "wiredTiger",
+        "tcmalloc",
+        "opLatencies",
+        "opcounters",
+        "opcountersRepl",
+        "network",
+        "globalLock",
+        "asserts",
+        "transactions",
+        "storageEngine",
+        "catalogStats",
+        "logicalSessionRecordCache",
+        "flowControl",
+        "mirroredReads",
+        "security",
+        "twoPhaseCommitCoordinator",
+        "oplogTruncation",
+    ] {
+        d = d.int32(section, 0);
+    }
+    op_msg(request_id, &d.string("$db", "admin").finish())
+}
+
+/// `{replSetGetStatus: 1, $db: "admin"}`.
+pub fn repl_set_get_status_request(request_id: i32) -> Vec<u8> {
+    op_msg(
+        request_id,
+        &DocBuilder::new()
+            .int32("replSetGetStatus", 1)
+            .string("$db", "admin")
+            .finish(),
+    )
+}
+
+/// One member of `replSetGetStatus.members`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub name: String,
+    /// 1 PRIMARY, 2 SECONDARY, 7 ARBITER, 8 DOWN, ...
+    pub state: i64,
+    pub state_str: String,
+    pub healthy: bool,
+    pub is_self: bool,
+    /// `optimeDate`, ms since the epoch.
+    pub optime_ms: Option<i64>,
+}
+
+/// What `replSetGetStatus` says, reduced to what a probe judges.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplStatus {
+    pub set: String,
+    pub members: Vec<Member>,
+}
+
+impl ReplStatus {
+    pub fn from_body(d: &Document) -> Option<ReplStatus> {
+        let set = d.get("set").and_then(Bson::as_str)?.to_string();
+        let members = d
+            .get("members")
+            .and_then(Bson::as_array)?
+            .iter()
+            .filter_map(Bson::as_document)
+            .take(64)
+            .map(|m| Member {
+                name: m
+                    .get("name")
+                    .and_then(Bson::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                state: m.get("state").and_then(Bson::as_i64).unwrap_or(-1),
+                state_str: m
+                    .get("stateStr")
+                    .and_then(Bson::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                healthy: m.get("health").and_then(Bson::as_f64) == Some(1.0),
+                is_self: m.get("self").and_then(Bson::as_bool).unwrap_or(false),
+                optime_ms: m.get("optimeDate").and_then(Bson::as_datetime),
+            })
+            .collect();
+        Some(ReplStatus { set, members })
+    }
+
+    pub fn me(&self) -> Option<&Member> {
+        self.members.iter().find(|m| m.is_self)
+    }
+
+    /// The healthy primary, if this member can see one.
+    pub fn primary(&self) -> Option<&Member> {
+        self.members.iter().find(|m| m.state == 1 && m.healthy)
+    }
+
+    /// Seconds a secondary's last applied operation trails the primary's; on the primary, the
+    /// largest such lag among healthy secondaries. `None` when it cannot be told.
+    pub fn lag_seconds(&self) -> Option<f64> {
+        let me = self.me()?;
+        let primary = self.primary()?;
+        let p = primary.optime_ms?;
+        if me.state == 2 {
+            return Some((p.saturating_sub(me.optime_ms?) as f64 / 1000.0).max(0.0));
+        }
+        if me.state == 1 {
+            return self
+                .members
+                .iter()
+                .filter(|m| m.state == 2 && m.healthy)
+                .filter_map(|m| m.optime_ms)
+                .map(|o| (p.saturating_sub(o) as f64 / 1000.0).max(0.0))
+                .fold(None, |acc: Option<f64>, x| {
+                    Some(acc.map_or(x, |a| a.max(x)))
+                });
+        }
+        None
+    }
+}
+
 /// A decoded reply: who it answers and its body document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
@@ -224,6 +380,57 @@ mod tests {
         m
     }
 
+    fn member(name: &str, state: i32, health: f64, me: bool, optime: i64) -> Vec<u8> {
+        DocBuilder::new()
+            .string("name", name)
+            .double("health", health)
+            .int32("state", state)
+            .string("stateStr", if state == 1 { "PRIMARY" } else { "SECONDARY" })
+            .datetime("optimeDate", optime)
+            .bool("self", me)
+            .finish()
+    }
+
+    #[test]
+    fn repl_status_lag_and_primary() {
+        // Fields per the `replSetGetStatus` command reference (members[n].state, health,
+        // optimeDate, self).
+        let body = DocBuilder::new()
+            .string("set", "rs0")
+            .int32("myState", 2)
+            .array_of_documents(
+                "members",
+                &[
+                    member("a:27017", 1, 1.0, false, 1_700_000_010_000),
+                    member("b:27017", 2, 1.0, true, 1_700_000_007_500),
+                ],
+            )
+            .int32("ok", 1)
+            .finish();
+        let (d, _) = decode_document(&body).unwrap();
+        let rs = ReplStatus::from_body(&d).unwrap();
+        assert_eq!(rs.set, "rs0");
+        assert_eq!(rs.me().map(|m| m.state), Some(2));
+        assert_eq!(rs.primary().map(|m| m.name.as_str()), Some("a:27017"));
+        assert_eq!(rs.lag_seconds(), Some(2.5));
+        let body = DocBuilder::new()
+            .string("set", "rs0")
+            .array_of_documents(
+                "members",
+                &[member("a", 1, 0.0, false, 1), member("b", 2, 1.0, true, 1)],
+            )
+            .finish();
+        let rs = ReplStatus::from_body(&decode_document(&body).unwrap().0).unwrap();
+        assert!(rs.primary().is_none(), "an unhealthy primary is no primary");
+        assert_eq!(rs.lag_seconds(), None);
+        let sasl = sasl_start(5, "admin", "SCRAM-SHA-256", b"n,,n=u,r=x");
+        let (d, _) = decode_document(&sasl[21..]).unwrap();
+        assert_eq!(
+            d.get("payload").and_then(Bson::as_binary),
+            Some(&b"n,,n=u,r=x"[..])
+        );
+    }
+
     #[test]
     fn hello_request_layout() {
         // Header (16) + flagBits (4) + kind byte (1) + body.
@@ -276,8 +483,13 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
-            if let Ok(Some((_, used))) = parse_reply(&bytes, 400) {
+            if let Ok(Some((r, used))) = parse_reply(&bytes, 400) {
                 proptest::prop_assert!(used <= bytes.len() && used <= 400);
+                let _ = ReplStatus::from_body(&r.body).map(|s| s.lag_seconds());
+            }
+            if let Ok((d, _)) = decode_document(&bytes) {
+                let _ = ReplStatus::from_body(&d).map(|s| s.lag_seconds());
+                let _ = Hello::from_body(&d).role();
             }
         }
     }
