@@ -262,6 +262,10 @@ async fn wrong_protocol_matrix() {
         ("memcached", json!({"memcached": {}})),
         ("memcached", json!({"memcached": {"mode": "deep"}})),
         ("mongodb", json!({"mongodb": {}})),
+        (
+            "mongodb",
+            json!({"mongodb": {"mode": "deep", "user": "u", "password": "p"}}),
+        ),
         ("elasticsearch", json!({"elasticsearch": {}})),
         ("elasticsearch", json!({"elasticsearch": {"mode": "deep"}})),
     ];
@@ -355,12 +359,12 @@ fn config_shape_and_catalogue() {
         assert!(spec.prepare().is_ok(), "{scheme} default prepares");
     }
     // Misconfigurations are caught at prepare time with the field named.
-    let e = serde_json::from_value::<CheckSpec>(json!({"mongodb": {"mode": "deep"}}))
+    let e = serde_json::from_value::<CheckSpec>(json!({"mongodb": {"mode": "deep", "user": "u"}}))
         .unwrap()
         .prepare()
         .err()
         .unwrap();
-    assert_eq!(e.field, "mode");
+    assert_eq!(e.field, "password");
     let e = serde_json::from_value::<CheckSpec>(json!({"mysql": {"mode": "deep"}}))
         .unwrap()
         .prepare()

@@ -418,3 +418,294 @@ async fn redis_loading_is_unhealthy() {
     assert_eq!(o.outcome, Outcome::Down, "{o:?}");
     assert_eq!(o.error_kind(), Some(ErrorKind::Unhealthy), "{o:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// MongoDB deep mode. Spec: "saslStart" / "saslContinue" commands (payload as BinData, the
+// conversationId, `done`), SCRAM-SHA-256 per RFC 5802/7677 (the server side below is computed
+// independently with ring, from the RFC's definitions), "serverStatus" (`connections.current`,
+// `connections.available`) and "replSetGetStatus" (`members[n]`: state, health, optimeDate,
+// self). A MOCK: no MongoDB server can be installed here.
+
+fn hmac256(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    ring::hmac::sign(&k, data).as_ref().to_vec()
+}
+
+fn sha256(data: &[u8]) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .to_vec()
+}
+
+/// The server half of SCRAM-SHA-256 for one conversation.
+struct ScramServer {
+    client_first_bare: String,
+    server_first: String,
+    salted: [u8; 32],
+}
+
+impl ScramServer {
+    fn start(password: &str, client_first: &[u8]) -> ScramServer {
+        let cf = std::str::from_utf8(client_first).unwrap();
+        let bare = cf.strip_prefix("n,,").expect("gs2 header").to_string();
+        let cnonce = bare.split(",r=").nth(1).expect("client nonce");
+        let salt = b"portwarden-salt!";
+        let server_first = format!(
+            "r={cnonce}MOCKnonce,s={},i=4096",
+            portwarden_wire::base64::encode(salt)
+        );
+        let mut salted = [0u8; 32];
+        ring::pbkdf2::derive(
+            ring::pbkdf2::PBKDF2_HMAC_SHA256,
+            std::num::NonZeroU32::new(4096).unwrap(),
+            salt,
+            password.as_bytes(),
+            &mut salted,
+        );
+        ScramServer {
+            client_first_bare: bare,
+            server_first,
+            salted,
+        }
+    }
+
+    /// Checks the client proof; returns the server-final message when it is right.
+    fn finish(&self, client_final: &[u8]) -> Option<String> {
+        let cf = std::str::from_utf8(client_final).ok()?;
+        let (without_proof, proof) = cf.rsplit_once(",p=")?;
+        let proof = portwarden_wire::base64::decode(proof)?;
+        let auth = format!(
+            "{},{},{without_proof}",
+            self.client_first_bare, self.server_first
+        );
+        let stored = sha256(&hmac256(&self.salted, b"Client Key"));
+        let sig = hmac256(&stored, auth.as_bytes());
+        let client_key: Vec<u8> = proof.iter().zip(sig.iter()).map(|(a, b)| a ^ b).collect();
+        if sha256(&client_key) != stored {
+            return None;
+        }
+        let server_sig = hmac256(&hmac256(&self.salted, b"Server Key"), auth.as_bytes());
+        Some(format!(
+            "v={}",
+            portwarden_wire::base64::encode(&server_sig)
+        ))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn rs_member(name: &str, state: i32, health: f64, me: bool, optime: i64) -> Vec<u8> {
+    DocBuilder::new()
+        .string("name", name)
+        .double("health", health)
+        .int32("state", state)
+        .string(
+            "stateStr",
+            match state {
+                1 => "PRIMARY",
+                2 => "SECONDARY",
+                _ => "(not reachable/healthy)",
+            },
+        )
+        .datetime("optimeDate", optime)
+        .bool("self", me)
+        .finish()
+}
+
+/// replSetGetStatus of a secondary 3 s behind a healthy primary.
+fn rs_secondary_lagging() -> Vec<u8> {
+    let now = now_ms();
+    DocBuilder::new()
+        .string("set", "rs0")
+        .int32("myState", 2)
+        .array_of_documents(
+            "members",
+            &[
+                rs_member("db1:27017", 1, 1.0, false, now),
+                rs_member("db2:27017", 2, 1.0, true, now - 3000),
+            ],
+        )
+        .int32("ok", 1)
+        .finish()
+}
+
+/// replSetGetStatus of a secondary whose primary is down.
+fn rs_secondary_orphaned() -> Vec<u8> {
+    let now = now_ms();
+    DocBuilder::new()
+        .string("set", "rs0")
+        .int32("myState", 2)
+        .array_of_documents(
+            "members",
+            &[
+                rs_member("db1:27017", 8, 0.0, false, now - 60_000),
+                rs_member("db2:27017", 2, 1.0, true, now - 1000),
+            ],
+        )
+        .int32("ok", 1)
+        .finish()
+}
+
+/// A mock secondary with authentication on (user `monitor`, `password`).
+async fn mock_mongod_deep(password: &'static str, repl: fn() -> Vec<u8>) -> u16 {
+    serve(move |mut s| async move {
+        let mut authed = false;
+        let mut scram: Option<ScramServer> = None;
+        loop {
+            let mut head = [0u8; 16];
+            if s.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let len = i32::from_le_bytes(head[0..4].try_into().unwrap()) as usize;
+            let id = i32::from_le_bytes(head[4..8].try_into().unwrap());
+            let mut rest = vec![0u8; len - 16];
+            if s.read_exact(&mut rest).await.is_err() {
+                return;
+            }
+            let (doc, _) = portwarden_wire::bson::decode_document(&rest[5..]).unwrap();
+            let cmd = doc.0.first().map(|(k, _)| k.clone()).unwrap_or_default();
+            let payload = || {
+                doc.get("payload")
+                    .and_then(|v| v.as_binary())
+                    .unwrap_or_default()
+                    .to_vec()
+            };
+            let unauthorized = || {
+                DocBuilder::new()
+                    .int32("ok", 0)
+                    .string("errmsg", "command requires authentication")
+                    .int32("code", 13)
+                    .string("codeName", "Unauthorized")
+                    .finish()
+            };
+            let body = match cmd.as_str() {
+                "hello" => secondary_hello(),
+                "buildInfo" => DocBuilder::new()
+                    .string("version", "7.0.4")
+                    .int32("ok", 1)
+                    .finish(),
+                "saslStart" => {
+                    assert_eq!(
+                        doc.get("mechanism").and_then(|v| v.as_str()),
+                        Some("SCRAM-SHA-256")
+                    );
+                    let srv = ScramServer::start(password, &payload());
+                    let first = srv.server_first.clone();
+                    scram = Some(srv);
+                    DocBuilder::new()
+                        .int32("conversationId", 1)
+                        .bool("done", false)
+                        .binary("payload", 0, first.as_bytes())
+                        .int32("ok", 1)
+                        .finish()
+                }
+                "saslContinue" => match scram.as_ref().and_then(|srv| srv.finish(&payload())) {
+                    Some(v) => {
+                        authed = true;
+                        DocBuilder::new()
+                            .int32("conversationId", 1)
+                            .bool("done", true)
+                            .binary("payload", 0, v.as_bytes())
+                            .int32("ok", 1)
+                            .finish()
+                    }
+                    None => DocBuilder::new()
+                        .int32("ok", 0)
+                        .string("errmsg", "Authentication failed.")
+                        .int32("code", 18)
+                        .string("codeName", "AuthenticationFailed")
+                        .finish(),
+                },
+                "serverStatus" if authed => DocBuilder::new()
+                    .string("version", "7.0.4")
+                    .document(
+                        "connections",
+                        DocBuilder::new()
+                            .int32("current", 30)
+                            .int32("available", 70)
+                            .finish(),
+                    )
+                    .int32("ok", 1)
+                    .finish(),
+                "replSetGetStatus" if authed => repl(),
+                _ => unauthorized(),
+            };
+            if s.write_all(&op_msg_reply(id, body)).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn mongodb_deep_scram_login_pool_and_replica_lag() {
+    let port = mock_mongod_deep("s3cr=t,pw", rs_secondary_lagging).await;
+    let target = format!("mongodb://127.0.0.1:{port}");
+    let deep = json!({"mongodb": {"mode": "deep", "user": "monitor", "password": "s3cr=t,pw",
+        "max_replication_lag": {"warn": "10s", "crit": "1m"}}});
+    let o = probe1(&target, check(deep), T).await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(detail(&o, "role"), &json!("replica"));
+    assert_eq!(detail(&o, "replication_link"), &json!("up"));
+    assert_eq!(detail(&o, "replication_source"), &json!("db1:27017"));
+    let lag = detail(&o, "replication_lag_seconds").as_f64().unwrap();
+    assert!((2.5..4.0).contains(&lag), "{lag}");
+    assert_eq!(detail(&o, "connections_used"), &json!(30));
+    assert_eq!(detail(&o, "connections_max"), &json!(100));
+    assert_eq!(detail(&o, "pool_use_percent"), &json!(30.0));
+
+    // Levels apply: lag 3 s ≥ warn 2 s → degraded; pool 30 % ≥ crit 25 % → down unhealthy.
+    let o = probe1(
+        &target,
+        check(
+            json!({"mongodb": {"mode": "deep", "user": "monitor", "password": "s3cr=t,pw",
+        "max_replication_lag": {"warn": "2s"}}}),
+        ),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Degraded, "{o:?}");
+    let o = probe1(
+        &target,
+        check(
+            json!({"mongodb": {"mode": "deep", "user": "monitor", "password": "s3cr=t,pw",
+        "max_connection_use": {"crit": 25.0}}}),
+        ),
+        T,
+    )
+    .await;
+    assert_eq!(o.error_kind(), Some(ErrorKind::Unhealthy), "{o:?}");
+
+    // Wrong password: auth (and the secret never shows).
+    let o = probe1(
+        &target,
+        check(json!({"mongodb": {"mode": "deep", "user": "monitor", "password": "nope-nope"}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.error_kind(), Some(ErrorKind::Auth), "{o:?}");
+    assert!(!format!("{o:?}").contains("nope-nope"));
+    // No credentials on a server that wants them: auth, saying what to do.
+    let o = probe1(&target, check(json!({"mongodb": {"mode": "deep"}})), T).await;
+    assert_eq!(o.error_kind(), Some(ErrorKind::Auth), "{o:?}");
+}
+
+#[tokio::test]
+async fn mongodb_deep_secondary_without_primary_is_unhealthy() {
+    let port = mock_mongod_deep("pw", rs_secondary_orphaned).await;
+    let o = probe1(
+        &format!("mongodb://127.0.0.1:{port}"),
+        check(json!({"mongodb": {"mode": "deep", "user": "monitor", "password": "pw"}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Down, "{o:?}");
+    assert_eq!(o.error_kind(), Some(ErrorKind::Unhealthy), "{o:?}");
+    assert_eq!(detail(&o, "replication_link"), &json!("down"));
+}

@@ -36,7 +36,7 @@ fn value(c: u8) -> Option<u32> {
 /// Decodes padded base64; `None` for anything malformed (bad characters, length, padding).
 pub fn decode(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
-    if b.len() % 4 != 0 {
+    if !b.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(b.len() / 4 * 3);
