@@ -334,11 +334,17 @@ impl PreparedMongodb {
             dbcommon::close(cx, &mut c.s).await;
             return j.finish();
         }
-        cx.detail("auth_required", self.creds.is_some());
         if let Some((user, password)) = &self.creds {
             self.login(cx, &mut c, user, password).await?;
         }
         let status = c.command(cx, mongo::server_status_request).await?;
+        if let Some((code, _)) = mongo::command_error(&status)
+            && code == UNAUTHORIZED
+        {
+            cx.detail("auth_required", true);
+        } else if self.creds.is_none() {
+            cx.detail("auth_required", false);
+        }
         if let Some((code, e)) = mongo::command_error(&status) {
             let kind = if code == UNAUTHORIZED {
                 ErrorKind::Auth
