@@ -709,3 +709,175 @@ async fn mongodb_deep_secondary_without_primary_is_unhealthy() {
     assert_eq!(o.error_kind(), Some(ErrorKind::Unhealthy), "{o:?}");
     assert_eq!(detail(&o, "replication_link"), &json!("down"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// MySQL 8 authentication. Spec: "Protocol::HandshakeV10", "Protocol::HandshakeResponse41",
+// "Protocol::AuthSwitchRequest", "Caching SHA2 Password Authentication" (fast path:
+// XOR(SHA256(pw), SHA256(SHA256(SHA256(pw)) || nonce)), then 0x01 0x03 and OK; 0x01 0x04 asks
+// for full authentication). A MOCK: only MariaDB (mysql_native_password) runs here; the
+// expected scramble is computed in the mock independently from the spec's formula.
+
+fn sha256v(parts: &[&[u8]]) -> Vec<u8> {
+    let mut c = ring::digest::Context::new(&ring::digest::SHA256);
+    for p in parts {
+        c.update(p);
+    }
+    c.finish().as_ref().to_vec()
+}
+
+const NONCE: &[u8; 20] = b"0123456789abcdefghij";
+
+fn mysql_greeting(plugin: &str) -> Vec<u8> {
+    let caps: u32 = 0x0000_0200 | 0x8000 | 0x0008_0000 | 0x0000_0008 | 0x1; // 41, secure, plugin auth, db, long pw
+    let mut p = vec![10];
+    p.extend_from_slice(b"8.0.36\0");
+    p.extend_from_slice(&42u32.to_le_bytes());
+    p.extend_from_slice(&NONCE[..8]);
+    p.push(0);
+    p.extend_from_slice(&(caps as u16).to_le_bytes());
+    p.push(255);
+    p.extend_from_slice(&2u16.to_le_bytes());
+    p.extend_from_slice(&((caps >> 16) as u16).to_le_bytes());
+    p.push(21);
+    p.extend_from_slice(&[0; 10]);
+    p.extend_from_slice(&NONCE[8..]);
+    p.push(0);
+    p.extend_from_slice(plugin.as_bytes());
+    p.push(0);
+    p
+}
+
+fn mysql_packet(seq: u8, payload: &[u8]) -> Vec<u8> {
+    let mut v = (payload.len() as u32).to_le_bytes()[..3].to_vec();
+    v.push(seq);
+    v.extend_from_slice(payload);
+    v
+}
+
+async fn read_mysql_packet(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut h = [0u8; 4];
+    s.read_exact(&mut h).await.ok()?;
+    let len = u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
+    let mut p = vec![0u8; len];
+    s.read_exact(&mut p).await.ok()?;
+    Some(p)
+}
+
+/// The auth response inside a HandshakeResponse41 (user NUL, 1-byte length, data).
+fn auth_response(p: &[u8]) -> Vec<u8> {
+    let rest = &p[32..];
+    let user_end = rest.iter().position(|&b| b == 0).unwrap();
+    let n = rest[user_end + 1] as usize;
+    rest[user_end + 2..user_end + 2 + n].to_vec()
+}
+
+/// A MySQL 8 mock whose user's password is `password`. `switch`: greet with
+/// mysql_native_password and switch the client to caching_sha2_password. `full`: demand full
+/// authentication (0x01 0x04) instead of the fast path.
+async fn mock_mysql8(password: &'static str, switch: bool, full: bool) -> u16 {
+    serve(move |mut s| async move {
+        let plugin = if switch {
+            "mysql_native_password"
+        } else {
+            "caching_sha2_password"
+        };
+        if s.write_all(&mysql_packet(0, &mysql_greeting(plugin)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let Some(resp) = read_mysql_packet(&mut s).await else {
+            return;
+        };
+        let mut seq = 2;
+        let mut got = auth_response(&resp);
+        if switch {
+            let mut sw = vec![0xfe];
+            sw.extend_from_slice(b"caching_sha2_password\0");
+            sw.extend_from_slice(NONCE);
+            sw.push(0);
+            let _ = s.write_all(&mysql_packet(seq, &sw)).await;
+            let Some(p) = read_mysql_packet(&mut s).await else {
+                return;
+            };
+            seq += 2;
+            got = p;
+        }
+        let h1 = sha256v(&[password.as_bytes()]);
+        let h3 = sha256v(&[&sha256v(&[&h1]), NONCE]);
+        let expected: Vec<u8> = h1.iter().zip(h3.iter()).map(|(a, b)| a ^ b).collect();
+        if got != expected {
+            let mut err = vec![0xff, 0x15, 0x04, b'#'];
+            err.extend_from_slice(
+                b"28000Access denied for user 'monitor'@'localhost' (using password: YES)",
+            );
+            let _ = s.write_all(&mysql_packet(seq, &err)).await;
+            return;
+        }
+        if full {
+            let _ = s.write_all(&mysql_packet(seq, &[0x01, 0x04])).await;
+            let _ = read_mysql_packet(&mut s).await;
+            return;
+        }
+        let _ = s.write_all(&mysql_packet(seq, &[0x01, 0x03])).await;
+        let _ = s
+            .write_all(&mysql_packet(seq + 1, &[0, 0, 0, 2, 0, 0, 0]))
+            .await;
+        // COM_QUIT
+        let _ = read_mysql_packet(&mut s).await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn mysql8_caching_sha2_fast_path_switch_and_full_auth() {
+    let login = |port: u16, pw: &str| {
+        (
+            format!("mysql://127.0.0.1:{port}"),
+            check(json!({"mysql": {"user": "monitor", "password": pw}})),
+        )
+    };
+    // Fast path: our scramble is what the server computes → logged in.
+    let port = mock_mysql8("s3cret", false, false).await;
+    let (t, c) = login(port, "s3cret");
+    let o = probe1(&t, c, T).await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(detail(&o, "auth_required"), &json!(true));
+    assert!(o.note.is_none(), "logged in, no refusal note: {o:?}");
+    assert_eq!(detail(&o, "server_version"), &json!("8.0.36"));
+    assert_eq!(detail(&o, "auth_plugin"), &json!("caching_sha2_password"));
+
+    // AuthSwitchRequest from mysql_native_password to caching_sha2_password.
+    let port = mock_mysql8("s3cret", true, false).await;
+    let (t, c) = login(port, "s3cret");
+    let o = probe1(&t, c, T).await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert!(o.note.is_none(), "{o:?}");
+
+    // Wrong password: alive (handshake) but refused; deep: auth.
+    let port = mock_mysql8("s3cret", false, false).await;
+    let (t, c) = login(port, "wrong");
+    let o = probe1(&t, c, T).await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert!(o.note.as_deref().unwrap_or("").contains("1045"), "{o:?}");
+    let o = probe1(
+        &t,
+        check(json!({"mysql": {"mode": "deep", "user": "monitor", "password": "wrong"}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.error_kind(), Some(ErrorKind::Auth), "{o:?}");
+
+    // Full authentication over plain TCP would expose the password: refused with a hint.
+    let port = mock_mysql8("s3cret", false, true).await;
+    let (t, _) = login(port, "s3cret");
+    let o = probe1(
+        &t,
+        check(json!({"mysql": {"mode": "deep", "user": "monitor", "password": "s3cret"}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.error_kind(), Some(ErrorKind::Auth), "{o:?}");
+    assert!(o.error.as_ref().unwrap().message.contains("TLS"), "{o:?}");
+}
