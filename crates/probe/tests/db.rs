@@ -371,6 +371,22 @@ fn config_shape_and_catalogue() {
         .err()
         .unwrap();
     assert_eq!(e.field, "user");
+    let e = serde_json::from_value::<CheckSpec>(
+        json!({"redis": {"mode": "deep", "max_connection_use": {"warn": 90.0, "crit": 80.0}}}),
+    )
+    .unwrap()
+    .prepare()
+    .err()
+    .unwrap();
+    assert_eq!(e.field, "max_connection_use");
+    let e = serde_json::from_value::<CheckSpec>(
+        json!({"postgres": {"mode": "deep", "max_replication_lag": {"warn": "1m", "crit": "10s"}}}),
+    )
+    .unwrap()
+    .prepare()
+    .err()
+    .unwrap();
+    assert_eq!(e.field, "max_replication_lag");
 }
 
 /// The shared PostgreSQL has `ssl = on` with Debian's self-signed "snakeoil" certificate:

@@ -34,6 +34,42 @@ pub const DEFAULT_POOL_LEVELS: PercentLevels = PercentLevels {
     crit: Some(95.0),
 };
 
+/// `max_connection_use` as configured (or the default), checked: 0–100 and warn ≤ crit.
+pub fn pool_levels(v: Option<PercentLevels>) -> Result<PercentLevels, crate::PrepareError> {
+    let l = v.unwrap_or(DEFAULT_POOL_LEVELS);
+    for x in [l.warn, l.crit].into_iter().flatten() {
+        if !(0.0..=100.0).contains(&x) {
+            return Err(crate::PrepareError::new(
+                "max_connection_use",
+                format!("{x} is not a percentage (0 to 100)"),
+            ));
+        }
+    }
+    if let (Some(w), Some(c)) = (l.warn, l.crit)
+        && w > c
+    {
+        return Err(crate::PrepareError::new(
+            "max_connection_use",
+            format!("warn ({w}) is above crit ({c})"),
+        ));
+    }
+    Ok(l)
+}
+
+/// `max_replication_lag` as configured (default: not judged), checked: warn ≤ crit.
+pub fn lag_levels(v: Option<DurationLevels>) -> Result<DurationLevels, crate::PrepareError> {
+    let l = v.unwrap_or_default();
+    if let (Some(w), Some(c)) = (l.warn, l.crit)
+        && w > c
+    {
+        return Err(crate::PrepareError::new(
+            "max_replication_lag",
+            format!("warn ({w:?}) is above crit ({c:?})"),
+        ));
+    }
+    Ok(l)
+}
+
 /// Writes all of `bytes`, timed as the protocol phase.
 pub async fn send<S: AsyncWrite + Unpin>(
     cx: &mut RunCx<'_>,

@@ -24,7 +24,7 @@ use portwarden_core::{ErrorKind, Transport};
 use portwarden_wire::memcached::{self as mc, Reply};
 use serde::{Deserialize, Serialize};
 
-use super::dbcommon::{self, DEFAULT_POOL_LEVELS, Judgement, Mode, shown};
+use super::dbcommon::{self, Judgement, Mode, shown};
 use super::{Check, CheckInfo, PercentLevels};
 use crate::PrepareError;
 use crate::cx::{CheckResult, Failure, RunCx};
@@ -65,7 +65,7 @@ impl MemcachedCheck {
         Ok(PreparedMemcached {
             mode: self.mode,
             tls: dbcommon::prepare_tls(&self.tls)?,
-            pool: self.max_connection_use.unwrap_or(DEFAULT_POOL_LEVELS),
+            pool: dbcommon::pool_levels(self.max_connection_use)?,
         })
     }
 }

@@ -40,7 +40,7 @@ use portwarden_wire::mongodb::{self as mongo, Hello, ReplStatus};
 use portwarden_wire::scram::Scram;
 use serde::{Deserialize, Serialize};
 
-use super::dbcommon::{self, DEFAULT_POOL_LEVELS, Judgement, Mode, Stream, shown};
+use super::dbcommon::{self, Judgement, Mode, Stream, shown};
 use super::{Check, CheckInfo, DurationLevels, PercentLevels};
 use crate::PrepareError;
 use crate::cx::{CheckResult, Failure, RunCx};
@@ -130,8 +130,8 @@ impl MongodbCheck {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "admin".into()),
             tls: dbcommon::prepare_tls(&self.tls)?,
-            lag: self.max_replication_lag.unwrap_or_default(),
-            pool: self.max_connection_use.unwrap_or(DEFAULT_POOL_LEVELS),
+            lag: dbcommon::lag_levels(self.max_replication_lag)?,
+            pool: dbcommon::pool_levels(self.max_connection_use)?,
         })
     }
 }

@@ -44,7 +44,7 @@ use portwarden_core::{ErrorKind, Secret, TlsFailure, Transport};
 use portwarden_wire::mysql::{self as my, AuthReply, ErrPacket, Greeting, QueryResult, ResultSet};
 use serde::{Deserialize, Serialize};
 
-use super::dbcommon::{self, DEFAULT_POOL_LEVELS, Judgement, Mode, Stream, shown};
+use super::dbcommon::{self, Judgement, Mode, Stream, shown};
 use super::{Check, CheckInfo, DurationLevels, PercentLevels};
 use crate::cx::{CheckResult, Failure, RunCx};
 use crate::tls::{PreparedTls, TlsOptions};
@@ -125,8 +125,8 @@ impl MysqlCheck {
             password: self.password.clone(),
             database: self.database.clone().filter(|d| !d.is_empty()),
             tls: dbcommon::prepare_tls(&self.tls)?,
-            lag: self.max_replication_lag.unwrap_or_default(),
-            pool: self.max_connection_use.unwrap_or(DEFAULT_POOL_LEVELS),
+            lag: dbcommon::lag_levels(self.max_replication_lag)?,
+            pool: dbcommon::pool_levels(self.max_connection_use)?,
         })
     }
 }

@@ -46,7 +46,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
-use super::dbcommon::{self, DEFAULT_POOL_LEVELS, Judgement, Mode, Stream, shown};
+use super::dbcommon::{self, Judgement, Mode, Stream, shown};
 use super::{Check, CheckInfo, DurationLevels, PercentLevels};
 use crate::cx::{CheckResult, Failure, RunCx};
 use crate::tls::{PreparedTls, TlsOptions};
@@ -137,8 +137,8 @@ impl PostgresCheck {
             ]),
             config,
             tls: dbcommon::prepare_tls(&self.tls)?,
-            lag: self.max_replication_lag.unwrap_or_default(),
-            pool: self.max_connection_use.unwrap_or(DEFAULT_POOL_LEVELS),
+            lag: dbcommon::lag_levels(self.max_replication_lag)?,
+            pool: dbcommon::pool_levels(self.max_connection_use)?,
         })
     }
 }

@@ -35,7 +35,7 @@ use portwarden_core::{ErrorKind, Secret, Transport};
 use portwarden_wire::resp::{self, Limits, Value};
 use serde::{Deserialize, Serialize};
 
-use super::dbcommon::{self, DEFAULT_POOL_LEVELS, Judgement, Mode, Stream, shown};
+use super::dbcommon::{self, Judgement, Mode, Stream, shown};
 use super::{Check, CheckInfo, DurationLevels, PercentLevels};
 use crate::PrepareError;
 use crate::cx::{CheckResult, Failure, RunCx};
@@ -105,8 +105,8 @@ impl RedisCheck {
             mode: self.mode,
             auth,
             tls: dbcommon::prepare_tls(&self.tls)?,
-            lag: self.max_replication_lag.unwrap_or_default(),
-            pool: self.max_connection_use.unwrap_or(DEFAULT_POOL_LEVELS),
+            lag: dbcommon::lag_levels(self.max_replication_lag)?,
+            pool: dbcommon::pool_levels(self.max_connection_use)?,
         })
     }
 }
