@@ -365,6 +365,42 @@ async fn scram_sha256_client_against_real_postgres() {
         }
     }
 
+    // The postgres probe's handshake against that role: an auth request proves liveness.
+    let o = probe1(
+        &format!("postgres://127.0.0.1:{}", pg.port),
+        check(json!({"postgres": {"user": "scram_ascii"}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(detail(&o, "auth_required"), &json!(true));
+    assert!(
+        detail(&o, "auth_method")
+            .as_str()
+            .unwrap_or("")
+            .contains("SCRAM-SHA-256"),
+        "{o:?}"
+    );
+    // Deep mode with the password (tokio-postgres does its own SCRAM) and without.
+    let deep = |pw: &str| {
+        check(json!({"postgres": {"mode": "deep", "user": "scram_ascii", "password": pw}}))
+    };
+    let o = probe1(
+        &format!("postgres://127.0.0.1:{}", pg.port),
+        deep("pa ss,=word"),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    let o = probe1(
+        &format!("postgres://127.0.0.1:{}", pg.port),
+        deep("wrong"),
+        T,
+    )
+    .await;
+    assert_eq!(o.error_kind(), Some(ErrorKind::Auth), "{o:?}");
+    assert!(!format!("{o:?}").contains("pa ss"));
+
     login(pg.port, "scram_ascii", "pa ss,=word").await.unwrap();
     login(pg.port, "scram_utf8", "pässwörd ÅÉ").await.unwrap();
     let e = login(pg.port, "scram_ascii", "wrong").await.unwrap_err();
