@@ -14,6 +14,16 @@
 //!
 //! Every parser bounds what it reads: no length field from the wire is trusted without a limit.
 
+pub mod base64;
+pub mod bson;
 pub mod bytespec;
+pub mod cursor;
 pub mod expect;
+pub mod http1;
+pub mod memcached;
+pub mod mongodb;
+pub mod mysql;
+pub mod postgres;
 pub mod printable;
+pub mod resp;
+pub mod scram;

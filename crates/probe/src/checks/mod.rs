@@ -12,6 +12,13 @@ use serde::{Deserialize, Serialize};
 use crate::PrepareError;
 use crate::cx::{CheckResult, RunCx};
 
+pub mod dbcommon;
+pub mod elasticsearch;
+pub mod memcached;
+pub mod mongodb;
+pub mod mysql;
+pub mod postgres;
+pub mod redis;
 pub mod send_expect;
 pub mod tcp;
 pub mod tls;
@@ -31,7 +38,18 @@ pub struct CheckInfo {
 }
 
 /// Every kind, in `--list-checks` order.
-pub static CATALOGUE: &[&CheckInfo] = &[&tcp::INFO, &udp::INFO, &tls::INFO, &send_expect::INFO];
+pub static CATALOGUE: &[&CheckInfo] = &[
+    &tcp::INFO,
+    &udp::INFO,
+    &tls::INFO,
+    &send_expect::INFO,
+    &postgres::INFO,
+    &mysql::INFO,
+    &redis::INFO,
+    &mongodb::INFO,
+    &memcached::INFO,
+    &elasticsearch::INFO,
+];
 
 /// Finds a kind by name (`tcp`, `send_expect`, ...).
 pub fn info(name: &str) -> Option<&'static CheckInfo> {
@@ -46,6 +64,12 @@ pub enum CheckSpec {
     Udp(udp::UdpCheck),
     Tls(tls::TlsCheck),
     SendExpect(send_expect::SendExpectCheck),
+    Postgres(postgres::PostgresCheck),
+    Mysql(mysql::MysqlCheck),
+    Redis(redis::RedisCheck),
+    Mongodb(mongodb::MongodbCheck),
+    Memcached(memcached::MemcachedCheck),
+    Elasticsearch(elasticsearch::ElasticsearchCheck),
 }
 
 impl CheckSpec {
@@ -55,6 +79,12 @@ impl CheckSpec {
             CheckSpec::Udp(_) => &udp::INFO,
             CheckSpec::Tls(_) => &tls::INFO,
             CheckSpec::SendExpect(_) => &send_expect::INFO,
+            CheckSpec::Postgres(_) => &postgres::INFO,
+            CheckSpec::Mysql(_) => &mysql::INFO,
+            CheckSpec::Redis(_) => &redis::INFO,
+            CheckSpec::Mongodb(_) => &mongodb::INFO,
+            CheckSpec::Memcached(_) => &memcached::INFO,
+            CheckSpec::Elasticsearch(_) => &elasticsearch::INFO,
         }
     }
 
@@ -76,6 +106,12 @@ impl CheckSpec {
             "tcp" => CheckSpec::Tcp(Default::default()),
             "udp" => CheckSpec::Udp(Default::default()),
             "tls" => CheckSpec::Tls(Default::default()),
+            "postgres" | "postgresql" => CheckSpec::Postgres(Default::default()),
+            "mysql" | "mariadb" => CheckSpec::Mysql(Default::default()),
+            "redis" => CheckSpec::Redis(Default::default()),
+            "mongodb" => CheckSpec::Mongodb(Default::default()),
+            "memcached" => CheckSpec::Memcached(Default::default()),
+            "elasticsearch" => CheckSpec::Elasticsearch(Default::default()),
             _ => return None,
         })
     }
@@ -88,6 +124,12 @@ impl CheckSpec {
             CheckSpec::Udp(c) => Arc::new(c.prepare()?),
             CheckSpec::Tls(c) => Arc::new(c.prepare()?),
             CheckSpec::SendExpect(c) => Arc::new(c.prepare()?),
+            CheckSpec::Postgres(c) => Arc::new(c.prepare()?),
+            CheckSpec::Mysql(c) => Arc::new(c.prepare()?),
+            CheckSpec::Redis(c) => Arc::new(c.prepare()?),
+            CheckSpec::Mongodb(c) => Arc::new(c.prepare()?),
+            CheckSpec::Memcached(c) => Arc::new(c.prepare()?),
+            CheckSpec::Elasticsearch(c) => Arc::new(c.prepare()?),
         })
     }
 
