@@ -14,6 +14,19 @@
 //!
 //! Every parser bounds what it reads: no length field from the wire is trusted without a limit.
 
+pub mod amqp;
 pub mod bytespec;
+pub mod cursor;
+pub mod dns;
 pub mod expect;
+pub mod ftp;
+pub mod imap;
+pub mod kafka;
+pub mod mqtt;
+pub mod nats;
+pub mod ntp;
+pub mod pop3;
 pub mod printable;
+pub mod smtp;
+pub mod snmp;
+pub mod ssh;
