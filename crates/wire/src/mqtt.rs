@@ -270,6 +270,67 @@ fn parse_props(props: &[u8], ack: &mut ConnAck) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// `SUBSCRIBE` to one topic filter at QoS 0.
+pub fn subscribe(packet_id: u16, filter: &str, v: Version) -> Vec<u8> {
+    let mut b = packet_id.to_be_bytes().to_vec();
+    if v == Version::V5 {
+        b.push(0);
+    }
+    put_str(&mut b, filter.as_bytes());
+    b.push(0);
+    let mut out = vec![0x82];
+    put_varint(&mut out, b.len());
+    out.extend_from_slice(&b);
+    out
+}
+
+/// Splits any control packet off the stream: `(first byte, body, used)`. Bodies over
+/// `max` bytes are refused.
+pub fn split_packet(buf: &[u8], max: usize) -> Result<Option<(u8, &[u8], usize)>, DecodeError> {
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
+    if first >> 4 == 0 {
+        return Err(DecodeError::invalid("MQTT packet type 0 is reserved"));
+    }
+    let Some((len, vl)) = varint(&buf[1..])? else {
+        return Ok(None);
+    };
+    if len > max {
+        return Err(DecodeError::TooLong {
+            what: "MQTT packet",
+            len,
+            limit: max,
+        });
+    }
+    let total = 1 + vl + len;
+    if buf.len() < total {
+        return Ok(None);
+    }
+    Ok(Some((first, &buf[1 + vl..total], total)))
+}
+
+/// A `PUBLISH` body: topic and payload.
+pub fn parse_publish(first: u8, body: &[u8], v: Version) -> Result<(String, &[u8]), DecodeError> {
+    if first >> 4 != 3 {
+        return Err(DecodeError::invalid("not a PUBLISH packet"));
+    }
+    let mut c = Cursor::new(body);
+    let n = c.u16("topic length")? as usize;
+    let topic = text(c.take(n, "topic")?, 1024);
+    if (first >> 1) & 3 > 0 {
+        c.skip(2, "packet id")?;
+    }
+    if v == Version::V5 {
+        let Some((plen, pl)) = varint(c.rest())? else {
+            return Err(DecodeError::invalid("truncated PUBLISH properties"));
+        };
+        c.skip(pl, "properties length")?;
+        c.bounded(plen, MAX_PACKET, "PUBLISH properties")?;
+    }
+    Ok((topic, c.rest()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,7 +378,34 @@ mod tests {
         assert!(parse_connack(b"SSH-2.0-x", Version::V311).is_err());
     }
 
+    #[test]
+    fn subscribe_and_publish() {
+        let s = subscribe(1, "$SYS/broker/version", Version::V311);
+        assert_eq!(&s[..4], &[0x82, 24, 0, 1]);
+        assert_eq!(s.last(), Some(&0));
+        let mut p = vec![0x31, 0];
+        let mut body = Vec::new();
+        put_str(&mut body, b"$SYS/broker/version");
+        body.extend_from_slice(b"mosquitto version 2.0.11");
+        p[1] = body.len() as u8;
+        p.extend_from_slice(&body);
+        let (first, b, n) = split_packet(&p, MAX_PACKET).unwrap().unwrap();
+        assert_eq!(n, p.len());
+        let (t, payload) = parse_publish(first, b, Version::V311).unwrap();
+        assert_eq!(t, "$SYS/broker/version");
+        assert_eq!(payload, b"mosquitto version 2.0.11");
+    }
+
     proptest! {
+        #[test]
+        fn packets_never_panic(buf in proptest::collection::vec(any::<u8>(), 0..128)) {
+            if let Ok(Some((first, body, n))) = split_packet(&buf, MAX_PACKET) {
+                prop_assert!(n <= buf.len());
+                let _ = parse_publish(first, body, Version::V311);
+                let _ = parse_publish(first, body, Version::V5);
+            }
+        }
+
         #[test]
         fn never_panics(buf in proptest::collection::vec(any::<u8>(), 0..128)) {
             for v in [Version::V311, Version::V5] {

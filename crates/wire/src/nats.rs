@@ -10,6 +10,40 @@ use crate::cursor::DecodeError;
 
 /// Longest control line we accept (an `INFO` with cluster `connect_urls` can be a few KiB).
 pub const MAX_LINE: usize = 64 * 1024;
+/// Largest message payload we accept (a JetStream account-info answer is under 2 KiB).
+pub const MAX_PAYLOAD: usize = 1024 * 1024;
+
+/// Subscribes `inbox` (sid 1) and asks JetStream for the account's info (`$JS.API.INFO`).
+/// The answer comes as `MSG inbox 1 N` (asynchronously: a `PING` sent after it may be answered
+/// first, so none is sent).
+pub fn jetstream_info_request(inbox: &str) -> Vec<u8> {
+    format!("SUB {inbox} 1\r\nPUB $JS.API.INFO {inbox} 0\r\n\r\n").into_bytes()
+}
+
+/// The parts of a JetStream `account_info_response` worth reporting.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct JsAccountInfo {
+    pub memory: u64,
+    pub storage: u64,
+    pub streams: u64,
+    pub consumers: u64,
+    pub error: Option<JsError>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct JsError {
+    pub code: i64,
+    pub err_code: i64,
+    pub description: String,
+}
+
+/// Parses a `$JS.API.INFO` answer payload.
+pub fn parse_js_info(payload: &[u8]) -> Result<JsAccountInfo, DecodeError> {
+    serde_json::from_slice(payload)
+        .map_err(|e| DecodeError::invalid(format!("JetStream info is not valid JSON: {e}")))
+}
 
 /// What the server tells about itself in `INFO`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -37,7 +71,13 @@ pub enum ServerOp {
     Ok,
     /// `-ERR 'message'` with the quotes removed.
     Err(String),
-    /// A line we do not act on (e.g. `MSG`).
+    /// `MSG <subject> <sid> [reply-to] <#bytes>`: a payload of `size` bytes + CRLF follows.
+    Msg {
+        subject: String,
+        sid: String,
+        size: usize,
+    },
+    /// A line we do not act on.
     Other(String),
 }
 
@@ -77,6 +117,30 @@ pub fn parse_op(line: &[u8]) -> Result<ServerOp, DecodeError> {
     }
     if upper.starts_with(b"+OK") {
         return Ok(ServerOp::Ok);
+    }
+    if upper.starts_with(b"MSG ") || upper.starts_with(b"MSG\t") {
+        let t = String::from_utf8_lossy(&line[4..]);
+        let parts: Vec<&str> = t.split_ascii_whitespace().collect();
+        if !(3..=4).contains(&parts.len()) {
+            return Err(DecodeError::invalid(
+                "MSG needs subject, sid, [reply-to] and size",
+            ));
+        }
+        let size: usize = parts[parts.len() - 1]
+            .parse()
+            .map_err(|_| DecodeError::invalid("MSG size is not a number"))?;
+        if size > MAX_PAYLOAD {
+            return Err(DecodeError::TooLong {
+                what: "NATS message",
+                len: size,
+                limit: MAX_PAYLOAD,
+            });
+        }
+        return Ok(ServerOp::Msg {
+            subject: parts[0].chars().take(256).collect(),
+            sid: parts[1].chars().take(64).collect(),
+            size,
+        });
     }
     if upper.starts_with(b"-ERR") {
         let msg = String::from_utf8_lossy(&line[4..]);
@@ -147,6 +211,19 @@ mod tests {
         );
         assert!(parse_op(b"\x01\x00\x00").is_err());
         assert!(parse_op(b"INFO {not json").is_err());
+        assert_eq!(
+            parse_op(b"MSG _INBOX.x 1 98").unwrap(),
+            ServerOp::Msg {
+                subject: "_INBOX.x".into(),
+                sid: "1".into(),
+                size: 98
+            }
+        );
+        assert!(parse_op(b"MSG a 1 99999999999").is_err());
+        let js = parse_js_info(br#"{"type":"io.nats.jetstream.api.v1.account_info_response","memory":0,"storage":12,"streams":2,"consumers":1,"limits":{}}"#).unwrap();
+        assert_eq!((js.streams, js.storage), (2, 12));
+        let js = parse_js_info(br#"{"error":{"code":503,"err_code":10039,"description":"jetstream not enabled for account"}}"#).unwrap();
+        assert_eq!(js.error.unwrap().code, 503);
     }
 
     #[test]
@@ -182,6 +259,7 @@ mod tests {
                 let _ = parse_op(line);
             }
             let _ = parse_op(&buf);
+            let _ = parse_js_info(&buf);
         }
     }
 }

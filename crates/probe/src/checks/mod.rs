@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 use crate::PrepareError;
 use crate::cx::{CheckResult, RunCx};
 
+pub mod amqp;
+pub mod common;
+pub mod mqtt;
+pub mod nats;
 pub mod send_expect;
 pub mod tcp;
 pub mod tls;
@@ -31,7 +35,15 @@ pub struct CheckInfo {
 }
 
 /// Every kind, in `--list-checks` order.
-pub static CATALOGUE: &[&CheckInfo] = &[&tcp::INFO, &udp::INFO, &tls::INFO, &send_expect::INFO];
+pub static CATALOGUE: &[&CheckInfo] = &[
+    &tcp::INFO,
+    &udp::INFO,
+    &tls::INFO,
+    &send_expect::INFO,
+    &amqp::INFO,
+    &nats::INFO,
+    &mqtt::INFO,
+];
 
 /// Finds a kind by name (`tcp`, `send_expect`, ...).
 pub fn info(name: &str) -> Option<&'static CheckInfo> {
@@ -46,6 +58,9 @@ pub enum CheckSpec {
     Udp(udp::UdpCheck),
     Tls(tls::TlsCheck),
     SendExpect(send_expect::SendExpectCheck),
+    Amqp(amqp::AmqpCheck),
+    Nats(nats::NatsCheck),
+    Mqtt(mqtt::MqttCheck),
 }
 
 impl CheckSpec {
@@ -55,6 +70,9 @@ impl CheckSpec {
             CheckSpec::Udp(_) => &udp::INFO,
             CheckSpec::Tls(_) => &tls::INFO,
             CheckSpec::SendExpect(_) => &send_expect::INFO,
+            CheckSpec::Amqp(_) => &amqp::INFO,
+            CheckSpec::Nats(_) => &nats::INFO,
+            CheckSpec::Mqtt(_) => &mqtt::INFO,
         }
     }
 
@@ -76,6 +94,9 @@ impl CheckSpec {
             "tcp" => CheckSpec::Tcp(Default::default()),
             "udp" => CheckSpec::Udp(Default::default()),
             "tls" => CheckSpec::Tls(Default::default()),
+            "amqp" => CheckSpec::Amqp(Default::default()),
+            "nats" => CheckSpec::Nats(Default::default()),
+            "mqtt" => CheckSpec::Mqtt(Default::default()),
             _ => return None,
         })
     }
@@ -88,6 +109,9 @@ impl CheckSpec {
             CheckSpec::Udp(c) => Arc::new(c.prepare()?),
             CheckSpec::Tls(c) => Arc::new(c.prepare()?),
             CheckSpec::SendExpect(c) => Arc::new(c.prepare()?),
+            CheckSpec::Amqp(c) => Arc::new(c.prepare()?),
+            CheckSpec::Nats(c) => Arc::new(c.prepare()?),
+            CheckSpec::Mqtt(c) => Arc::new(c.prepare()?),
         })
     }
 

@@ -1,0 +1,205 @@
+//! Pieces shared by the protocol checks: `mode`, TLS `security`, what an auth refusal means,
+//! and bounded, timed message reads over any stream (plain TCP or TLS after STARTTLS).
+
+use std::net::SocketAddr;
+
+use portwarden_core::{ErrorKind, Outcome, Phase, ProbeError};
+use portwarden_wire::cursor::DecodeError;
+use portwarden_wire::printable;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use crate::cx::{Failure, RunCx, Verdict};
+use crate::net;
+
+/// How deep a protocol check goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Speak enough of the protocol to prove the server is alive; no credentials needed.
+    #[default]
+    Handshake,
+    /// Log in with credentials and check health the way an operator would.
+    Deep,
+}
+
+/// TLS for mail and file-transfer protocols.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Implicit TLS on the protocol's TLS port (465, 993, 995, 990); elsewhere STARTTLS when the
+    /// server offers it, plain text when it does not (reported as `starttls: false`).
+    #[default]
+    Auto,
+    /// STARTTLS is required: a server that does not offer it is `down` (`protocol`).
+    Starttls,
+    /// TLS from the first byte.
+    Implicit,
+    /// Plain text only; never upgrade.
+    None,
+}
+
+/// The effective choice for one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsPlan {
+    Implicit,
+    /// `true` = required.
+    Starttls(bool),
+    Plain,
+}
+
+impl Security {
+    pub fn plan(self, port: u16, implicit_port: u16) -> TlsPlan {
+        match self {
+            Security::Auto if port == implicit_port => TlsPlan::Implicit,
+            Security::Auto => TlsPlan::Starttls(false),
+            Security::Starttls => TlsPlan::Starttls(true),
+            Security::Implicit => TlsPlan::Implicit,
+            Security::None => TlsPlan::Plain,
+        }
+    }
+}
+
+/// What a refused login means (MQTT, NATS): the server is alive but turns us away.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnAuthRefused {
+    Up,
+    Degraded,
+    #[default]
+    Down,
+}
+
+impl OnAuthRefused {
+    /// Turns a refusal into the configured result, keeping the message.
+    pub fn judge(self, msg: String) -> Result<Verdict, Failure> {
+        match self {
+            OnAuthRefused::Up => Ok(Verdict {
+                outcome: Outcome::Up,
+                note: Some(format!("{msg} (counted as up: on_auth_refused: up)")),
+            }),
+            OnAuthRefused::Degraded => Ok(Verdict::degraded(msg)),
+            OnAuthRefused::Down => Err(Failure::new(ErrorKind::Auth, msg)),
+        }
+    }
+}
+
+/// A protocol failure that shows what the peer sent.
+pub fn protocol_error(addr: SocketAddr, what: &str, e: &DecodeError, got: &[u8]) -> Failure {
+    Failure::new(
+        ErrorKind::Protocol,
+        format!(
+            "{addr} does not speak {what}: {e} (received \"{}\")",
+            printable::escape(got, 128)
+        ),
+    )
+}
+
+/// Sends `bytes` and flushes, timed as `protocol`.
+pub async fn send<S: AsyncWrite + Unpin>(
+    cx: &mut RunCx<'_>,
+    s: &mut S,
+    bytes: &[u8],
+) -> Result<(), Failure> {
+    let addr = cx.addr;
+    cx.timed(
+        Phase::Protocol,
+        async {
+            s.write_all(bytes).await?;
+            s.flush().await
+        }
+        .map_io(addr),
+    )
+    .await
+    .map_err(Failure::from)
+}
+
+/// Reads until `parse` recognises a complete message at the start of `buf`, reading at most
+/// `limit` bytes in total (including what is already buffered). The message's bytes are removed
+/// from `buf`; what follows stays for the next call. `what` names the expected message for
+/// errors (`"an AMQP Connection.Start"`), `proto` the protocol (`"AMQP"`).
+pub async fn read_msg<S, T, F>(
+    cx: &mut RunCx<'_>,
+    s: &mut S,
+    buf: &mut Vec<u8>,
+    limit: usize,
+    proto: &str,
+    what: &str,
+    mut parse: F,
+) -> Result<T, Failure>
+where
+    S: AsyncRead + Unpin,
+    F: FnMut(&[u8]) -> Result<Option<(T, usize)>, DecodeError>,
+{
+    let addr = cx.addr;
+    loop {
+        match parse(buf) {
+            Ok(Some((t, used))) => {
+                buf.drain(..used.min(buf.len()));
+                return Ok(t);
+            }
+            Ok(None) => {}
+            Err(e) => return Err(protocol_error(addr, proto, &e, buf)),
+        }
+        if buf.len() >= limit {
+            return Err(Failure::new(
+                ErrorKind::Protocol,
+                format!(
+                    "{addr} sent {limit} bytes without {what} (received \"{}\")",
+                    printable::escape(buf, 128)
+                ),
+            ));
+        }
+        let r = cx
+            .timed(Phase::Protocol, async {
+                net::read_bounded(s, buf, limit)
+                    .await
+                    .map_err(|e| net::io_error(&e, Phase::Protocol, addr))
+            })
+            .await;
+        match r {
+            Ok(0) => {
+                let msg = if buf.is_empty() {
+                    format!("{addr} closed the connection without sending {what}")
+                } else {
+                    format!(
+                        "{addr} closed the connection before {what} was complete (received \"{}\")",
+                        printable::escape(buf, 128)
+                    )
+                };
+                return Err(Failure::new(ErrorKind::Protocol, msg));
+            }
+            Ok(_) => {}
+            Err(mut e) => {
+                e.message = format!("waiting for {what}: {}", e.message);
+                return Err(e.into());
+            }
+        }
+    }
+}
+
+trait MapIo<T> {
+    fn map_io(self, addr: SocketAddr) -> impl std::future::Future<Output = Result<T, ProbeError>>;
+}
+
+impl<T, F: std::future::Future<Output = std::io::Result<T>>> MapIo<T> for F {
+    async fn map_io(self, addr: SocketAddr) -> Result<T, ProbeError> {
+        self.await
+            .map_err(|e| net::io_error(&e, Phase::Protocol, addr))
+    }
+}
+
+/// A short, polite close: best effort within 50 ms, never an error.
+pub async fn goodbye<S: AsyncWrite + Unpin>(s: &mut S, bytes: &[u8]) {
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(50), async {
+        let _ = s.write_all(bytes).await;
+        let _ = s.flush().await;
+        let _ = s.shutdown().await;
+    })
+    .await;
+}
+
+/// Escapes a server-provided string for details and messages.
+pub fn clean(s: &str) -> String {
+    printable::escape(s.as_bytes(), 256)
+}
