@@ -17,6 +17,7 @@ pub mod common;
 pub mod mqtt;
 pub mod nats;
 pub mod send_expect;
+pub mod ssh;
 pub mod tcp;
 pub mod tls;
 pub mod udp;
@@ -43,6 +44,7 @@ pub static CATALOGUE: &[&CheckInfo] = &[
     &amqp::INFO,
     &nats::INFO,
     &mqtt::INFO,
+    &ssh::INFO,
 ];
 
 /// Finds a kind by name (`tcp`, `send_expect`, ...).
@@ -61,6 +63,7 @@ pub enum CheckSpec {
     Amqp(amqp::AmqpCheck),
     Nats(nats::NatsCheck),
     Mqtt(mqtt::MqttCheck),
+    Ssh(ssh::SshCheck),
 }
 
 impl CheckSpec {
@@ -73,6 +76,7 @@ impl CheckSpec {
             CheckSpec::Amqp(_) => &amqp::INFO,
             CheckSpec::Nats(_) => &nats::INFO,
             CheckSpec::Mqtt(_) => &mqtt::INFO,
+            CheckSpec::Ssh(_) => &ssh::INFO,
         }
     }
 
@@ -97,6 +101,7 @@ impl CheckSpec {
             "amqp" => CheckSpec::Amqp(Default::default()),
             "nats" => CheckSpec::Nats(Default::default()),
             "mqtt" => CheckSpec::Mqtt(Default::default()),
+            "ssh" => CheckSpec::Ssh(Default::default()),
             _ => return None,
         })
     }
@@ -112,6 +117,7 @@ impl CheckSpec {
             CheckSpec::Amqp(c) => Arc::new(c.prepare()?),
             CheckSpec::Nats(c) => Arc::new(c.prepare()?),
             CheckSpec::Mqtt(c) => Arc::new(c.prepare()?),
+            CheckSpec::Ssh(c) => Arc::new(c.prepare()?),
         })
     }
 
