@@ -203,3 +203,36 @@ pub async fn goodbye<S: AsyncWrite + Unpin>(s: &mut S, bytes: &[u8]) {
 pub fn clean(s: &str) -> String {
     printable::escape(s.as_bytes(), 256)
 }
+
+/// Upgrades a plain connection to TLS after a STARTTLS-style exchange. Bytes the server sent
+/// after its "go ahead" reply are refused (they would be injected into the TLS session, the
+/// STARTTLS command-injection class of bugs).
+pub async fn upgrade(
+    cx: &mut RunCx<'_>,
+    tls: &crate::tls::PreparedTls,
+    tcp: tokio::net::TcpStream,
+    leftover: &[u8],
+) -> Result<
+    (
+        tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+        Verdict,
+    ),
+    Failure,
+> {
+    if !leftover.is_empty() {
+        return Err(Failure::new(
+            ErrorKind::Protocol,
+            format!(
+                "{} sent data before the TLS handshake (\"{}\"); refusing to upgrade",
+                cx.addr,
+                printable::escape(leftover, 64)
+            ),
+        ));
+    }
+    cx.detail("starttls", true);
+    tls.handshake(cx, tcp).await
+}
+
+/// A stream we can speak a text protocol over, plain or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}

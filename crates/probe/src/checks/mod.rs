@@ -14,9 +14,13 @@ use crate::cx::{CheckResult, RunCx};
 
 pub mod amqp;
 pub mod common;
+pub mod ftp;
+pub mod imap;
 pub mod mqtt;
 pub mod nats;
+pub mod pop3;
 pub mod send_expect;
+pub mod smtp;
 pub mod ssh;
 pub mod tcp;
 pub mod tls;
@@ -45,6 +49,10 @@ pub static CATALOGUE: &[&CheckInfo] = &[
     &nats::INFO,
     &mqtt::INFO,
     &ssh::INFO,
+    &smtp::INFO,
+    &imap::INFO,
+    &pop3::INFO,
+    &ftp::INFO,
 ];
 
 /// Finds a kind by name (`tcp`, `send_expect`, ...).
@@ -64,6 +72,10 @@ pub enum CheckSpec {
     Nats(nats::NatsCheck),
     Mqtt(mqtt::MqttCheck),
     Ssh(ssh::SshCheck),
+    Smtp(smtp::SmtpCheck),
+    Imap(imap::ImapCheck),
+    Pop3(pop3::Pop3Check),
+    Ftp(ftp::FtpCheck),
 }
 
 impl CheckSpec {
@@ -77,6 +89,10 @@ impl CheckSpec {
             CheckSpec::Nats(_) => &nats::INFO,
             CheckSpec::Mqtt(_) => &mqtt::INFO,
             CheckSpec::Ssh(_) => &ssh::INFO,
+            CheckSpec::Smtp(_) => &smtp::INFO,
+            CheckSpec::Imap(_) => &imap::INFO,
+            CheckSpec::Pop3(_) => &pop3::INFO,
+            CheckSpec::Ftp(_) => &ftp::INFO,
         }
     }
 
@@ -102,6 +118,10 @@ impl CheckSpec {
             "nats" => CheckSpec::Nats(Default::default()),
             "mqtt" => CheckSpec::Mqtt(Default::default()),
             "ssh" => CheckSpec::Ssh(Default::default()),
+            "smtp" => CheckSpec::Smtp(Default::default()),
+            "imap" => CheckSpec::Imap(Default::default()),
+            "pop3" => CheckSpec::Pop3(Default::default()),
+            "ftp" => CheckSpec::Ftp(Default::default()),
             _ => return None,
         })
     }
@@ -118,6 +138,10 @@ impl CheckSpec {
             CheckSpec::Nats(c) => Arc::new(c.prepare()?),
             CheckSpec::Mqtt(c) => Arc::new(c.prepare()?),
             CheckSpec::Ssh(c) => Arc::new(c.prepare()?),
+            CheckSpec::Smtp(c) => Arc::new(c.prepare()?),
+            CheckSpec::Imap(c) => Arc::new(c.prepare()?),
+            CheckSpec::Pop3(c) => Arc::new(c.prepare()?),
+            CheckSpec::Ftp(c) => Arc::new(c.prepare()?),
         })
     }
 

