@@ -112,20 +112,13 @@ impl Response {
         (self.root_delay.abs() + delay) / 2.0 + self.root_dispersion
     }
 
-    /// The kiss code of a kiss-of-death packet (stratum 0), e.g. `RATE`, `DENY`.
+    /// The kiss code of a kiss-of-death packet (stratum 0 with an ASCII code in the reference
+    /// id), e.g. `RATE`, `DENY`. Stratum 0 with a zero reference id is just "unsynchronised".
     pub fn kiss_code(&self) -> Option<String> {
-        (self.stratum == 0).then(|| {
-            self.reference_id
-                .iter()
-                .map(|b| {
-                    if b.is_ascii_graphic() {
-                        *b as char
-                    } else {
-                        '?'
-                    }
-                })
-                .collect()
-        })
+        let r = self.reference_id;
+        let len = r.iter().position(|b| *b == 0).unwrap_or(4);
+        (self.stratum == 0 && len > 0 && r[..len].iter().all(u8::is_ascii_alphanumeric))
+            .then(|| r[..len].iter().map(|b| *b as char).collect())
     }
 
     /// The reference id for display: ASCII source for stratum 1 (`GPS`, `PPS`), IPv4 address
@@ -148,8 +141,9 @@ impl Response {
         }
     }
 
+    /// Stratum 0 (unspecified), 16, or leap indicator 3 (alarm).
     pub fn unsynchronised(&self) -> bool {
-        self.stratum >= 16 || self.leap == 3
+        self.stratum == 0 || self.stratum >= 16 || self.leap == 3
     }
 }
 
@@ -192,6 +186,13 @@ mod tests {
         kod[12..16].copy_from_slice(b"RATE");
         assert_eq!(parse(&kod).unwrap().kiss_code().as_deref(), Some("RATE"));
         assert!(parse(&answer(16, 0, 0, 0)).unwrap().unsynchronised());
+        // chrony before synchronising: stratum 0, leap 3, reference id 0 — not a kiss.
+        let mut unsync = answer(0, 0, 0, t1);
+        unsync[0] = 0xe4;
+        unsync[12..16].copy_from_slice(&[0, 0, 0, 0]);
+        let r = parse(&unsync).unwrap();
+        assert_eq!(r.kiss_code(), None);
+        assert!(r.unsynchronised());
     }
 
     #[test]

@@ -236,3 +236,68 @@ pub async fn upgrade(
 /// A stream we can speak a text protocol over, plain or TLS.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// One UDP request/answer exchange with retries: sends `req` up to `attempts` times, spread
+/// over what is left of the deadline, and hands every datagram to `accept`; datagrams it
+/// rejects (`Ok(None)`: not an answer to us, e.g. a stale or spoofed id) are ignored. ICMP port
+/// unreachable → `closed`; silence → `no_response` (down: a protocol service that does not
+/// answer a valid request is not working). Returns the answer and the round trip of the
+/// attempt that got it.
+pub async fn udp_exchange<T, F>(
+    cx: &mut RunCx<'_>,
+    req: &[u8],
+    attempts: u32,
+    what: &str,
+    mut accept: F,
+) -> Result<(T, std::time::Duration), Failure>
+where
+    F: FnMut(&[u8]) -> Result<Option<T>, Failure>,
+{
+    use std::time::Instant;
+    let addr = cx.addr;
+    let sock = super::udp::connected_socket(addr).await?;
+    let mut dgram = vec![0u8; 65_535];
+    let start = Instant::now();
+    let total = cx.remaining();
+    let attempts = attempts.max(1);
+    for attempt in 0..attempts {
+        let until = start + total.mul_f64(f64::from(attempt + 1) / f64::from(attempts));
+        let sent = Instant::now();
+        sock.send(req)
+            .await
+            .map_err(|e| super::udp::udp_error(&e, addr))?;
+        loop {
+            let r = cx
+                .timed_until(Phase::Protocol, until, async {
+                    sock.recv(&mut dgram)
+                        .await
+                        .map_err(|e| super::udp::udp_error(&e, addr))
+                })
+                .await;
+            match r {
+                Ok(n) => {
+                    if let Some(t) = accept(&dgram[..n])? {
+                        cx.detail("attempts", attempt + 1);
+                        return Ok((t, sent.elapsed()));
+                    }
+                }
+                Err(e) if matches!(e.kind, ErrorKind::Timeout(_)) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    cx.detail("attempts", attempts);
+    Err(Failure::new(
+        ErrorKind::NoResponse,
+        format!("no answer to {what} from {addr} after {attempts} datagram(s)"),
+    ))
+}
+
+/// Judges a measured value against warn/crit levels: crit → `unhealthy`, warn → degraded.
+pub fn judge_level(hit: super::LevelHit, what: String) -> Result<Verdict, Failure> {
+    match hit {
+        super::LevelHit::Ok => Ok(Verdict::up()),
+        super::LevelHit::Warn => Ok(Verdict::degraded(what)),
+        super::LevelHit::Crit => Err(Failure::new(ErrorKind::Unhealthy, what)),
+    }
+}

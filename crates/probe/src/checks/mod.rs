@@ -14,13 +14,16 @@ use crate::cx::{CheckResult, RunCx};
 
 pub mod amqp;
 pub mod common;
+pub mod dns;
 pub mod ftp;
 pub mod imap;
 pub mod mqtt;
 pub mod nats;
+pub mod ntp;
 pub mod pop3;
 pub mod send_expect;
 pub mod smtp;
+pub mod snmp;
 pub mod ssh;
 pub mod tcp;
 pub mod tls;
@@ -53,6 +56,9 @@ pub static CATALOGUE: &[&CheckInfo] = &[
     &imap::INFO,
     &pop3::INFO,
     &ftp::INFO,
+    &dns::INFO,
+    &ntp::INFO,
+    &snmp::INFO,
 ];
 
 /// Finds a kind by name (`tcp`, `send_expect`, ...).
@@ -76,6 +82,9 @@ pub enum CheckSpec {
     Imap(imap::ImapCheck),
     Pop3(pop3::Pop3Check),
     Ftp(ftp::FtpCheck),
+    Dns(dns::DnsCheck),
+    Ntp(ntp::NtpCheck),
+    Snmp(snmp::SnmpCheck),
 }
 
 impl CheckSpec {
@@ -93,6 +102,9 @@ impl CheckSpec {
             CheckSpec::Imap(_) => &imap::INFO,
             CheckSpec::Pop3(_) => &pop3::INFO,
             CheckSpec::Ftp(_) => &ftp::INFO,
+            CheckSpec::Dns(_) => &dns::INFO,
+            CheckSpec::Ntp(_) => &ntp::INFO,
+            CheckSpec::Snmp(_) => &snmp::INFO,
         }
     }
 
@@ -104,6 +116,7 @@ impl CheckSpec {
     pub fn transport(&self) -> Transport {
         match self {
             CheckSpec::SendExpect(c) => c.transport(),
+            CheckSpec::Dns(c) => c.transport(),
             other => other.info().transport,
         }
     }
@@ -122,6 +135,9 @@ impl CheckSpec {
             "imap" => CheckSpec::Imap(Default::default()),
             "pop3" => CheckSpec::Pop3(Default::default()),
             "ftp" => CheckSpec::Ftp(Default::default()),
+            "dns" => CheckSpec::Dns(Default::default()),
+            "ntp" => CheckSpec::Ntp(Default::default()),
+            "snmp" => CheckSpec::Snmp(Default::default()),
             _ => return None,
         })
     }
@@ -142,6 +158,9 @@ impl CheckSpec {
             CheckSpec::Imap(c) => Arc::new(c.prepare()?),
             CheckSpec::Pop3(c) => Arc::new(c.prepare()?),
             CheckSpec::Ftp(c) => Arc::new(c.prepare()?),
+            CheckSpec::Dns(c) => Arc::new(c.prepare()?),
+            CheckSpec::Ntp(c) => Arc::new(c.prepare()?),
+            CheckSpec::Snmp(c) => Arc::new(c.prepare()?),
         })
     }
 
