@@ -17,6 +17,7 @@ pub mod common;
 pub mod dns;
 pub mod ftp;
 pub mod imap;
+pub mod kafka;
 pub mod mqtt;
 pub mod nats;
 pub mod ntp;
@@ -49,6 +50,7 @@ pub static CATALOGUE: &[&CheckInfo] = &[
     &tls::INFO,
     &send_expect::INFO,
     &amqp::INFO,
+    &kafka::INFO,
     &nats::INFO,
     &mqtt::INFO,
     &ssh::INFO,
@@ -75,6 +77,7 @@ pub enum CheckSpec {
     Tls(tls::TlsCheck),
     SendExpect(send_expect::SendExpectCheck),
     Amqp(amqp::AmqpCheck),
+    Kafka(kafka::KafkaCheck),
     Nats(nats::NatsCheck),
     Mqtt(mqtt::MqttCheck),
     Ssh(ssh::SshCheck),
@@ -95,6 +98,7 @@ impl CheckSpec {
             CheckSpec::Tls(_) => &tls::INFO,
             CheckSpec::SendExpect(_) => &send_expect::INFO,
             CheckSpec::Amqp(_) => &amqp::INFO,
+            CheckSpec::Kafka(_) => &kafka::INFO,
             CheckSpec::Nats(_) => &nats::INFO,
             CheckSpec::Mqtt(_) => &mqtt::INFO,
             CheckSpec::Ssh(_) => &ssh::INFO,
@@ -128,6 +132,7 @@ impl CheckSpec {
             "udp" => CheckSpec::Udp(Default::default()),
             "tls" => CheckSpec::Tls(Default::default()),
             "amqp" => CheckSpec::Amqp(Default::default()),
+            "kafka" => CheckSpec::Kafka(Default::default()),
             "nats" => CheckSpec::Nats(Default::default()),
             "mqtt" => CheckSpec::Mqtt(Default::default()),
             "ssh" => CheckSpec::Ssh(Default::default()),
@@ -151,6 +156,7 @@ impl CheckSpec {
             CheckSpec::Tls(c) => Arc::new(c.prepare()?),
             CheckSpec::SendExpect(c) => Arc::new(c.prepare()?),
             CheckSpec::Amqp(c) => Arc::new(c.prepare()?),
+            CheckSpec::Kafka(c) => Arc::new(c.prepare()?),
             CheckSpec::Nats(c) => Arc::new(c.prepare()?),
             CheckSpec::Mqtt(c) => Arc::new(c.prepare()?),
             CheckSpec::Ssh(c) => Arc::new(c.prepare()?),
