@@ -230,3 +230,226 @@ async fn starttls_injection_is_refused() {
         "{o:?}"
     );
 }
+
+/// Dovecot (IMAP + POP3, plain ports with STARTTLS/STLS and implicit-TLS ports).
+struct Dovecot {
+    server: Server,
+    imap: u16,
+    imaps: u16,
+    pop3: u16,
+    pop3s: u16,
+}
+
+fn dovecot(c: &Certs) -> Option<Dovecot> {
+    let bin = tk::need_binary("dovecot")?;
+    if !tk::need(tk::is_root(), "root (dovecot)") {
+        return None;
+    }
+    let d = c.dir.path().join("dovecot");
+    std::fs::create_dir_all(&d).unwrap();
+    let (imap, imaps, pop3, pop3s) = (
+        tk::free_port(),
+        tk::free_port(),
+        tk::free_port(),
+        tk::free_port(),
+    );
+    let conf = format!(
+        r#"base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+protocols = imap pop3
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+default_internal_user = dovecot
+default_login_user = dovenull
+passdb {{
+  driver = static
+  args = password=pw
+}}
+userdb {{
+  driver = static
+  args = uid=dovecot gid=dovecot home={d}/home
+}}
+mail_location = maildir:{d}/mail
+service imap-login {{
+  inet_listener imap {{
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = {imaps}
+    ssl = yes
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {pop3}
+  }}
+  inet_listener pop3s {{
+    port = {pop3s}
+    ssl = yes
+  }}
+}}
+"#,
+        d = d.display(),
+        cert = c.cert,
+        key = c.key,
+    );
+    let cfg = d.join("dovecot.conf");
+    std::fs::write(&cfg, conf).unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.arg("-F").arg("-c").arg(&cfg);
+    let server = Server::spawn_tcp("dovecot", cmd, imap, Duration::from_secs(15)).unwrap();
+    for p in [imaps, pop3, pop3s] {
+        assert!(
+            tk::wait_for_port(p, Duration::from_secs(10)),
+            "dovecot port {p}"
+        );
+    }
+    Some(Dovecot {
+        server,
+        imap,
+        imaps,
+        pop3,
+        pop3s,
+    })
+}
+
+#[tokio::test]
+async fn imap_and_pop3_against_dovecot() {
+    let c = certs();
+    let Some(mut d) = dovecot(&c) else { return };
+    let tls = json!({"ca_file": c.ca});
+    // IMAP with STARTTLS.
+    let o = probe1(
+        &format!("imap://127.0.0.1:{}", d.imap),
+        check(json!({"imap": {"tls": tls}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(o.details["starttls"], true);
+    assert!(
+        o.details["banner"].as_str().unwrap().contains("Dovecot"),
+        "{o:?}"
+    );
+    assert!(
+        o.details["capabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "IMAP4REV1"),
+        "{o:?}"
+    );
+    assert!(o.details["cert_days_left"].as_i64().is_some());
+    // IMAPS.
+    let o = probe1(
+        &format!("imap://127.0.0.1:{}", d.imaps),
+        check(json!({"imap": {"security": "implicit", "tls": tls}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(o.details["tls_mode"], "implicit");
+    // POP3 with STLS, then POP3S.
+    let o = probe1(
+        &format!("pop3://127.0.0.1:{}", d.pop3),
+        check(json!({"pop3": {"security": "starttls", "tls": tls}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(o.details["starttls"], true);
+    assert!(
+        o.details["capabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "STLS"),
+        "{o:?}"
+    );
+    let o = probe1(
+        &format!("pop3://127.0.0.1:{}", d.pop3s),
+        check(json!({"pop3": {"security": "implicit", "tls": tls}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    // Untrusted certificate: same verdict as the tls check.
+    let o = probe1(
+        &format!("imap://127.0.0.1:{}", d.imap),
+        check(json!({"imap": {}})),
+        T,
+    )
+    .await;
+    assert_eq!(
+        o.error_kind(),
+        Some(ErrorKind::Tls(TlsFailure::Untrusted)),
+        "{o:?}"
+    );
+    d.server.kill();
+    // Dovecot's login processes outlive a SIGKILLed master for a moment; wait until they go.
+    for p in [d.imap, d.pop3] {
+        let start = std::time::Instant::now();
+        while tk::tcp_listening(p) && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    for (k, p) in [("imap", d.imap), ("pop3", d.pop3)] {
+        let o = probe1(&format!("{k}://127.0.0.1:{p}"), check(json!({ k: {} })), T).await;
+        assert_eq!(o.error_kind(), Some(ErrorKind::Refused), "{k}: {o:?}");
+    }
+}
+
+fn vsftpd(c: &Certs) -> Option<Server> {
+    let bin = tk::need_binary("vsftpd")?;
+    if !tk::need(tk::is_root(), "root (vsftpd)") {
+        return None;
+    }
+    let d = c.dir.path().join("vsftpd");
+    let empty = d.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let port = tk::free_port();
+    let conf = format!(
+        "listen=YES\nlisten_ipv6=NO\nlisten_address=127.0.0.1\nlisten_port={port}\nbackground=NO\nanonymous_enable=NO\nlocal_enable=YES\nssl_enable=YES\nrsa_cert_file={cert}\nrsa_private_key_file={key}\nsecure_chroot_dir={empty}\nseccomp_sandbox=NO\nftpd_banner=Portwarden test FTP\n",
+        cert = c.cert,
+        key = c.key,
+        empty = empty.display()
+    );
+    let cfg = d.join("vsftpd.conf");
+    std::fs::write(&cfg, conf).unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.arg(&cfg);
+    Some(Server::spawn_tcp("vsftpd", cmd, port, Duration::from_secs(10)).unwrap())
+}
+
+#[tokio::test]
+async fn ftp_auth_tls_against_vsftpd() {
+    let c = certs();
+    let Some(mut srv) = vsftpd(&c) else { return };
+    let target = format!("ftp://127.0.0.1:{}", srv.port);
+    let o = probe1(
+        &target,
+        check(json!({"ftp": {"security": "starttls", "tls": {"ca_file": c.ca}}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(o.details["greeting_code"], 220);
+    assert_eq!(o.details["banner"], "Portwarden test FTP");
+    assert!(
+        o.details["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "AUTH TLS"),
+        "{o:?}"
+    );
+    assert_eq!(o.details["starttls"], true);
+    let o = probe1(&target, check(json!({"ftp": {"security": "none"}})), T).await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    srv.kill();
+    let o = probe1(&target, check(json!({"ftp": {}})), T).await;
+    assert_eq!(o.error_kind(), Some(ErrorKind::Refused), "{o:?}");
+}

@@ -42,12 +42,18 @@ async fn every_tcp_probe_against_every_other_service() {
         .copied()
         .filter(|(_, p)| tk::tcp_listening(*p))
         .collect();
-    if !tk::need(up.len() == services.len(), "all shared services (RabbitMQ, NATS, Mosquitto, Redis, PostgreSQL, MariaDB)") {
+    if !tk::need(
+        up.len() == services.len(),
+        "all shared services (RabbitMQ, NATS, Mosquitto, Redis, PostgreSQL, MariaDB)",
+    ) {
         return;
     }
     let probes = [
         ("amqp", json!({})),
-        ("amqp", json!({"mode": "deep", "user": "guest", "password": "guest"})),
+        (
+            "amqp",
+            json!({"mode": "deep", "user": "guest", "password": "guest"}),
+        ),
         ("kafka", json!({"mode": "deep"})),
         ("nats", json!({})),
         ("mqtt", json!({})),
@@ -77,10 +83,28 @@ async fn every_tcp_probe_against_every_other_service() {
     }
     let mut bad = Vec::new();
     for (kind, svc, took, o) in futures::future::join_all(runs).await {
-        eprintln!("{kind:>5} -> {svc:<8} {:<18} {took:>10.1?}", o.error.as_ref().map(|e| e.kind.to_string()).unwrap_or_default());
-        if o.outcome == Outcome::Up || !acceptable(o.error_kind()) || took > T + Duration::from_millis(500) {
-            bad.push(format!("{kind} -> {svc}: {:?} {:?} in {took:?}: {:?}", o.outcome, o.error_kind(), o.message()));
+        eprintln!(
+            "{kind:>5} -> {svc:<8} {:<18} {took:>10.1?}",
+            o.error
+                .as_ref()
+                .map(|e| e.kind.to_string())
+                .unwrap_or_default()
+        );
+        if o.outcome == Outcome::Up
+            || !acceptable(o.error_kind())
+            || took > T + Duration::from_millis(500)
+        {
+            bad.push(format!(
+                "{kind} -> {svc}: {:?} {:?} in {took:?}: {:?}",
+                o.outcome,
+                o.error_kind(),
+                o.message()
+            ));
         }
     }
-    assert!(bad.is_empty(), "wrong-protocol failures:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "wrong-protocol failures:\n{}",
+        bad.join("\n")
+    );
 }

@@ -148,7 +148,7 @@ impl PreparedImap {
                 ));
             }
         }
-        self.capability(cx, s, buf, "a1").await
+        self.capability(cx, s, buf, "a1", "capabilities").await
     }
 
     async fn capability<S: Io>(
@@ -157,6 +157,7 @@ impl PreparedImap {
         s: &mut S,
         buf: &mut Vec<u8>,
         tag: &str,
+        key: &str,
     ) -> Result<Vec<String>, Failure> {
         let (caps, status, rest) = command(cx, s, buf, tag, "CAPABILITY").await?;
         if status != "OK" {
@@ -170,7 +171,7 @@ impl PreparedImap {
             ));
         }
         cx.detail(
-            "capabilities",
+            key,
             json!(caps.iter().map(|c| clean(c)).collect::<Vec<_>>()),
         );
         Ok(caps)
@@ -210,7 +211,8 @@ impl Check for PreparedImap {
                         ));
                     }
                     let (mut t, verdict) = upgrade(cx, &self.tls, tcp, &buf).await?;
-                    self.capability(cx, &mut t, &mut buf, "a3").await?;
+                    self.capability(cx, &mut t, &mut buf, "a3", "capabilities_tls")
+                        .await?;
                     goodbye(&mut t, b"a9 LOGOUT\r\n").await;
                     Ok(verdict)
                 }

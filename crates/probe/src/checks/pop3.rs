@@ -82,6 +82,7 @@ async fn capa<S: Io>(
     cx: &mut RunCx<'_>,
     s: &mut S,
     buf: &mut Vec<u8>,
+    key: &str,
 ) -> Result<Vec<String>, Failure> {
     send(cx, s, b"CAPA\r\n").await?;
     let st = status(cx, s, buf, "the CAPA answer").await?;
@@ -101,7 +102,7 @@ async fn capa<S: Io>(
     .await?;
     let caps = pop3::capabilities(&lines);
     cx.detail(
-        "capabilities",
+        key,
         json!(caps.iter().map(|c| clean(c)).collect::<Vec<_>>()),
     );
     Ok(caps)
@@ -122,7 +123,7 @@ impl PreparedPop3 {
                 format!("{} greets with -ERR {}", cx.addr, clean(&g.text)),
             ));
         }
-        capa(cx, s, buf).await
+        capa(cx, s, buf, "capabilities").await
     }
 }
 
@@ -159,7 +160,7 @@ impl Check for PreparedPop3 {
                         ));
                     }
                     let (mut t, verdict) = upgrade(cx, &self.tls, tcp, &buf).await?;
-                    capa(cx, &mut t, &mut buf).await?;
+                    capa(cx, &mut t, &mut buf, "capabilities_tls").await?;
                     goodbye(&mut t, b"QUIT\r\n").await;
                     Ok(verdict)
                 }
