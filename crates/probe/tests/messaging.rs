@@ -124,3 +124,144 @@ async fn mqtt_handshake_v311_and_v5() {
         );
     }
 }
+
+/// A Mosquitto of our own on a free port that requires a password.
+fn mosquitto_with_auth() -> Option<(tk::process::Server, tempfile::TempDir)> {
+    let bin = tk::need_binary("mosquitto")?;
+    let pw = tk::need_binary("mosquitto_passwd")?;
+    let dir = tempfile::tempdir().unwrap();
+    let pwfile = dir.path().join("passwd");
+    let st = std::process::Command::new(pw)
+        .args(["-c", "-b"])
+        .arg(&pwfile)
+        .args(["mon", "s3cret"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let port = tk::free_port();
+    let conf = dir.path().join("m.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n",
+            pwfile.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg("-c").arg(&conf);
+    let s =
+        tk::process::Server::spawn_tcp("mosquitto", cmd, port, Duration::from_secs(10)).unwrap();
+    Some((s, dir))
+}
+
+#[tokio::test]
+async fn mqtt_auth_refused_is_alive_but_refusing() {
+    let Some((mut srv, _dir)) = mosquitto_with_auth() else {
+        return;
+    };
+    let target = format!("mqtt://127.0.0.1:{}", srv.port);
+    for v in ["3.1.1", "5"] {
+        let o = probe1(&target, check(json!({"mqtt": {"protocol_version": v}})), T).await;
+        assert_eq!(o.outcome, Outcome::Down, "{v}: {o:?}");
+        assert_eq!(o.error_kind(), Some(ErrorKind::Auth), "{v}: {o:?}");
+        assert_eq!(o.details["auth_refused"], true);
+        let o = probe1(
+            &target,
+            check(json!({"mqtt": {"protocol_version": v, "on_auth_refused": "degraded"}})),
+            T,
+        )
+        .await;
+        assert_eq!(o.outcome, Outcome::Degraded, "{v}: {o:?}");
+        let o = probe1(
+            &target,
+            check(json!({"mqtt": {"protocol_version": v, "mode": "deep", "user": "mon", "password": "s3cret"}})),
+            T,
+        )
+        .await;
+        assert_eq!(o.outcome, Outcome::Up, "{v}: {o:?}");
+        let o = probe1(
+            &target,
+            check(json!({"mqtt": {"protocol_version": v, "mode": "deep", "user": "mon", "password": "wrong"}})),
+            T,
+        )
+        .await;
+        assert_eq!(o.error_kind(), Some(ErrorKind::Auth), "{v}: {o:?}");
+    }
+    srv.kill();
+    let o = probe1(&target, check(json!({"mqtt": {}})), T).await;
+    assert_eq!(o.error_kind(), Some(ErrorKind::Refused), "{o:?}");
+}
+
+/// A nats-server of our own that requires a user and password.
+fn nats_with_auth() -> Option<tk::process::Server> {
+    let bin = tk::need_binary("nats-server")?;
+    let port = tk::free_port();
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args([
+        "-a",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "--user",
+        "mon",
+        "--pass",
+        "s3cret",
+    ]);
+    Some(tk::process::Server::spawn_tcp("nats-server", cmd, port, Duration::from_secs(10)).unwrap())
+}
+
+#[tokio::test]
+async fn nats_auth_required_and_refused() {
+    let Some(mut srv) = nats_with_auth() else {
+        return;
+    };
+    let target = format!("nats://127.0.0.1:{}", srv.port);
+    // Handshake: INFO says auth is required; alive.
+    let o = probe1(&target, check(json!({"nats": {}})), T).await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(o.details["auth_required"], true);
+    let o = probe1(
+        &target,
+        check(json!({"nats": {"mode": "deep", "user": "mon", "password": "s3cret"}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    let o = probe1(
+        &target,
+        check(json!({"nats": {"mode": "deep", "user": "mon", "password": "nope"}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Down, "{o:?}");
+    assert_eq!(o.error_kind(), Some(ErrorKind::Auth), "{o:?}");
+    assert!(
+        o.message().unwrap().contains("Authorization Violation"),
+        "{o:?}"
+    );
+    // JetStream required but not enabled on this server.
+    let o = probe1(
+        &target,
+        check(json!({"nats": {"require_jetstream": true}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.error_kind(), Some(ErrorKind::Unhealthy), "{o:?}");
+    srv.kill();
+    let o = probe1(&target, check(json!({"nats": {}})), T).await;
+    assert_eq!(o.error_kind(), Some(ErrorKind::Refused), "{o:?}");
+}
+
+#[tokio::test]
+async fn amqp_killed_broker_is_refused() {
+    // Not the shared RabbitMQ: nothing listens on a fresh free port.
+    let port = tk::free_port();
+    let o = probe1(
+        &format!("amqp://127.0.0.1:{port}"),
+        check(json!({"amqp": {}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.error_kind(), Some(ErrorKind::Refused), "{o:?}");
+}
