@@ -284,9 +284,12 @@ pub fn subscribe(packet_id: u16, filter: &str, v: Version) -> Vec<u8> {
     out
 }
 
+/// A control packet split off the stream: first byte, body, bytes used.
+pub type RawPacket<'a> = (u8, &'a [u8], usize);
+
 /// Splits any control packet off the stream: `(first byte, body, used)`. Bodies over
 /// `max` bytes are refused.
-pub fn split_packet(buf: &[u8], max: usize) -> Result<Option<(u8, &[u8], usize)>, DecodeError> {
+pub fn split_packet(buf: &[u8], max: usize) -> Result<Option<RawPacket<'_>>, DecodeError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
