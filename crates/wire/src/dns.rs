@@ -112,6 +112,11 @@ pub struct Summary {
     pub answer_count: usize,
 }
 
+/// The message id (first two bytes), to match answers to queries before decoding them.
+pub fn message_id(buf: &[u8]) -> Option<u16> {
+    (buf.len() >= 2).then(|| u16::from_be_bytes([buf[0], buf[1]]))
+}
+
 /// Parses a DNS response and checks it answers query `id`.
 pub fn parse_response(buf: &[u8], id: u16) -> Result<Summary, DecodeError> {
     if buf.len() > MAX_MESSAGE {
@@ -198,6 +203,8 @@ mod tests {
         assert_eq!(s.answers[0].rtype, "A");
         assert_eq!(s.answers[0].ttl, 60);
         assert!(parse_response(&r, 0x9999).is_err());
+        assert_eq!(message_id(&r), Some(0x1234));
+        assert_eq!(message_id(&[1]), None);
         let q = query(7, "x.test", "A", true).unwrap();
         assert!(parse_response(&q, 7).is_err(), "a query is not an answer");
     }

@@ -192,18 +192,15 @@ impl PreparedDns {
         let id = random_id();
         let q = self.query(id)?;
         let addr = cx.addr;
-        udp_exchange(
-            cx,
-            &q,
-            self.attempts,
-            "a DNS query",
-            |b| match dns::parse_response(b, id) {
-                Ok(s) => Ok(Some(s)),
-                // Another id: a late answer to someone else's query; keep waiting.
-                Err(e) if e.to_string().contains("does not match") => Ok(None),
-                Err(e) => Err(super::common::protocol_error(addr, "DNS", &e, b)),
-            },
-        )
+        udp_exchange(cx, &q, self.attempts, "a DNS query", |b| {
+            // Another id: a late answer to an earlier query; keep waiting.
+            if dns::message_id(b).is_some_and(|i| i != id) {
+                return Ok(None);
+            }
+            dns::parse_response(b, id)
+                .map(Some)
+                .map_err(|e| super::common::protocol_error(addr, "DNS", &e, b))
+        })
         .await
     }
 
