@@ -231,6 +231,20 @@ async fn starttls_injection_is_refused() {
     );
 }
 
+/// uid and gid of a system user (from `id`).
+fn owner_of(user: &str) -> Option<(u32, u32)> {
+    let id = |flag: &str| -> Option<u32> {
+        let out = Command::new("id").arg(flag).arg(user).output().ok()?;
+        String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+    };
+    let r = id("-u").zip(id("-g"));
+    tk::need(
+        r.is_some(),
+        &format!("system user `{user}` (created by the dovecot package)"),
+    );
+    r
+}
+
 /// Dovecot (IMAP + POP3, plain ports with STARTTLS/STLS and implicit-TLS ports).
 struct Dovecot {
     server: Server,
@@ -245,8 +259,15 @@ fn dovecot(c: &Certs) -> Option<Dovecot> {
     if !tk::need(tk::is_root(), "root (dovecot)") {
         return None;
     }
+    use std::os::unix::fs::PermissionsExt;
     let d = c.dir.path().join("dovecot");
-    std::fs::create_dir_all(&d).unwrap();
+    std::fs::create_dir_all(d.join("home")).unwrap();
+    // Mail processes run as the `dovecot` user: let it reach and own the home directory.
+    for p in [c.dir.path(), d.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let (uid, gid) = owner_of("dovecot")?;
+    std::os::unix::fs::chown(d.join("home"), Some(uid), Some(gid)).unwrap();
     let (imap, imaps, pop3, pop3s) = (
         tk::free_port(),
         tk::free_port(),
@@ -272,7 +293,7 @@ userdb {{
   driver = static
   args = uid=dovecot gid=dovecot home={d}/home
 }}
-mail_location = maildir:{d}/mail
+mail_location = maildir:~/Maildir
 service imap-login {{
   inet_listener imap {{
     port = {imap}
@@ -449,7 +470,95 @@ async fn ftp_auth_tls_against_vsftpd() {
     assert_eq!(o.details["starttls"], true);
     let o = probe1(&target, check(json!({"ftp": {"security": "none"}})), T).await;
     assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    // Deep with an unknown user: vsftpd answers 530 after PASS, over TLS.
+    let o = probe1(
+        &target,
+        check(json!({"ftp": {"tls": {"ca_file": c.ca}, "mode": "deep", "user": "nobody-here", "password": "x"}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.error_kind(), Some(ErrorKind::Auth), "{o:?}");
+    assert_eq!(
+        o.details["starttls"], true,
+        "credentials went over TLS: {o:?}"
+    );
     srv.kill();
     let o = probe1(&target, check(json!({"ftp": {}})), T).await;
     assert_eq!(o.error_kind(), Some(ErrorKind::Refused), "{o:?}");
+}
+
+/// aiosmtpd with AUTH (user `mon`, password `s3cret`), STARTTLS required before AUTH.
+const AUTH_SMTPD: &str = r#"
+import ssl, sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+port, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(cert, key)
+def auth(server, session, envelope, mechanism, data):
+    return AuthResult(success=(data.login == b"mon" and data.password == b"s3cret"), handled=False)
+class Handler:
+    pass
+c = Controller(Handler(), hostname="127.0.0.1", port=port, authenticator=auth,
+               auth_require_tls=True, tls_context=ctx, require_starttls=True)
+c.start()
+while True:
+    time.sleep(3600)
+"#;
+
+#[tokio::test]
+async fn smtp_deep_auth_plain_over_starttls() {
+    if !have_aiosmtpd() {
+        return;
+    }
+    let c = certs();
+    let port = tk::free_port();
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", AUTH_SMTPD, &port.to_string(), &c.cert, &c.key]);
+    let _srv = Server::spawn_tcp("aiosmtpd-auth", cmd, port, Duration::from_secs(15)).unwrap();
+    let target = format!("smtp://127.0.0.1:{port}");
+    let tls = json!({"ca_file": c.ca});
+    let o = probe1(
+        &target,
+        check(json!({"smtp": {"tls": tls, "mode": "deep", "user": "mon", "password": "s3cret"}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    assert_eq!(o.details["authenticated"], true);
+    let o = probe1(
+        &target,
+        check(json!({"smtp": {"tls": tls, "mode": "deep", "user": "mon", "password": "bad"}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Down, "{o:?}");
+    assert_eq!(o.error_kind(), Some(ErrorKind::Auth), "{o:?}");
+}
+
+#[tokio::test]
+async fn deep_credentials_never_go_in_clear_text() {
+    // Refused at load time.
+    for k in ["smtp", "imap", "pop3", "ftp"] {
+        let c =
+            check(json!({ k: {"security": "none", "mode": "deep", "user": "u", "password": "p"} }));
+        assert!(c.prepare().is_err(), "{k}");
+        let c = check(json!({ k: {"user": "u", "password": "p"} }));
+        assert!(c.prepare().is_err(), "{k}: credentials without deep");
+        let c = check(json!({ k: {"mode": "deep", "user": "u\r\nQUIT", "password": "p"} }));
+        assert!(c.prepare().is_err(), "{k}: CRLF in credentials");
+    }
+    // At run time: a server without STARTTLS never sees the password (aiosmtpd without TLS).
+    if !have_aiosmtpd() {
+        return;
+    }
+    let srv = aiosmtpd(&[]);
+    let o = probe1(
+        &format!("smtp://127.0.0.1:{}", srv.port),
+        check(json!({"smtp": {"mode": "deep", "user": "u", "password": "p"}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.error_kind(), Some(ErrorKind::Protocol), "{o:?}");
+    assert!(o.message().unwrap().contains("clear text"), "{o:?}");
 }

@@ -111,6 +111,34 @@ pub fn human_text(rest: &str) -> &str {
     }
 }
 
+/// An IMAP quoted string (RFC 9051 §4.3): `"` and `\` escaped. Callers refuse CR/LF/NUL.
+pub fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// `tag LOGIN "user" "password"`.
+pub fn login(tag: &str, user: &str, password: &str) -> Vec<u8> {
+    format!("{tag} LOGIN {} {}\r\n", quoted(user), quoted(password)).into_bytes()
+}
+
+/// The count of `* N EXISTS` (after SELECT).
+pub fn exists(word: &str, rest: &str) -> Option<u64> {
+    if rest.trim().eq_ignore_ascii_case("EXISTS") {
+        word.parse().ok()
+    } else {
+        None
+    }
+}
+
 pub fn command(tag: &str, cmd: &str) -> Vec<u8> {
     format!("{tag} {cmd}\r\n").into_bytes()
 }
@@ -150,6 +178,15 @@ mod tests {
         assert!(parse_line(b"SSH-2.0-x\r\n").is_err());
         assert!(parse_line(b"-ERR x\r\n").is_err());
         assert_eq!(parse_line(b"* OK").unwrap(), None);
+        assert_eq!(
+            login("a4", "u", "p\"\\q"),
+            b"a4 LOGIN \"u\" \"p\\\"\\\\q\"\r\n".to_vec()
+        );
+        let (l, _) = parse_line(b"* 17 EXISTS\r\n").unwrap().unwrap();
+        let Line::Untagged { word, rest } = l else {
+            panic!()
+        };
+        assert_eq!(exists(&word, &rest), Some(17));
     }
 
     proptest! {

@@ -69,6 +69,11 @@ pub fn capabilities(lines: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The message count of a `STAT` answer's text (`2 320` → 2).
+pub fn stat_count(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +95,8 @@ mod tests {
         assert_eq!(n, 37);
         assert_eq!(capabilities(&l), vec!["CAPA", "TOP", "STLS", "SASL", ".X"]);
         assert_eq!(parse_multiline(b"TOP\r\n").unwrap(), None);
+        assert_eq!(stat_count("2 320"), Some(2));
+        assert_eq!(stat_count("x"), None);
     }
 
     proptest! {

@@ -164,6 +164,25 @@ pub fn helo_name(name: &str) -> String {
     }
 }
 
+/// `AUTH PLAIN <base64(\0user\0password)>` (RFC 4954, RFC 4616).
+pub fn auth_plain(user: &str, password: &str) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(user.len() + password.len() + 2);
+    raw.push(0);
+    raw.extend_from_slice(user.as_bytes());
+    raw.push(0);
+    raw.extend_from_slice(password.as_bytes());
+    let mut b64 = crate::ssh::base64_nopad(&raw);
+    while b64.len() % 4 != 0 {
+        b64.push('=');
+    }
+    format!("AUTH PLAIN {b64}\r\n").into_bytes()
+}
+
+/// True when a credential can go into a line-based command (no CR, LF or NUL).
+pub fn line_safe(s: &str) -> bool {
+    !s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +221,18 @@ mod tests {
                 .code,
             220
         );
+    }
+
+    #[test]
+    fn auth_plain_matches_rfc4616() {
+        // RFC 4616 §4 example: "\0tim\0tanstaaftanstaaf" → AHRpbQB0YW5zdGFhZnRhbnN0YWFm
+        assert_eq!(
+            auth_plain("tim", "tanstaaftanstaaf"),
+            b"AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n"
+        );
+        assert!(auth_plain("a", "b").ends_with(b"=\r\n"));
+        assert!(!line_safe("a\r\nQUIT"));
+        assert!(line_safe("p@ss w"));
     }
 
     #[test]

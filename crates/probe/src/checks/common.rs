@@ -301,3 +301,65 @@ pub fn judge_level(hit: super::LevelHit, what: String) -> Result<Verdict, Failur
         super::LevelHit::Crit => Err(Failure::new(ErrorKind::Unhealthy, what)),
     }
 }
+
+/// Credentials for a deep login over a text protocol (smtp, imap, pop3, ftp).
+pub struct Login {
+    pub user: String,
+    pub password: portwarden_core::Secret,
+}
+
+/// Validates `mode`/`user`/`password` for a text protocol: deep needs both, handshake takes
+/// neither, and credentials never travel in clear text (`security: none` is refused; a server
+/// that offers no STARTTLS fails at run time instead of receiving the password).
+pub fn login_config(
+    mode: Mode,
+    user: &Option<String>,
+    password: &Option<portwarden_core::Secret>,
+    security: Security,
+) -> Result<Option<Login>, crate::PrepareError> {
+    use crate::PrepareError;
+    match mode {
+        Mode::Handshake => {
+            if user.is_some() || password.is_some() {
+                return Err(PrepareError::new(
+                    "mode",
+                    "credentials are only used with `mode: deep`",
+                ));
+            }
+            Ok(None)
+        }
+        Mode::Deep => {
+            let (Some(u), Some(p)) = (user, password) else {
+                return Err(PrepareError::new(
+                    "user",
+                    "`mode: deep` needs `user` and `password`",
+                ));
+            };
+            if security == Security::None {
+                return Err(PrepareError::new(
+                    "security",
+                    "`mode: deep` sends a password: use TLS (auto, starttls or implicit), not `none`",
+                ));
+            }
+            if !portwarden_wire::smtp::line_safe(u) || !portwarden_wire::smtp::line_safe(p.expose())
+            {
+                return Err(PrepareError::new(
+                    "user",
+                    "user and password may not contain CR, LF or NUL",
+                ));
+            }
+            Ok(Some(Login {
+                user: u.clone(),
+                password: p.clone(),
+            }))
+        }
+    }
+}
+
+/// The run-time refusal when a deep login would have to go in clear text.
+pub fn cleartext_refusal(addr: SocketAddr, what: &str) -> Failure {
+    Failure::new(
+        ErrorKind::Protocol,
+        format!("{addr} offers no {what}: not sending credentials in clear text (mode: deep)"),
+    )
+}

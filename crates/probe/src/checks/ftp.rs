@@ -5,6 +5,9 @@
 //! (`security: auto`) or required (`security: starttls`); port 990 (or `security: implicit`)
 //! speaks TLS first. Certificates are judged like the `tls` check. Ends with `QUIT`.
 //!
+//! `mode: deep` logs in with `USER`/`PASS` after TLS (530 is `auth`) and asks `PWD`.
+//! Credentials never travel in clear text.
+//!
 //! ```yaml
 //! - name: ftp
 //!   target: ftp://files.example.com:21
@@ -12,13 +15,16 @@
 //! ```
 
 use futures::future::BoxFuture;
-use portwarden_core::{ErrorKind, Transport};
+use portwarden_core::{ErrorKind, Secret, Transport};
 use portwarden_wire::ftp;
 use portwarden_wire::smtp::Reply;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::common::{Io, Security, TlsPlan, clean, goodbye, read_msg, send, upgrade};
+use super::common::{
+    Io, Login, Mode, Security, TlsPlan, clean, cleartext_refusal, goodbye, login_config, read_msg,
+    send, upgrade,
+};
 use super::smtp::judge_greeting;
 use super::{Check, CheckInfo};
 use crate::cx::{CheckResult, Failure, RunCx, Verdict};
@@ -36,6 +42,14 @@ pub static INFO: CheckInfo = CheckInfo {
             "auto (default: implicit TLS on 990, else AUTH TLS when FEAT offers it) | starttls (AUTH TLS required) | implicit | none",
         ),
         ("tls", "TLS options (see the tls check)"),
+        (
+            "mode",
+            "handshake (default) | deep (USER/PASS over TLS, then PWD)",
+        ),
+        (
+            "user / password",
+            "deep: credentials (password is a secret)",
+        ),
     ],
 };
 
@@ -47,6 +61,12 @@ pub struct FtpCheck {
     pub security: Security,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsOptions>,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
 }
 
 impl FtpCheck {
@@ -58,6 +78,7 @@ impl FtpCheck {
             ));
         }
         Ok(PreparedFtp {
+            login: login_config(self.mode, &self.user, &self.password, self.security)?,
             security: self.security,
             tls: PreparedTls::prepare(&self.tls.clone().unwrap_or_default())?,
         })
@@ -65,6 +86,7 @@ impl FtpCheck {
 }
 
 pub struct PreparedFtp {
+    login: Option<Login>,
     security: Security,
     tls: PreparedTls,
 }
@@ -81,6 +103,69 @@ async fn reply<S: Io>(
 }
 
 impl PreparedFtp {
+    /// Deep mode: `USER`/`PASS` (230 = in; 530 = `auth`; 421 = `unhealthy`), then `PWD`.
+    async fn login<S: Io>(
+        &self,
+        cx: &mut RunCx<'_>,
+        s: &mut S,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), Failure> {
+        let Some(l) = &self.login else {
+            return Ok(());
+        };
+        let addr = cx.addr;
+        send(cx, s, format!("USER {}\r\n", l.user).as_bytes()).await?;
+        let mut r = reply(cx, s, buf, "the USER answer").await?;
+        if r.code == 331 || r.code == 332 {
+            send(
+                cx,
+                s,
+                format!("PASS {}\r\n", l.password.expose()).as_bytes(),
+            )
+            .await?;
+            r = reply(cx, s, buf, "the PASS answer").await?;
+        }
+        match r.code {
+            230 | 202 => {}
+            421 => {
+                return Err(Failure::new(
+                    ErrorKind::Unhealthy,
+                    format!("{addr} closed the session: 421 {}", clean(&r.summary())),
+                ));
+            }
+            c if (400..600).contains(&c) => {
+                return Err(Failure::new(
+                    ErrorKind::Auth,
+                    format!(
+                        "{addr} refused the login of `{}`: {c} {}",
+                        clean(&l.user),
+                        clean(&r.summary())
+                    ),
+                ));
+            }
+            c => {
+                return Err(Failure::new(
+                    ErrorKind::Protocol,
+                    format!("{addr} answered the login with {c} {}", clean(&r.summary())),
+                ));
+            }
+        }
+        cx.detail("authenticated", true);
+        send(cx, s, b"PWD\r\n").await?;
+        let p = reply(cx, s, buf, "the PWD answer").await?;
+        if p.code != 257 {
+            return Err(Failure::new(
+                ErrorKind::Unhealthy,
+                format!(
+                    "{addr} answered PWD with {} {}",
+                    p.code,
+                    clean(&p.summary())
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     async fn greet<S: Io>(
         &self,
         cx: &mut RunCx<'_>,
@@ -119,6 +204,7 @@ impl Check for PreparedFtp {
                 let (mut t, verdict) = self.tls.handshake(cx, tcp).await?;
                 cx.detail("tls_mode", "implicit");
                 self.greet(cx, &mut t, &mut buf).await?;
+                self.login(cx, &mut t, &mut buf).await?;
                 goodbye(&mut t, b"QUIT\r\n").await;
                 return Ok(verdict);
             }
@@ -140,12 +226,16 @@ impl Check for PreparedFtp {
                         ));
                     }
                     let (mut t, verdict) = upgrade(cx, &self.tls, tcp, &buf).await?;
+                    self.login(cx, &mut t, &mut buf).await?;
                     goodbye(&mut t, b"QUIT\r\n").await;
                     Ok(verdict)
                 }
                 _ => {
                     cx.detail("starttls", false);
                     goodbye(&mut tcp, b"QUIT\r\n").await;
+                    if self.login.is_some() {
+                        return Err(cleartext_refusal(addr, "AUTH TLS"));
+                    }
                     Ok(Verdict::up())
                 }
             }

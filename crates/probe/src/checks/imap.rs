@@ -6,6 +6,9 @@
 //! asks `CAPABILITY` again over TLS, then `LOGOUT`. Certificates are judged like the `tls`
 //! check.
 //!
+//! `mode: deep` logs in with `LOGIN` after TLS (NO is `auth`) and opens `INBOX` with `SELECT`
+//! (reports `inbox_messages`; a refusal is `unhealthy`). Credentials never travel in clear text.
+//!
 //! ```yaml
 //! - name: imap
 //!   target: imap://mail.example.com:993
@@ -13,12 +16,15 @@
 //! ```
 
 use futures::future::BoxFuture;
-use portwarden_core::{ErrorKind, Transport};
+use portwarden_core::{ErrorKind, Secret, Transport};
 use portwarden_wire::imap::{self, Line};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::common::{Io, Security, TlsPlan, clean, goodbye, read_msg, send, upgrade};
+use super::common::{
+    Io, Login, Mode, Security, TlsPlan, clean, cleartext_refusal, goodbye, login_config, read_msg,
+    send, upgrade,
+};
 use super::{Check, CheckInfo};
 use crate::cx::{CheckResult, Failure, RunCx, Verdict};
 use crate::tls::{PreparedTls, TlsOptions};
@@ -35,6 +41,14 @@ pub static INFO: CheckInfo = CheckInfo {
             "auto (default: implicit TLS on 993, else STARTTLS when offered) | starttls (required) | implicit | none",
         ),
         ("tls", "TLS options (see the tls check)"),
+        (
+            "mode",
+            "handshake (default) | deep (LOGIN over TLS, then SELECT INBOX)",
+        ),
+        (
+            "user / password",
+            "deep: credentials (password is a secret)",
+        ),
     ],
 };
 
@@ -46,6 +60,12 @@ pub struct ImapCheck {
     pub security: Security,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsOptions>,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
 }
 
 impl ImapCheck {
@@ -57,6 +77,7 @@ impl ImapCheck {
             ));
         }
         Ok(PreparedImap {
+            login: login_config(self.mode, &self.user, &self.password, self.security)?,
             security: self.security,
             tls: PreparedTls::prepare(&self.tls.clone().unwrap_or_default())?,
         })
@@ -64,6 +85,7 @@ impl ImapCheck {
 }
 
 pub struct PreparedImap {
+    login: Option<Login>,
     security: Security,
     tls: PreparedTls,
 }
@@ -118,6 +140,83 @@ async fn command<S: Io>(
 }
 
 impl PreparedImap {
+    /// Deep mode: `LOGIN` (NO = `auth`), then `SELECT INBOX` (message count; NO = `unhealthy`).
+    async fn login<S: Io>(
+        &self,
+        cx: &mut RunCx<'_>,
+        s: &mut S,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), Failure> {
+        let Some(l) = &self.login else {
+            return Ok(());
+        };
+        let addr = cx.addr;
+        send(cx, s, &imap::login("a4", &l.user, l.password.expose())).await?;
+        let mut status = None;
+        for _ in 0..64 {
+            if let Line::Tagged {
+                tag,
+                status: st,
+                rest,
+            } = line(cx, s, buf, "the LOGIN answer").await?
+                && tag == "a4"
+            {
+                status = Some((st, rest));
+                break;
+            }
+        }
+        let Some((st, rest)) = status else {
+            return Err(Failure::new(
+                ErrorKind::Protocol,
+                format!("{addr}: no answer to LOGIN"),
+            ));
+        };
+        if st != "OK" {
+            let kind = if rest.contains("[UNAVAILABLE]") || rest.contains("[SERVERBUG]") {
+                ErrorKind::Unhealthy
+            } else {
+                ErrorKind::Auth
+            };
+            return Err(Failure::new(
+                kind,
+                format!(
+                    "{addr} refused the login of `{}`: {st} {}",
+                    clean(&l.user),
+                    clean(&rest)
+                ),
+            ));
+        }
+        cx.detail("authenticated", true);
+        send(cx, s, &imap::command("a5", "SELECT INBOX")).await?;
+        let mut count = None;
+        for _ in 0..64 {
+            match line(cx, s, buf, "the SELECT answer").await? {
+                Line::Untagged { word, rest } => {
+                    if let Some(n) = imap::exists(&word, &rest) {
+                        count = Some(n);
+                    }
+                }
+                Line::Tagged { tag, status, rest } if tag == "a5" => {
+                    if status != "OK" {
+                        return Err(Failure::new(
+                            ErrorKind::Unhealthy,
+                            format!("{addr} cannot open INBOX: {status} {}", clean(&rest)),
+                        ));
+                    }
+                    if let Some(n) = count {
+                        cx.detail("inbox_messages", n);
+                    }
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        Err(Failure::new(
+            ErrorKind::Protocol,
+            format!("{addr}: no answer to SELECT"),
+        ))
+    }
+
     async fn greet<S: Io>(
         &self,
         cx: &mut RunCx<'_>,
@@ -189,6 +288,7 @@ impl Check for PreparedImap {
                 let (mut t, verdict) = self.tls.handshake(cx, tcp).await?;
                 cx.detail("tls_mode", "implicit");
                 self.greet(cx, &mut t, &mut buf).await?;
+                self.login(cx, &mut t, &mut buf).await?;
                 goodbye(&mut t, b"a9 LOGOUT\r\n").await;
                 return Ok(verdict);
             }
@@ -213,12 +313,16 @@ impl Check for PreparedImap {
                     let (mut t, verdict) = upgrade(cx, &self.tls, tcp, &buf).await?;
                     self.capability(cx, &mut t, &mut buf, "a3", "capabilities_tls")
                         .await?;
+                    self.login(cx, &mut t, &mut buf).await?;
                     goodbye(&mut t, b"a9 LOGOUT\r\n").await;
                     Ok(verdict)
                 }
                 _ => {
                     cx.detail("starttls", false);
                     goodbye(&mut tcp, b"a9 LOGOUT\r\n").await;
+                    if self.login.is_some() {
+                        return Err(cleartext_refusal(addr, "STARTTLS"));
+                    }
                     Ok(Verdict::up())
                 }
             }

@@ -5,6 +5,9 @@
 //! (`security: starttls`) — port 995 (or `security: implicit`) speaks TLS first — and asks
 //! `CAPA` again over TLS, then `QUIT`. Certificates are judged like the `tls` check.
 //!
+//! `mode: deep` logs in with `USER`/`PASS` after TLS (-ERR is `auth`) and asks `STAT`
+//! (reports `messages`). Credentials never travel in clear text.
+//!
 //! ```yaml
 //! - name: pop3
 //!   target: pop3://mail.example.com:110
@@ -12,12 +15,15 @@
 //! ```
 
 use futures::future::BoxFuture;
-use portwarden_core::{ErrorKind, Transport};
+use portwarden_core::{ErrorKind, Secret, Transport};
 use portwarden_wire::pop3::{self, Status};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::common::{Io, Security, TlsPlan, clean, goodbye, read_msg, send, upgrade};
+use super::common::{
+    Io, Login, Mode, Security, TlsPlan, clean, cleartext_refusal, goodbye, login_config, read_msg,
+    send, upgrade,
+};
 use super::{Check, CheckInfo};
 use crate::cx::{CheckResult, Failure, RunCx, Verdict};
 use crate::tls::{PreparedTls, TlsOptions};
@@ -34,6 +40,14 @@ pub static INFO: CheckInfo = CheckInfo {
             "auto (default: implicit TLS on 995, else STLS when offered) | starttls (required) | implicit | none",
         ),
         ("tls", "TLS options (see the tls check)"),
+        (
+            "mode",
+            "handshake (default) | deep (USER/PASS over TLS, then STAT)",
+        ),
+        (
+            "user / password",
+            "deep: credentials (password is a secret)",
+        ),
     ],
 };
 
@@ -45,6 +59,12 @@ pub struct Pop3Check {
     pub security: Security,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsOptions>,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
 }
 
 impl Pop3Check {
@@ -56,6 +76,7 @@ impl Pop3Check {
             ));
         }
         Ok(PreparedPop3 {
+            login: login_config(self.mode, &self.user, &self.password, self.security)?,
             security: self.security,
             tls: PreparedTls::prepare(&self.tls.clone().unwrap_or_default())?,
         })
@@ -63,6 +84,7 @@ impl Pop3Check {
 }
 
 pub struct PreparedPop3 {
+    login: Option<Login>,
     security: Security,
     tls: PreparedTls,
 }
@@ -109,6 +131,61 @@ async fn capa<S: Io>(
 }
 
 impl PreparedPop3 {
+    /// Deep mode: `USER`/`PASS` (-ERR = `auth`, or `unhealthy` for `[SYS/...]`/`[IN-USE]`
+    /// codes), then `STAT` (message count).
+    async fn login<S: Io>(
+        &self,
+        cx: &mut RunCx<'_>,
+        s: &mut S,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), Failure> {
+        let Some(l) = &self.login else {
+            return Ok(());
+        };
+        let addr = cx.addr;
+        send(cx, s, format!("USER {}\r\n", l.user).as_bytes()).await?;
+        let u = status(cx, s, buf, "the USER answer").await?;
+        let st = if u.ok {
+            send(
+                cx,
+                s,
+                format!("PASS {}\r\n", l.password.expose()).as_bytes(),
+            )
+            .await?;
+            status(cx, s, buf, "the PASS answer").await?
+        } else {
+            u
+        };
+        if !st.ok {
+            let kind = if st.text.starts_with("[SYS/") || st.text.starts_with("[IN-USE]") {
+                ErrorKind::Unhealthy
+            } else {
+                ErrorKind::Auth
+            };
+            return Err(Failure::new(
+                kind,
+                format!(
+                    "{addr} refused the login of `{}`: -ERR {}",
+                    clean(&l.user),
+                    clean(&st.text)
+                ),
+            ));
+        }
+        cx.detail("authenticated", true);
+        send(cx, s, b"STAT\r\n").await?;
+        let st = status(cx, s, buf, "the STAT answer").await?;
+        if !st.ok {
+            return Err(Failure::new(
+                ErrorKind::Unhealthy,
+                format!("{addr} answered STAT with -ERR {}", clean(&st.text)),
+            ));
+        }
+        if let Some(n) = pop3::stat_count(&st.text) {
+            cx.detail("messages", n);
+        }
+        Ok(())
+    }
+
     async fn greet<S: Io>(
         &self,
         cx: &mut RunCx<'_>,
@@ -138,6 +215,7 @@ impl Check for PreparedPop3 {
                 let (mut t, verdict) = self.tls.handshake(cx, tcp).await?;
                 cx.detail("tls_mode", "implicit");
                 self.greet(cx, &mut t, &mut buf).await?;
+                self.login(cx, &mut t, &mut buf).await?;
                 goodbye(&mut t, b"QUIT\r\n").await;
                 return Ok(verdict);
             }
@@ -161,12 +239,16 @@ impl Check for PreparedPop3 {
                     }
                     let (mut t, verdict) = upgrade(cx, &self.tls, tcp, &buf).await?;
                     capa(cx, &mut t, &mut buf, "capabilities_tls").await?;
+                    self.login(cx, &mut t, &mut buf).await?;
                     goodbye(&mut t, b"QUIT\r\n").await;
                     Ok(verdict)
                 }
                 _ => {
                     cx.detail("starttls", false);
                     goodbye(&mut tcp, b"QUIT\r\n").await;
+                    if self.login.is_some() {
+                        return Err(cleartext_refusal(addr, "STLS"));
+                    }
                     Ok(Verdict::up())
                 }
             }

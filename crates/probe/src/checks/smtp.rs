@@ -7,6 +7,10 @@
 //! certificate is judged exactly like the `tls` check (trust, name, expiry → degraded). After
 //! the upgrade `EHLO` is sent again, as RFC 3207 requires, then `QUIT`.
 //!
+//! `mode: deep` logs in with `AUTH PLAIN` after TLS (235 is up; a 5xx refusal is `auth`; 454 is
+//! `unhealthy`). Credentials never travel in clear text: `security: none` is refused, and a
+//! server without STARTTLS is `protocol` before any password is sent.
+//!
 //! ```yaml
 //! - name: mx
 //!   target: smtp://mx1.example.com:25
@@ -14,12 +18,15 @@
 //! ```
 
 use futures::future::BoxFuture;
-use portwarden_core::{ErrorKind, Transport};
+use portwarden_core::{ErrorKind, Secret, Transport};
 use portwarden_wire::smtp::{self, Dialect, Reply};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::common::{Io, Security, TlsPlan, clean, goodbye, read_msg, send, upgrade};
+use super::common::{
+    Io, Login, Mode, Security, TlsPlan, clean, cleartext_refusal, goodbye, login_config, read_msg,
+    send, upgrade,
+};
 use super::{Check, CheckInfo};
 use crate::cx::{CheckResult, Failure, RunCx, Verdict};
 use crate::tls::{PreparedTls, TlsOptions};
@@ -40,6 +47,14 @@ pub static INFO: CheckInfo = CheckInfo {
             "ehlo_name",
             "name sent with EHLO (default portwarden.invalid)",
         ),
+        (
+            "mode",
+            "handshake (default) | deep (AUTH PLAIN with user/password, over TLS only)",
+        ),
+        (
+            "user / password",
+            "deep: credentials (password is a secret)",
+        ),
     ],
 };
 
@@ -53,6 +68,12 @@ pub struct SmtpCheck {
     pub tls: Option<TlsOptions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ehlo_name: Option<String>,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
 }
 
 impl SmtpCheck {
@@ -64,6 +85,7 @@ impl SmtpCheck {
             ));
         }
         Ok(PreparedSmtp {
+            login: login_config(self.mode, &self.user, &self.password, self.security)?,
             security: self.security,
             tls: PreparedTls::prepare(&self.tls.clone().unwrap_or_default())?,
             ehlo: smtp::helo_name(self.ehlo_name.as_deref().unwrap_or("portwarden.invalid")),
@@ -72,6 +94,7 @@ impl SmtpCheck {
 }
 
 pub struct PreparedSmtp {
+    login: Option<Login>,
     security: Security,
     tls: PreparedTls,
     ehlo: String,
@@ -163,6 +186,47 @@ impl PreparedSmtp {
         ))
     }
 
+    /// Deep mode: `AUTH PLAIN` (235 = in; 535 and friends = `auth`; 454 = `unhealthy`).
+    async fn login<S: Io>(
+        &self,
+        cx: &mut RunCx<'_>,
+        s: &mut S,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), Failure> {
+        let Some(l) = &self.login else {
+            return Ok(());
+        };
+        let addr = cx.addr;
+        send(cx, s, &smtp::auth_plain(&l.user, l.password.expose())).await?;
+        let r = reply(cx, s, buf, "the AUTH reply").await?;
+        match r.code {
+            235 => {
+                cx.detail("authenticated", true);
+                Ok(())
+            }
+            454 | 421 => Err(Failure::new(
+                ErrorKind::Unhealthy,
+                format!(
+                    "{addr} could not check credentials now: {} {}",
+                    r.code,
+                    clean(&r.summary())
+                ),
+            )),
+            c if (500..600).contains(&c) => Err(Failure::new(
+                ErrorKind::Auth,
+                format!(
+                    "{addr} refused the login of `{}`: {c} {}",
+                    clean(&l.user),
+                    clean(&r.summary())
+                ),
+            )),
+            c => Err(Failure::new(
+                ErrorKind::Protocol,
+                format!("{addr} answered AUTH with {c} {}", clean(&r.summary())),
+            )),
+        }
+    }
+
     async fn greet<S: Io>(
         &self,
         cx: &mut RunCx<'_>,
@@ -193,6 +257,7 @@ impl Check for PreparedSmtp {
                 let (mut t, verdict) = self.tls.handshake(cx, tcp).await?;
                 cx.detail("tls_mode", "implicit");
                 self.greet(cx, &mut t, &mut buf).await?;
+                self.login(cx, &mut t, &mut buf).await?;
                 goodbye(&mut t, b"QUIT\r\n").await;
                 return Ok(verdict);
             }
@@ -220,12 +285,16 @@ impl Check for PreparedSmtp {
                     }
                     let (mut t, verdict) = upgrade(cx, &self.tls, tcp, &buf).await?;
                     self.ehlo(cx, &mut t, &mut buf).await?;
+                    self.login(cx, &mut t, &mut buf).await?;
                     goodbye(&mut t, b"QUIT\r\n").await;
                     Ok(verdict)
                 }
                 _ => {
                     cx.detail("starttls", false);
                     goodbye(&mut tcp, b"QUIT\r\n").await;
+                    if self.login.is_some() {
+                        return Err(cleartext_refusal(addr, "STARTTLS"));
+                    }
                     Ok(Verdict::up())
                 }
             }
