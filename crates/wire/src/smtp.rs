@@ -172,7 +172,7 @@ pub fn auth_plain(user: &str, password: &str) -> Vec<u8> {
     raw.push(0);
     raw.extend_from_slice(password.as_bytes());
     let mut b64 = crate::ssh::base64_nopad(&raw);
-    while b64.len() % 4 != 0 {
+    while !b64.len().is_multiple_of(4) {
         b64.push('=');
     }
     format!("AUTH PLAIN {b64}\r\n").into_bytes()
