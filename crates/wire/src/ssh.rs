@@ -282,6 +282,16 @@ pub fn parse_ecdh_reply(payload: &[u8]) -> Result<EcdhReply<'_>, DecodeError> {
     })
 }
 
+/// `SSH_MSG_DISCONNECT` with reason 11 (`SSH_DISCONNECT_BY_APPLICATION`), sent in the clear
+/// before `NEWKEYS` so the server logs a polite goodbye instead of a reset.
+pub fn disconnect(description: &str) -> Vec<u8> {
+    let mut p = vec![MSG_DISCONNECT];
+    p.extend_from_slice(&11u32.to_be_bytes());
+    put_string(&mut p, description.as_bytes());
+    put_string(&mut p, b"");
+    p
+}
+
 /// `SSH_MSG_DISCONNECT`: reason code and description.
 pub fn parse_disconnect(payload: &[u8]) -> Result<(u32, String), DecodeError> {
     let mut c = Cursor::new(payload);
@@ -432,6 +442,10 @@ mod tests {
         assert_eq!(ki.host_key, vec!["ssh-ed25519"]);
         assert!(!ki.first_kex_follows);
         assert!(parse_packet(&[0xff, 0xff, 0xff, 0xff, 4]).is_err());
+        assert_eq!(
+            parse_disconnect(&disconnect("bye")).unwrap(),
+            (11, "bye".to_string())
+        );
     }
 
     #[test]

@@ -248,9 +248,25 @@ pub async fn udp_exchange<T, F>(
     req: &[u8],
     attempts: u32,
     what: &str,
+    accept: F,
+) -> Result<(T, std::time::Duration), Failure>
+where
+    F: FnMut(&[u8]) -> Result<Option<T>, Failure>,
+{
+    udp_exchange_with(cx, |_| req.to_vec(), attempts, what, accept).await
+}
+
+/// [`udp_exchange`] with a fresh request per attempt (`make(attempt)`), for protocols whose
+/// request carries the time it was sent (NTP).
+pub async fn udp_exchange_with<T, M, F>(
+    cx: &mut RunCx<'_>,
+    mut make: M,
+    attempts: u32,
+    what: &str,
     mut accept: F,
 ) -> Result<(T, std::time::Duration), Failure>
 where
+    M: FnMut(u32) -> Vec<u8>,
     F: FnMut(&[u8]) -> Result<Option<T>, Failure>,
 {
     use std::time::Instant;
@@ -262,8 +278,9 @@ where
     let attempts = attempts.max(1);
     for attempt in 0..attempts {
         let until = start + total.mul_f64(f64::from(attempt + 1) / f64::from(attempts));
+        let req = make(attempt);
         let sent = Instant::now();
-        sock.send(req)
+        sock.send(&req)
             .await
             .map_err(|e| super::udp::udp_error(&e, addr))?;
         loop {

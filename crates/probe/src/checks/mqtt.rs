@@ -3,7 +3,8 @@
 //! - `handshake` (default): `CONNECT` without credentials (clean session) → `CONNACK`. Accepted
 //!   is `up`; then, if `version_topic` is set (default `$SYS/broker/version`, which Mosquitto
 //!   publishes as a retained message), subscribes and waits briefly for the broker's version
-//!   (`server_version` in details; missing is fine). Finally `DISCONNECT`.
+//!   (`server_version` in details; missing is fine; the wait, at most 500 ms, is not counted
+//!   in the protocol phase). Finally `DISCONNECT`.
 //! - `deep`: the same with `user`/`password`.
 //!
 //! A refused login (3.1.1 codes 4/5, 5.0 codes 0x86/0x87/0x8A/0x8C) proves the broker is alive
@@ -20,7 +21,7 @@
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use portwarden_core::{ErrorKind, Phase, Secret, Transport};
+use portwarden_core::{ErrorKind, Secret, Transport};
 use portwarden_wire::mqtt::{self, Version};
 use serde::{Deserialize, Serialize};
 
@@ -188,13 +189,15 @@ impl Check for PreparedMqtt {
             cx.detail("session_present", ack.session_present);
             if !self.version_topic.is_empty() {
                 send(cx, &mut s, &mqtt::subscribe(1, &self.version_topic, v)).await?;
+                // Not timed as a phase: the version is a bonus, and waiting for it must not
+                // inflate the protocol time that latency alerts look at.
                 let until = (Instant::now() + VERSION_WAIT).min(cx.deadline);
                 let topic = self.version_topic.clone();
-                let r = cx
-                    .timed_until(Phase::Protocol, until, async {
-                        wait_publish(&mut s, &mut buf, v, &topic).await
-                    })
-                    .await;
+                let r = tokio::time::timeout_at(
+                    until.into(),
+                    wait_publish(&mut s, &mut buf, v, &topic),
+                )
+                .await;
                 if let Ok(Some(version)) = r {
                     cx.detail("server_version", clean(&version));
                 }
@@ -205,24 +208,28 @@ impl Check for PreparedMqtt {
     }
 }
 
-/// Reads packets until a PUBLISH on `topic`; `Ok(None)` on EOF or garbage (the version is a
-/// bonus, never a failure).
+/// Reads packets until a PUBLISH on `topic`; `None` on EOF, garbage or a refused
+/// subscription (the version is a bonus, never a failure).
 async fn wait_publish(
     s: &mut tokio::net::TcpStream,
     buf: &mut Vec<u8>,
     v: Version,
     topic: &str,
-) -> Result<Option<String>, portwarden_core::ProbeError> {
+) -> Option<String> {
     loop {
         match mqtt::split_packet(buf, 64 * 1024) {
             Ok(Some((first, body, used))) => {
+                // SUBACK with a failure code (0x80+): no version coming.
+                if first >> 4 == 9 && body.last().is_some_and(|c| *c >= 0x80) {
+                    return None;
+                }
                 let found = mqtt::parse_publish(first, body, v)
                     .ok()
                     .filter(|(t, _)| t == topic)
                     .map(|(_, p)| String::from_utf8_lossy(&p[..p.len().min(256)]).into_owned());
                 buf.drain(..used);
                 if found.is_some() {
-                    return Ok(found);
+                    return found;
                 }
             }
             Ok(None) => {
@@ -230,10 +237,10 @@ async fn wait_publish(
                     .await
                     .unwrap_or_default();
                 if n == 0 {
-                    return Ok(None);
+                    return None;
                 }
             }
-            Err(_) => return Ok(None),
+            Err(_) => return None,
         }
     }
 }

@@ -25,7 +25,7 @@ use portwarden_core::{ErrorKind, Transport};
 use portwarden_wire::ntp;
 use serde::{Deserialize, Serialize};
 
-use super::common::{judge_level, protocol_error, udp_exchange};
+use super::common::{judge_level, protocol_error, udp_exchange_with};
 use super::{Check, CheckInfo, DurationLevels};
 use crate::PrepareError;
 use crate::cx::{CheckResult, Failure, RunCx, Verdict};
@@ -100,29 +100,37 @@ impl Check for PreparedNtp {
     fn run<'a>(&'a self, cx: &'a mut RunCx<'_>) -> BoxFuture<'a, CheckResult> {
         Box::pin(async move {
             let addr = cx.addr;
+            // One wall-clock reading; every later time is it plus monotonic time elapsed.
             let wall = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default();
             let mono = Instant::now();
-            let t1 = ntp::ntp_timestamp(wall);
-            let req = ntp::request(t1);
-            let (r, _) =
-                udp_exchange(
-                    cx,
-                    &req,
-                    self.attempts,
-                    "an NTP request",
-                    |b| match ntp::parse(b) {
-                        Ok(r) if r.origin == t1 => {
-                            let t4 = ntp::ntp_timestamp(wall + mono.elapsed());
-                            Ok(Some((r, t4)))
-                        }
-                        Ok(_) => Ok(None),
-                        Err(e) => Err(protocol_error(addr, "NTP", &e, b)),
-                    },
-                )
-                .await?;
+            let now = move || ntp::ntp_timestamp(wall + mono.elapsed());
+            // Each attempt carries its own transmit time; the answer's origin says which.
+            let sent = std::sync::Mutex::new(Vec::with_capacity(self.attempts as usize));
+            let (r, _) = udp_exchange_with(
+                cx,
+                |_| {
+                    let t1 = now();
+                    if let Ok(mut v) = sent.lock() {
+                        v.push(t1);
+                    }
+                    ntp::request(t1).to_vec()
+                },
+                self.attempts,
+                "an NTP request",
+                |b| match ntp::parse(b) {
+                    Ok(r) if sent.lock().is_ok_and(|v| v.contains(&r.origin)) => {
+                        let t4 = now();
+                        Ok(Some((r, t4)))
+                    }
+                    Ok(_) => Ok(None),
+                    Err(e) => Err(protocol_error(addr, "NTP", &e, b)),
+                },
+            )
+            .await?;
             let (resp, t4) = r;
+            let t1 = resp.origin;
             cx.detail("stratum", resp.stratum);
             cx.detail("leap", resp.leap);
             cx.detail("version", resp.version);

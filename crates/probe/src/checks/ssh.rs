@@ -187,6 +187,11 @@ async fn next_packet(
     ))
 }
 
+/// A polite `SSH_MSG_DISCONNECT` packet (the server logs "disconnected by application").
+fn bye() -> Vec<u8> {
+    ssh::packet(&ssh::disconnect("portwarden probe done"))
+}
+
 fn proto_fail(addr: std::net::SocketAddr, msg: impl std::fmt::Display) -> Failure {
     Failure::new(ErrorKind::Protocol, format!("{addr}: {msg}"))
 }
@@ -343,7 +348,7 @@ impl Check for PreparedSsh {
             cx.detail("kex_algorithms", list(&ki.kex));
             cx.detail("host_key_algorithms", list(&ki.host_key));
             if !self.key_exchange {
-                goodbye(&mut s, &[]).await;
+                goodbye(&mut s, &bye()).await;
                 return Ok(Verdict::up());
             }
             let Some(kex) = KEX_ALGS.iter().find(|a| ki.kex.iter().any(|k| k == *a)) else {
@@ -378,7 +383,7 @@ impl Check for PreparedSsh {
                     guess_wrong,
                 )
                 .await;
-            goodbye(&mut s, &[]).await;
+            goodbye(&mut s, &bye()).await;
             v
         })
     }
