@@ -265,3 +265,58 @@ async fn amqp_killed_broker_is_refused() {
     .await;
     assert_eq!(o.error_kind(), Some(ErrorKind::Refused), "{o:?}");
 }
+
+#[tokio::test]
+async fn nats_with_tls_required() {
+    let Some(bin) = tk::need_binary("nats-server") else {
+        return;
+    };
+    let ca = tk::certs::TestCa::new();
+    let leaf = ca.leaf(&["localhost", "127.0.0.1"], -1, 10);
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert, &leaf.cert_pem).unwrap();
+    std::fs::write(&key, &leaf.key_pem).unwrap();
+    let ca_file = ca.write(dir.path()).display().to_string();
+    let port = tk::free_port();
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args([
+        "-a",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "--tls",
+        "--tlscert",
+    ])
+    .arg(&cert)
+    .arg("--tlskey")
+    .arg(&key);
+    let _srv =
+        tk::process::Server::spawn_tcp("nats-server", cmd, port, Duration::from_secs(10)).unwrap();
+    let target = format!("nats://127.0.0.1:{port}");
+    // Trusted, but the certificate expires in 10 days: degraded, like the tls check.
+    let o = probe1(
+        &target,
+        check(json!({"nats": {"tls": {"ca_file": ca_file}}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Degraded, "{o:?}");
+    assert_eq!(o.details["tls_required"], true);
+    assert_eq!(o.details["starttls"], true);
+    assert!(o.details["cert_days_left"].as_i64().is_some_and(|d| d < 21));
+    let o = probe1(
+        &target,
+        check(json!({"nats": {"tls": {"ca_file": ca_file, "expiry_warn_days": 5}}})),
+        T,
+    )
+    .await;
+    assert_eq!(o.outcome, Outcome::Up, "{o:?}");
+    // Untrusted.
+    let o = probe1(&target, check(json!({"nats": {}})), T).await;
+    assert_eq!(
+        o.error_kind(),
+        Some(ErrorKind::Tls(portwarden_core::TlsFailure::Untrusted)),
+        "{o:?}"
+    );
+}

@@ -165,11 +165,11 @@ pub struct Credentials<'a> {
 
 /// `CONNECT {...}\r\nPING\r\n`: verbose off, so the server's answer to PING is `PONG` or an
 /// `-ERR` (e.g. `'Authorization Violation'`).
-pub fn connect_and_ping(name: &str, version: &str, creds: &Credentials<'_>) -> Vec<u8> {
+pub fn connect_and_ping(name: &str, version: &str, creds: &Credentials<'_>, tls: bool) -> Vec<u8> {
     let mut o = serde_json::Map::new();
     o.insert("verbose".into(), false.into());
     o.insert("pedantic".into(), false.into());
-    o.insert("tls_required".into(), false.into());
+    o.insert("tls_required".into(), tls.into());
     o.insert("name".into(), name.into());
     o.insert("lang".into(), "rust".into());
     o.insert("version".into(), version.into());
@@ -242,6 +242,7 @@ mod tests {
                 pass: Some("p\"q"),
                 token: None,
             },
+            false,
         );
         let s = String::from_utf8(c).unwrap();
         assert!(

@@ -1,7 +1,8 @@
 //! `nats`: NATS servers.
 //!
 //! - `handshake` (default): reads the server's `INFO {json}` (version, server id/name,
-//!   JetStream, auth/TLS required), then — when the server does not require auth — sends
+//!   JetStream, auth/TLS required), upgrades to TLS when INFO says `tls_required` (certificate
+//!   judged like the `tls` check, `tls:` options), then — when the server does not require auth — sends
 //!   `CONNECT {...}` + `PING` and expects `PONG`. A server that requires auth is reported `up`
 //!   after `INFO` with `auth_required: true` (handshake mode has no credentials).
 //! - `deep`: `CONNECT` with `user`/`password` or `token`, `PING` → `PONG`
@@ -20,11 +21,11 @@ use futures::future::BoxFuture;
 use portwarden_core::{ErrorKind, Secret, Transport};
 use portwarden_wire::nats::{self, Credentials, ServerOp};
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpStream;
 
-use super::common::{Mode, OnAuthRefused, clean, goodbye, read_msg, send};
+use super::common::{Io, Mode, OnAuthRefused, clean, goodbye, read_msg, send, upgrade};
 use super::{Check, CheckInfo};
 use crate::cx::{CheckResult, Failure, RunCx, Verdict};
+use crate::tls::{PreparedTls, TlsOptions};
 use crate::{PrepareError, net};
 
 pub static INFO: CheckInfo = CheckInfo {
@@ -53,6 +54,10 @@ pub static INFO: CheckInfo = CheckInfo {
             "on_auth_refused",
             "down (default, error `auth`) | degraded | up: what a refused login means",
         ),
+        (
+            "tls",
+            "TLS options used when the server requires TLS (see the tls check)",
+        ),
     ],
 };
 
@@ -72,6 +77,8 @@ pub struct NatsCheck {
     pub require_jetstream: bool,
     #[serde(default)]
     pub on_auth_refused: OnAuthRefused,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsOptions>,
 }
 
 impl NatsCheck {
@@ -95,17 +102,21 @@ impl NatsCheck {
                 "`user` and `password` go together",
             ));
         }
-        Ok(PreparedNats { cfg: self.clone() })
+        Ok(PreparedNats {
+            tls: PreparedTls::prepare(&self.tls.clone().unwrap_or_default())?,
+            cfg: self.clone(),
+        })
     }
 }
 
 pub struct PreparedNats {
     cfg: NatsCheck,
+    tls: PreparedTls,
 }
 
-async fn next_op(
+async fn next_op<S: Io>(
     cx: &mut RunCx<'_>,
-    s: &mut TcpStream,
+    s: &mut S,
     buf: &mut Vec<u8>,
     what: &str,
 ) -> Result<ServerOp, Failure> {
@@ -127,9 +138,9 @@ async fn next_op(
 }
 
 /// Reads until `PONG`, answering server `PING`s; `-ERR` ends the wait.
-async fn until_pong(
+async fn until_pong<S: Io>(
     cx: &mut RunCx<'_>,
-    s: &mut TcpStream,
+    s: &mut S,
     buf: &mut Vec<u8>,
 ) -> Result<Result<(), String>, Failure> {
     for _ in 0..32 {
@@ -147,10 +158,10 @@ async fn until_pong(
 }
 
 impl PreparedNats {
-    async fn jetstream(
+    async fn jetstream<S: Io>(
         &self,
         cx: &mut RunCx<'_>,
-        s: &mut TcpStream,
+        s: &mut S,
         buf: &mut Vec<u8>,
     ) -> CheckResult {
         let addr = cx.addr;
@@ -200,6 +211,56 @@ impl PreparedNats {
     }
 }
 
+impl PreparedNats {
+    /// After INFO (and TLS when required): CONNECT + PING → PONG, then JetStream in deep mode.
+    async fn converse<S: Io>(
+        &self,
+        cx: &mut RunCx<'_>,
+        s: &mut S,
+        buf: &mut Vec<u8>,
+        info: &nats::Info,
+        tls: bool,
+    ) -> CheckResult {
+        let addr = cx.addr;
+        let deep = self.cfg.mode == Mode::Deep;
+        if info.auth_required && !deep {
+            goodbye(s, &[]).await;
+            return Ok(Verdict::up());
+        }
+        let creds = Credentials {
+            user: self.cfg.user.as_deref(),
+            pass: self.cfg.password.as_ref().map(Secret::expose),
+            token: self.cfg.token.as_ref().map(Secret::expose),
+        };
+        send(
+            cx,
+            s,
+            &nats::connect_and_ping("portwarden", env!("CARGO_PKG_VERSION"), &creds, tls),
+        )
+        .await?;
+        if let Err(e) = until_pong(cx, s, buf).await? {
+            let low = e.to_ascii_lowercase();
+            if low.contains("authorization") || low.contains("authentication") {
+                return self
+                    .cfg
+                    .on_auth_refused
+                    .judge(format!("{addr} refused our login: {}", clean(&e)));
+            }
+            return Err(Failure::new(
+                ErrorKind::Unhealthy,
+                format!("{addr} answered -ERR {}", clean(&e)),
+            ));
+        }
+        let v = if deep && info.jetstream {
+            self.jetstream(cx, s, buf).await?
+        } else {
+            Verdict::up()
+        };
+        goodbye(s, &[]).await;
+        Ok(v)
+    }
+}
+
 fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -242,50 +303,13 @@ impl Check for PreparedNats {
                     format!("{addr}: JetStream is not enabled (require_jetstream: true)"),
                 ));
             }
-            if info.tls_required {
-                // TLS would start here; INFO proved the server is alive and what it is.
-                goodbye(&mut s, &[]).await;
-                return Ok(Verdict {
-                    outcome: portwarden_core::Outcome::Up,
-                    note: Some("server requires TLS: checked up to INFO".into()),
-                });
+            if !info.tls_required {
+                return self.converse(cx, &mut s, &mut buf, &info, false).await;
             }
-            let deep = self.cfg.mode == Mode::Deep;
-            if info.auth_required && !deep {
-                goodbye(&mut s, &[]).await;
-                return Ok(Verdict::up());
-            }
-            let creds = Credentials {
-                user: self.cfg.user.as_deref(),
-                pass: self.cfg.password.as_ref().map(Secret::expose),
-                token: self.cfg.token.as_ref().map(Secret::expose),
-            };
-            send(
-                cx,
-                &mut s,
-                &nats::connect_and_ping("portwarden", env!("CARGO_PKG_VERSION"), &creds),
-            )
-            .await?;
-            if let Err(e) = until_pong(cx, &mut s, &mut buf).await? {
-                let low = e.to_ascii_lowercase();
-                if low.contains("authorization") || low.contains("authentication") {
-                    return self
-                        .cfg
-                        .on_auth_refused
-                        .judge(format!("{addr} refused our login: {}", clean(&e)));
-                }
-                return Err(Failure::new(
-                    ErrorKind::Unhealthy,
-                    format!("{addr} answered -ERR {}", clean(&e)),
-                ));
-            }
-            let v = if deep && info.jetstream {
-                self.jetstream(cx, &mut s, &mut buf).await?
-            } else {
-                Verdict::up()
-            };
-            goodbye(&mut s, &[]).await;
-            Ok(v)
+            // The server wants TLS right after INFO: same certificate checks as `tls`.
+            let (mut t, tls_verdict) = upgrade(cx, &self.tls, s, &buf).await?;
+            let v = self.converse(cx, &mut t, &mut buf, &info, true).await?;
+            Ok(tls_verdict.worst(v))
         })
     }
 }
