@@ -14,16 +14,29 @@
 //!
 //! Every parser bounds what it reads: no length field from the wire is trusted without a limit.
 
+pub mod amqp;
 pub mod base64;
 pub mod bson;
 pub mod bytespec;
 pub mod cursor;
+pub mod dns;
 pub mod expect;
+pub mod ftp;
 pub mod http1;
+pub mod imap;
+pub mod kafka;
 pub mod memcached;
 pub mod mongodb;
+pub mod mqtt;
 pub mod mysql;
+pub mod nats;
+pub mod ntp;
+pub mod pop3;
 pub mod postgres;
 pub mod printable;
+pub mod reader;
 pub mod resp;
 pub mod scram;
+pub mod smtp;
+pub mod snmp;
+pub mod ssh;

@@ -19,7 +19,20 @@ pub mod mongodb;
 pub mod mysql;
 pub mod postgres;
 pub mod redis;
+pub mod amqp;
+pub mod common;
+pub mod dns;
+pub mod ftp;
+pub mod imap;
+pub mod kafka;
+pub mod mqtt;
+pub mod nats;
+pub mod ntp;
+pub mod pop3;
 pub mod send_expect;
+pub mod smtp;
+pub mod snmp;
+pub mod ssh;
 pub mod tcp;
 pub mod tls;
 pub mod udp;
@@ -49,6 +62,18 @@ pub static CATALOGUE: &[&CheckInfo] = &[
     &mongodb::INFO,
     &memcached::INFO,
     &elasticsearch::INFO,
+    &amqp::INFO,
+    &kafka::INFO,
+    &nats::INFO,
+    &mqtt::INFO,
+    &ssh::INFO,
+    &smtp::INFO,
+    &imap::INFO,
+    &pop3::INFO,
+    &ftp::INFO,
+    &dns::INFO,
+    &ntp::INFO,
+    &snmp::INFO,
 ];
 
 /// Finds a kind by name (`tcp`, `send_expect`, ...).
@@ -70,6 +95,18 @@ pub enum CheckSpec {
     Mongodb(mongodb::MongodbCheck),
     Memcached(memcached::MemcachedCheck),
     Elasticsearch(elasticsearch::ElasticsearchCheck),
+    Amqp(amqp::AmqpCheck),
+    Kafka(kafka::KafkaCheck),
+    Nats(nats::NatsCheck),
+    Mqtt(mqtt::MqttCheck),
+    Ssh(ssh::SshCheck),
+    Smtp(smtp::SmtpCheck),
+    Imap(imap::ImapCheck),
+    Pop3(pop3::Pop3Check),
+    Ftp(ftp::FtpCheck),
+    Dns(dns::DnsCheck),
+    Ntp(ntp::NtpCheck),
+    Snmp(snmp::SnmpCheck),
 }
 
 impl CheckSpec {
@@ -85,6 +122,18 @@ impl CheckSpec {
             CheckSpec::Mongodb(_) => &mongodb::INFO,
             CheckSpec::Memcached(_) => &memcached::INFO,
             CheckSpec::Elasticsearch(_) => &elasticsearch::INFO,
+            CheckSpec::Amqp(_) => &amqp::INFO,
+            CheckSpec::Kafka(_) => &kafka::INFO,
+            CheckSpec::Nats(_) => &nats::INFO,
+            CheckSpec::Mqtt(_) => &mqtt::INFO,
+            CheckSpec::Ssh(_) => &ssh::INFO,
+            CheckSpec::Smtp(_) => &smtp::INFO,
+            CheckSpec::Imap(_) => &imap::INFO,
+            CheckSpec::Pop3(_) => &pop3::INFO,
+            CheckSpec::Ftp(_) => &ftp::INFO,
+            CheckSpec::Dns(_) => &dns::INFO,
+            CheckSpec::Ntp(_) => &ntp::INFO,
+            CheckSpec::Snmp(_) => &snmp::INFO,
         }
     }
 
@@ -96,6 +145,7 @@ impl CheckSpec {
     pub fn transport(&self) -> Transport {
         match self {
             CheckSpec::SendExpect(c) => c.transport(),
+            CheckSpec::Dns(c) => c.transport(),
             other => other.info().transport,
         }
     }
@@ -112,6 +162,18 @@ impl CheckSpec {
             "mongodb" => CheckSpec::Mongodb(Default::default()),
             "memcached" => CheckSpec::Memcached(Default::default()),
             "elasticsearch" => CheckSpec::Elasticsearch(Default::default()),
+            "amqp" => CheckSpec::Amqp(Default::default()),
+            "kafka" => CheckSpec::Kafka(Default::default()),
+            "nats" => CheckSpec::Nats(Default::default()),
+            "mqtt" => CheckSpec::Mqtt(Default::default()),
+            "ssh" => CheckSpec::Ssh(Default::default()),
+            "smtp" => CheckSpec::Smtp(Default::default()),
+            "imap" => CheckSpec::Imap(Default::default()),
+            "pop3" => CheckSpec::Pop3(Default::default()),
+            "ftp" => CheckSpec::Ftp(Default::default()),
+            "dns" => CheckSpec::Dns(Default::default()),
+            "ntp" => CheckSpec::Ntp(Default::default()),
+            "snmp" => CheckSpec::Snmp(Default::default()),
             _ => return None,
         })
     }
@@ -130,6 +192,18 @@ impl CheckSpec {
             CheckSpec::Mongodb(c) => Arc::new(c.prepare()?),
             CheckSpec::Memcached(c) => Arc::new(c.prepare()?),
             CheckSpec::Elasticsearch(c) => Arc::new(c.prepare()?),
+            CheckSpec::Amqp(c) => Arc::new(c.prepare()?),
+            CheckSpec::Kafka(c) => Arc::new(c.prepare()?),
+            CheckSpec::Nats(c) => Arc::new(c.prepare()?),
+            CheckSpec::Mqtt(c) => Arc::new(c.prepare()?),
+            CheckSpec::Ssh(c) => Arc::new(c.prepare()?),
+            CheckSpec::Smtp(c) => Arc::new(c.prepare()?),
+            CheckSpec::Imap(c) => Arc::new(c.prepare()?),
+            CheckSpec::Pop3(c) => Arc::new(c.prepare()?),
+            CheckSpec::Ftp(c) => Arc::new(c.prepare()?),
+            CheckSpec::Dns(c) => Arc::new(c.prepare()?),
+            CheckSpec::Ntp(c) => Arc::new(c.prepare()?),
+            CheckSpec::Snmp(c) => Arc::new(c.prepare()?),
         })
     }
 
