@@ -565,6 +565,7 @@ fn resolve_monitor(
     };
     if let (Some(c), Some(s)) = (&raw.check, scheme.as_deref()) {
         let fits = s == c.kind()
+            || CheckSpec::for_scheme(s).is_some_and(|d| d.kind() == c.kind())
             || (s == "tcp"
                 && c.transport() == Transport::Tcp
                 && !matches!(c, CheckSpec::SendExpect(se) if se.transport == Some(SeTransport::Tls)))
