@@ -194,6 +194,9 @@ impl Writer {
                 Event::Cmd(Some(Cmd::Close(reply))) => {
                     let r = self.flush_now(&mut obs_rx);
                     self.publish(&obs_rx);
+                    // Close the write connection before answering: once close() returns, the
+                    // file is free (another process may open it, a mount may go away).
+                    drop(self);
                     let _ = reply.send(r);
                     tracing::debug!("store writer closed");
                     return;
