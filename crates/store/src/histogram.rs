@@ -110,6 +110,12 @@ impl LogHistogram {
             self.buckets.clone_from(&other.buckets);
             return;
         }
+        if other.buckets.len() <= 4 {
+            for &(k, c) in &other.buckets {
+                self.add_key(k, c);
+            }
+            return;
+        }
         let mut out = Vec::with_capacity(self.buckets.len() + other.buckets.len());
         let (mut a, mut b) = (
             self.buckets.iter().peekable(),

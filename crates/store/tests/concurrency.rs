@@ -187,7 +187,10 @@ async fn insert_throughput() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300_000);
-    let monitors = 10_000;
+    let monitors: i64 = std::env::var("MONITORS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let base = now_ms() - HOUR;
     let t0 = Instant::now();
     let mut seq = 0;

@@ -25,13 +25,14 @@ impl Grain {
     }
 }
 
-/// One rollup row's identity.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// One rollup row's identity; the location is interned by the writer (`loc` indexes its
+/// location table) so keys are `Copy` and cheap to hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BucketKey {
     pub grain: Grain,
     pub monitor_id: i64,
     pub bucket: i64,
-    pub location: String,
+    pub loc: u32,
 }
 
 /// The content of one rollup row (or the merge of several).
@@ -168,10 +169,14 @@ fn upsert_sql(g: Grain) -> &'static str {
 }
 
 /// Reads a stored rollup row, if any (only on a cache miss in the writer).
-pub fn load(tx: &Transaction<'_>, key: &BucketKey) -> rusqlite::Result<Option<Agg>> {
+pub fn load(
+    tx: &Transaction<'_>,
+    key: &BucketKey,
+    location: &str,
+) -> rusqlite::Result<Option<Agg>> {
     tx.prepare_cached(load_sql(key.grain))?
         .query_row(
-            rusqlite::params![key.monitor_id, key.bucket, key.location],
+            rusqlite::params![key.monitor_id, key.bucket, location],
             |r| Agg::from_row(r, 0),
         )
         .optional()
@@ -186,12 +191,17 @@ fn blob(h: &LogHistogram) -> Option<Vec<u8>> {
 }
 
 /// Writes the full content of a rollup row (insert or replace the counts).
-pub fn upsert(tx: &Transaction<'_>, key: &BucketKey, a: &Agg) -> rusqlite::Result<()> {
+pub fn upsert(
+    tx: &Transaction<'_>,
+    key: &BucketKey,
+    location: &str,
+    a: &Agg,
+) -> rusqlite::Result<()> {
     tx.prepare_cached(upsert_sql(key.grain))?
         .execute(rusqlite::params![
             key.monitor_id,
             key.bucket,
-            key.location,
+            location,
             as_i64(a.up),
             as_i64(a.degraded),
             as_i64(a.down),

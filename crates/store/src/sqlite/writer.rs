@@ -11,7 +11,9 @@
 //! chunks. Every in-memory cache (ids, rollup buckets) is dropped after a failed transaction so
 //! it never holds state the database does not have.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -105,19 +107,92 @@ impl Shared {
     }
 }
 
+/// FxHash (as in rustc): much cheaper than SipHash for the writer's small internal keys
+/// (ids, names from our own config), which are not attacker-chosen.
+#[derive(Default, Clone, Copy)]
+struct Fx(u64);
+
+impl Fx {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        for &b in chunks.remainder() {
+            self.add(u64::from(b));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_i64(&mut self, i: i64) {
+        self.add(i as u64);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+
+struct CachedRollup {
+    agg: Agg,
+    touched: Instant,
+    /// Changed in the current batch (to be written once at its end).
+    dirty: bool,
+}
+
 #[derive(Default)]
 struct Caches {
-    monitors: HashMap<String, i64>,
+    monitors: FxMap<String, i64>,
     /// target → check kind → id
-    targets: HashMap<String, HashMap<String, i64>>,
-    rollups: HashMap<BucketKey, (Agg, Instant)>,
+    targets: FxMap<String, FxMap<String, i64>>,
+    rollups: FxMap<BucketKey, CachedRollup>,
+    /// Interned locations (not database state: survives `clear`).
+    locations: Vec<String>,
+    location_ids: FxMap<String, u32>,
 }
 
 impl Caches {
+    /// Forgets everything that mirrors the database (after a failed transaction).
     fn clear(&mut self) {
         self.monitors.clear();
         self.targets.clear();
         self.rollups.clear();
+    }
+
+    fn location(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.location_ids.get(name) {
+            return *id;
+        }
+        let id = u32::try_from(self.locations.len()).unwrap_or(u32::MAX);
+        self.locations.push(name.to_string());
+        self.location_ids.insert(name.to_string(), id);
+        id
     }
 }
 
@@ -417,12 +492,12 @@ impl Writer {
             return;
         }
         self.last_evict = Instant::now();
-        self.caches.rollups.retain(|k, (_, touched)| {
+        self.caches.rollups.retain(|k, c| {
             let ttl = match k.grain {
                 Grain::Minute => MINUTE_CACHE_TTL,
                 Grain::Hour => HOUR_CACHE_TTL,
             };
-            touched.elapsed() < ttl
+            c.touched.elapsed() < ttl
         });
     }
 
@@ -442,7 +517,8 @@ fn write_batch<'a>(
     rows: impl Iterator<Item = &'a Submitted>,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut deltas: HashMap<BucketKey, Agg> = HashMap::new();
+    let now = Instant::now();
+    let mut dirty: Vec<BucketKey> = Vec::new();
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO observations (monitor_id, location, target_id, started_at, scheduled_at,
@@ -478,26 +554,42 @@ fn write_batch<'a>(
                 details,
                 r.maintenance,
             ])?;
+            // Rollups: counted into the cached bucket (read once from the database on a miss),
+            // written once per bucket at the end of the batch.
+            let loc = caches.location(&o.location);
             for grain in [Grain::Minute, Grain::Hour] {
                 let key = BucketKey {
                     grain,
                     monitor_id: mid,
                     bucket: super::codec::floor_to(started, grain.width_ms()),
-                    location: o.location.clone(),
+                    loc,
                 };
-                deltas.entry(key).or_default().add(r);
+                let entry = match caches.rollups.entry(key) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(v) => v.insert(CachedRollup {
+                        agg: rollup::load(&tx, &key, &o.location)?.unwrap_or_default(),
+                        touched: now,
+                        dirty: false,
+                    }),
+                };
+                entry.agg.add(r);
+                entry.touched = now;
+                if !entry.dirty {
+                    entry.dirty = true;
+                    dirty.push(key);
+                }
             }
         }
     }
-    let now = Instant::now();
-    for (key, delta) in deltas {
-        let mut agg = match caches.rollups.remove(&key) {
-            Some((a, _)) => a,
-            None => rollup::load(&tx, &key)?.unwrap_or_default(),
-        };
-        agg.merge(&delta);
-        rollup::upsert(&tx, &key, &agg)?;
-        caches.rollups.insert(key, (agg, now));
+    for key in dirty {
+        if let Some(c) = caches.rollups.get_mut(&key) {
+            c.dirty = false;
+            let location = caches
+                .locations
+                .get(key.loc as usize)
+                .map_or("", String::as_str);
+            rollup::upsert(&tx, &key, location, &c.agg)?;
+        }
     }
     tx.commit()
 }
