@@ -209,6 +209,8 @@ pub struct Writer {
     last_evict: Instant,
 }
 
+// A short-lived local value per loop turn; boxing the row would cost an allocation per row.
+#[allow(clippy::large_enum_variant)]
 enum Event {
     Cmd(Option<Cmd>),
     Obs(Option<Submitted>),
