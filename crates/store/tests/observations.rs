@@ -268,3 +268,20 @@ async fn reopening_keeps_everything_and_dropping_does_not_hang() {
     assert_eq!(page.items.len(), 20, "the drop flushed the last rows");
     store.close().await.unwrap();
 }
+
+#[test]
+fn open_reports_an_unusable_data_dir() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let e = portwarden_store::sqlite::SqliteStore::open(
+        file.path(),
+        portwarden_store::Retention::default(),
+        fast_writer(),
+        portwarden_store::StoreMetrics::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, StoreError::Open { .. }), "{e}");
+    assert!(
+        e.to_string().contains(&file.path().display().to_string()),
+        "{e}"
+    );
+}

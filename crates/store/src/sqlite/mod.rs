@@ -62,6 +62,30 @@ const COMMAND_CAPACITY: usize = 1024;
 const RETENTION_ROWS_PER_STEP: usize = 20_000;
 
 /// SQLite implementation of [`Store`].
+///
+/// How it answers, where the trait leaves room:
+/// - Monitors are identified by name; a name never synced is registered on its first
+///   observation or incident. Queries about a name the store has never seen return
+///   [`StoreError::NotFound`] (availability, observations, series).
+/// - `observations`: newest first (ties broken by insertion order); `limit` clamped to
+///   1..=1000; the cursor is opaque (base64url) and anything else is [`StoreError::BadCursor`].
+/// - `availability*`: from rollups only. Periods are widened to whole minutes (the minute
+///   holding `from` and the one holding the last instant before `to` count). Whole hours come
+///   from hour rollups; partial edge hours from minute rollups, unless those are older than the
+///   minute retention, in which case the whole edge hour counts. `availability_all` leaves out
+///   monitors without data in the period. `availability_daily` returns every UTC day touched by
+///   the period, days without data with zero counts and no ratio.
+/// - `latency_series`: one point per minute/hour/day that has data (no gap filling); `day`
+///   merges hour rollups and covers whole days. Quantiles come from
+///   [`LogHistogram`](crate::histogram::LogHistogram) (±2 % of the exact nearest-rank value),
+///   never above the bucket's exact maximum. Connect quantiles cover every probe that connected;
+///   duration quantiles the probes that worked (up/degraded). `failures` counts `down`.
+/// - Incidents: `state` keeps the worst state seen while open (down > flapping > degraded);
+///   a second `Resolve` is a no-op (safe to retry); `Acknowledge` keeps the first ack.
+///   `incidents()` pages newest first; `limit` 0 means 100, at most 1000.
+/// - `submit` returns `false` (and counts the row as dropped) when the channel is full or the
+///   store is closed. `flush` and `close` return the write error when the disk refuses the
+///   rows; the rows stay in the backlog either way.
 pub struct SqliteStore {
     obs_tx: mpsc::Sender<Submitted>,
     cmd_tx: mpsc::Sender<Cmd>,

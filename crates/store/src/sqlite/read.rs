@@ -460,3 +460,46 @@ mod tests {
         assert_eq!(p.hour, (0, 0));
     }
 }
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+    use crate::sqlite::schema;
+
+    /// The hot queries use the indexes: no full scan of observations or rollups (a scan of
+    /// `monitors` as the outer loop of `availability_all` is intended).
+    #[test]
+    fn hot_queries_use_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let mut w = schema::open_writer(&path).unwrap();
+        schema::migrate(&mut w).unwrap();
+        let plan = |sql: &str| -> String {
+            let mut s = w.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let n = s.parameter_count();
+            let args: Vec<Value> = (0..n).map(|_| Value::Integer(1)).collect();
+            let rows = s
+                .query_map(params_from_iter(args), |r| r.get::<_, String>(3))
+                .unwrap();
+            rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("\n")
+        };
+        let obs = format!(
+            "SELECT {OBS_COLUMNS} {OBS_FROM} WHERE o.monitor_id = ? AND o.started_at >= ? \
+             AND (o.started_at, o.id) < (?, ?) ORDER BY o.started_at DESC, o.id DESC LIMIT ?"
+        );
+        let all = availability_sql(true, false);
+        let one = availability_sql(false, true);
+        for sql in [obs.as_str(), &all, &one] {
+            let p = plan(sql);
+            for bad in [
+                "SCAN o",
+                "SCAN r",
+                "SCAN rollup",
+                "SCAN observations",
+                "TEMP B-TREE FOR ORDER",
+            ] {
+                assert!(!p.contains(bad), "{sql}\n→\n{p}");
+            }
+        }
+    }
+}
