@@ -138,9 +138,22 @@ impl SqliteStore {
         shared.lock().ok = true;
         metrics.healthy.set(1);
         let w = Writer::new(conn, opts, metrics.clone(), shared.clone());
+        let (crash_shared, crash_metrics) = (shared.clone(), metrics.clone());
         std::thread::Builder::new()
             .name("pw-store-writer".into())
-            .spawn(move || w.run(obs_rx, cmd_rx))
+            .spawn(move || {
+                let run = std::panic::AssertUnwindSafe(move || w.run(obs_rx, cmd_rx));
+                if std::panic::catch_unwind(run).is_err() {
+                    // A bug, not a disk problem: say so instead of looking healthy forever.
+                    tracing::error!("the store writer crashed; nothing more will be written");
+                    crash_metrics.healthy.set(0);
+                    let mut st = crash_shared.lock();
+                    st.ok = false;
+                    st.last_error =
+                        Some("the store writer crashed (a bug); restart Portwarden".into());
+                    st.last_error_at = Some(Utc::now());
+                }
+            })
             .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?;
 
         let readers = Arc::new(ReadPool {
