@@ -224,3 +224,45 @@ async fn insert_throughput() {
     );
     store.close().await.unwrap();
 }
+
+/// `cargo test -p portwarden-store --release --test concurrency -- --ignored --nocapture`:
+/// how long `availability_all` over 24 h takes with 10 000 monitors (rollups written directly).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "measurement, not a check"]
+async fn availability_all_at_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.flush().await.unwrap();
+    let now = now_ms();
+    let hour0 = now / HOUR * HOUR - 30 * HOUR;
+    {
+        let mut c = rusqlite::Connection::open(dir.path().join(SqliteStore::FILE_NAME)).unwrap();
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        let tx = c.transaction().unwrap();
+        tx.execute_batch(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 10000)
+             INSERT INTO monitors (id, name, first_seen, last_seen) SELECT i, 'monitor-' || i, 0, 0 FROM n;
+             WITH RECURSIVE h(j) AS (SELECT 0 UNION ALL SELECT j+1 FROM h WHERE j < 30)
+             INSERT INTO rollup_hour (monitor_id, bucket, location, up, degraded, down, unknown, maintenance, connect_hist)
+             SELECT m.id, {hour0} + j * {HOUR}, 'local', 355, 2, 3, 0, 0, x'0105011e0a1f0a200a210a2205' FROM monitors m, h;
+             WITH RECURSIVE h(j) AS (SELECT 0 UNION ALL SELECT j+1 FROM h WHERE j < 30 * 60)
+             INSERT INTO rollup_minute (monitor_id, bucket, location, up, degraded, down, unknown, maintenance, connect_hist)
+             SELECT m.id, {hour0} + j * {MIN}, 'local', 6, 0, 0, 0, 0, x'0105011e0a1f0a200a210a2205'
+             FROM monitors m, h WHERE j BETWEEN 5 * 60 AND 7 * 60 OR j >= 28 * 60;"
+        ))
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let to = chrono::Utc::now();
+    let from = to - chrono::Duration::hours(24);
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let all = store.availability_all(from, to).await.unwrap();
+        assert_eq!(all.len(), 10_000);
+        eprintln!(
+            "availability_all, 10 000 monitors, 24 h: {:?}",
+            t0.elapsed()
+        );
+    }
+    store.close().await.unwrap();
+}

@@ -159,32 +159,39 @@ pub fn plan(from: i64, to: i64, now: i64, minute_retention_ms: i64) -> Plan {
     }
 }
 
-/// `all`: every monitor (one query, a per-monitor index seek each); else `?1` is the monitor.
-/// `by_day`: grouped per UTC day, else per monitor.
-fn availability_sql(all: bool, by_day: bool) -> String {
-    let arm = |table: &str, lo: u8, hi: u8| {
-        if all {
-            format!(
-                "SELECT m.id AS mid, r.bucket AS bucket, r.up AS up, r.degraded AS degraded, \
-                 r.down AS down, r.unknown AS unknown, r.maintenance AS maintenance \
-                 FROM monitors m CROSS JOIN {table} r \
-                 WHERE r.monitor_id = m.id AND r.bucket >= ?{lo} AND r.bucket < ?{hi}"
-            )
-        } else {
-            format!(
-                "SELECT monitor_id AS mid, bucket, up, degraded, down, unknown, maintenance \
-                 FROM {table} WHERE monitor_id = ?1 AND bucket >= ?{lo} AND bucket < ?{hi}"
-            )
-        }
-    };
-    let key = if by_day {
-        format!("bucket / {DAY_MS}")
-    } else {
-        "mid".to_string()
+/// What an availability query groups by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grouping {
+    /// One monitor (`?1`), one total.
+    Monitor,
+    /// One monitor (`?1`), per UTC day.
+    Day,
+    /// Every monitor, one total each (a per-monitor index seek each).
+    All,
+}
+
+/// Each arm (hour range, leading and trailing minute ranges) aggregates while it reads, in key
+/// order (no sort of raw rollup rows); the outer query adds up the three arms.
+fn availability_sql(g: Grouping) -> String {
+    let counts = "SUM(r.up) AS up, SUM(r.degraded) AS degraded, SUM(r.down) AS down, \
+                  SUM(r.unknown) AS unknown, SUM(r.maintenance) AS maintenance";
+    let arm = |table: &str, lo: u8, hi: u8| match g {
+        Grouping::All => format!(
+            "SELECT m.id AS k, m.name AS name, {counts} FROM monitors m CROSS JOIN {table} r \
+             WHERE r.monitor_id = m.id AND r.bucket >= ?{lo} AND r.bucket < ?{hi} GROUP BY m.id"
+        ),
+        Grouping::Day => format!(
+            "SELECT r.bucket / {DAY_MS} AS k, NULL AS name, {counts} FROM {table} r \
+             WHERE r.monitor_id = ?1 AND r.bucket >= ?{lo} AND r.bucket < ?{hi} GROUP BY k"
+        ),
+        Grouping::Monitor => format!(
+            "SELECT r.monitor_id AS k, NULL AS name, {counts} FROM {table} r \
+             WHERE r.monitor_id = ?1 AND r.bucket >= ?{lo} AND r.bucket < ?{hi}"
+        ),
     };
     format!(
-        "SELECT {key} AS k, SUM(up), SUM(degraded), SUM(down), SUM(unknown), SUM(maintenance) \
-         FROM ({} UNION ALL {} UNION ALL {}) GROUP BY k",
+        "SELECT k, SUM(up), SUM(degraded), SUM(down), SUM(unknown), SUM(maintenance), MAX(name) \
+         FROM ({} UNION ALL {} UNION ALL {}) WHERE k IS NOT NULL GROUP BY k",
         arm("rollup_hour", 2, 3),
         arm("rollup_minute", 4, 5),
         arm("rollup_minute", 6, 7),
@@ -194,10 +201,10 @@ fn availability_sql(all: bool, by_day: bool) -> String {
 fn run_availability(
     conn: &Connection,
     monitor: Option<i64>,
-    by_day: bool,
+    g: Grouping,
     p: Plan,
-) -> Result<Vec<(i64, Availability)>> {
-    let sql = availability_sql(monitor.is_none(), by_day);
+) -> Result<Vec<(i64, Option<String>, Availability)>> {
+    let sql = availability_sql(g);
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(
         params![
@@ -216,6 +223,7 @@ fn run_availability(
             };
             Ok((
                 r.get::<_, i64>(0)?,
+                r.get::<_, Option<String>>(6)?,
                 Availability {
                     up: n(1)?,
                     degraded: n(2)?,
@@ -251,24 +259,18 @@ impl Window {
 
 pub fn availability(conn: &Connection, monitor: &str, w: &Window) -> Result<Availability> {
     let mid = monitor_id(conn, monitor)?;
-    let rows = run_availability(conn, Some(mid), false, w.plan())?;
+    let rows = run_availability(conn, Some(mid), Grouping::Monitor, w.plan())?;
     let mut total = Availability::default();
-    for (_, a) in rows {
+    for (_, _, a) in rows {
         total.add(&a);
     }
     Ok(total.compute_ratio())
 }
 
 pub fn availability_all(conn: &Connection, w: &Window) -> Result<HashMap<String, Availability>> {
-    let rows = run_availability(conn, None, false, w.plan())?;
-    let names: HashMap<i64, String> = {
-        let mut s = conn.prepare_cached("SELECT id, name FROM monitors")?;
-        let r = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        r.collect::<rusqlite::Result<_>>()?
-    };
-    Ok(rows
+    Ok(run_availability(conn, None, Grouping::All, w.plan())?
         .into_iter()
-        .filter_map(|(mid, a)| names.get(&mid).map(|n| (n.clone(), a)))
+        .filter_map(|(_, name, a)| name.map(|n| (n, a)))
         .collect())
 }
 
@@ -282,9 +284,11 @@ pub fn availability_daily(
     if to <= from {
         return Ok(Vec::new());
     }
-    let by_day: HashMap<i64, Availability> = run_availability(conn, Some(mid), true, w.plan())?
-        .into_iter()
-        .collect();
+    let by_day: HashMap<i64, Availability> =
+        run_availability(conn, Some(mid), Grouping::Day, w.plan())?
+            .into_iter()
+            .map(|(k, _, a)| (k, a))
+            .collect();
     let mut out = Vec::new();
     let mut day = day_of(from)?;
     let last = day_of(to - 1)?;
@@ -487,9 +491,13 @@ mod plan_tests {
             "SELECT {OBS_COLUMNS} {OBS_FROM} WHERE o.monitor_id = ? AND o.started_at >= ? \
              AND (o.started_at, o.id) < (?, ?) ORDER BY o.started_at DESC, o.id DESC LIMIT ?"
         );
-        let all = availability_sql(true, false);
-        let one = availability_sql(false, true);
-        for sql in [obs.as_str(), &all, &one] {
+        let all = availability_sql(Grouping::All);
+        let day = availability_sql(Grouping::Day);
+        let one = availability_sql(Grouping::Monitor);
+        let del = "DELETE FROM rollup_minute WHERE (monitor_id, bucket, location) IN (
+                 SELECT monitor_id, bucket, location FROM rollup_minute
+                 WHERE monitor_id = ? AND bucket < ? LIMIT ?)";
+        for sql in [obs.as_str(), &all, &day, &one, del] {
             let p = plan(sql);
             for bad in [
                 "SCAN o",

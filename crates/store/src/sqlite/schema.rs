@@ -19,6 +19,8 @@ pub struct Migration {
 
 /// Every migration, in order. Times are unix milliseconds (UTC); rollup `bucket` is the start of
 /// the minute/hour. Counts in rollups: a row taken in maintenance counts only in `maintenance`.
+/// Rollups are `WITHOUT ROWID`: the table is its (monitor, bucket, location) B-tree, so a
+/// monitor's time range is one contiguous read.
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     name: "initial",
@@ -80,7 +82,7 @@ CREATE TABLE rollup_minute (
     connect_hist  BLOB,                  -- histogram::LogHistogram, every probe that connected
     duration_hist BLOB,                  -- histogram::LogHistogram, up/degraded probes
     PRIMARY KEY (monitor_id, bucket, location)
-) STRICT;
+) STRICT, WITHOUT ROWID;
 
 CREATE TABLE rollup_hour (
     monitor_id    INTEGER NOT NULL REFERENCES monitors (id),
@@ -96,7 +98,7 @@ CREATE TABLE rollup_hour (
     connect_hist  BLOB,
     duration_hist BLOB,
     PRIMARY KEY (monitor_id, bucket, location)
-) STRICT;
+) STRICT, WITHOUT ROWID;
 
 -- AUTOINCREMENT: incident ids are external identities (dedup keys) and are never reused.
 CREATE TABLE incidents (

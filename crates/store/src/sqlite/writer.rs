@@ -818,12 +818,14 @@ fn retention_step(tx: &Transaction<'_>, step: &RetentionStep) -> Result<Retentio
         ),
         // A bucket goes when it ends at or before the cutoff: bucket + width <= cutoff.
         RetentionTable::Minute => (
-            "DELETE FROM rollup_minute WHERE rowid IN (SELECT rowid FROM rollup_minute
+            "DELETE FROM rollup_minute WHERE (monitor_id, bucket, location) IN (
+                 SELECT monitor_id, bucket, location FROM rollup_minute
                  WHERE monitor_id = ?1 AND bucket < ?2 LIMIT ?3)",
             step.cutoff_ms - Grain::Minute.width_ms() + 1,
         ),
         RetentionTable::Hour => (
-            "DELETE FROM rollup_hour WHERE rowid IN (SELECT rowid FROM rollup_hour
+            "DELETE FROM rollup_hour WHERE (monitor_id, bucket, location) IN (
+                 SELECT monitor_id, bucket, location FROM rollup_hour
                  WHERE monitor_id = ?1 AND bucket < ?2 LIMIT ?3)",
             step.cutoff_ms - Grain::Hour.width_ms() + 1,
         ),
