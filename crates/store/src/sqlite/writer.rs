@@ -269,11 +269,14 @@ impl Writer {
             });
             match event {
                 Event::Cmd(Some(Cmd::Close(reply))) => {
+                    // Refuse new submits first, then write everything already queued.
+                    obs_rx.close();
                     let r = self.flush_now(&mut obs_rx);
                     self.publish(&obs_rx);
                     // Close the write connection before answering: once close() returns, the
                     // file is free (another process may open it, a mount may go away).
                     drop(self);
+                    drop(cmd_rx);
                     let _ = reply.send(r);
                     tracing::debug!("store writer closed");
                     return;
