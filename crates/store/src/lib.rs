@@ -20,6 +20,7 @@ use portwarden_core::{
 };
 use serde::{Deserialize, Serialize};
 
+pub mod histogram;
 pub mod metrics;
 pub mod sqlite;
 

@@ -1,0 +1,267 @@
+//! Connection set-up and the embedded, versioned schema migrations.
+//!
+//! Each migration is one SQL script applied in its own transaction together with its row in
+//! `schema_migrations`, so start-up is idempotent: applied versions are skipped, a crash in the
+//! middle of a migration leaves the previous version intact. Add a migration by appending to
+//! [`MIGRATIONS`]; never edit one that has shipped.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+/// One schema step.
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every migration, in order. Times are unix milliseconds (UTC); rollup `bucket` is the start of
+/// the minute/hour. Counts in rollups: a row taken in maintenance counts only in `maintenance`.
+/// Rollups are `WITHOUT ROWID`: the table is its (monitor, bucket, location) B-tree, so a
+/// monitor's time range is one contiguous read.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sql: r#"
+CREATE TABLE monitors (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    target      TEXT NOT NULL DEFAULT '',
+    check_kind  TEXT NOT NULL DEFAULT '',
+    tier        TEXT NOT NULL DEFAULT '',
+    meta        TEXT NOT NULL DEFAULT '{}',
+    first_seen  INTEGER NOT NULL,
+    last_seen   INTEGER NOT NULL
+) STRICT;
+
+-- (target, check) pairs as probed, interned so every observation keeps what it probed even
+-- after the monitor's config changes, without repeating the strings on every row.
+CREATE TABLE targets (
+    id          INTEGER PRIMARY KEY,
+    target      TEXT NOT NULL,
+    check_kind  TEXT NOT NULL,
+    UNIQUE (target, check_kind)
+) STRICT;
+
+CREATE TABLE observations (
+    id            INTEGER PRIMARY KEY,
+    monitor_id    INTEGER NOT NULL REFERENCES monitors (id),
+    location      TEXT NOT NULL,
+    target_id     INTEGER NOT NULL REFERENCES targets (id),
+    started_at    INTEGER NOT NULL,
+    scheduled_at  INTEGER,
+    outcome       INTEGER NOT NULL,      -- 0 up, 1 degraded, 2 down, 3 unknown
+    error_kind    TEXT,
+    error_subkind TEXT,
+    message       TEXT,                  -- the error message, or the note when no error
+    address       TEXT,
+    dns_ms        REAL,
+    connect_ms    REAL,
+    tls_ms        REAL,
+    protocol_ms   REAL,
+    duration_ms   REAL NOT NULL,
+    lateness_ms   REAL,
+    details       TEXT,                  -- JSON object, NULL when empty
+    maintenance   INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX observations_monitor_time ON observations (monitor_id, started_at);
+
+CREATE TABLE rollup_minute (
+    monitor_id    INTEGER NOT NULL REFERENCES monitors (id),
+    bucket        INTEGER NOT NULL,
+    location      TEXT NOT NULL,
+    up            INTEGER NOT NULL DEFAULT 0,
+    degraded      INTEGER NOT NULL DEFAULT 0,
+    down          INTEGER NOT NULL DEFAULT 0,
+    unknown       INTEGER NOT NULL DEFAULT 0,
+    maintenance   INTEGER NOT NULL DEFAULT 0,
+    connect_max   REAL,
+    duration_max  REAL,
+    connect_hist  BLOB,                  -- histogram::LogHistogram, every probe that connected
+    duration_hist BLOB,                  -- histogram::LogHistogram, up/degraded probes
+    PRIMARY KEY (monitor_id, bucket, location)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE rollup_hour (
+    monitor_id    INTEGER NOT NULL REFERENCES monitors (id),
+    bucket        INTEGER NOT NULL,
+    location      TEXT NOT NULL,
+    up            INTEGER NOT NULL DEFAULT 0,
+    degraded      INTEGER NOT NULL DEFAULT 0,
+    down          INTEGER NOT NULL DEFAULT 0,
+    unknown       INTEGER NOT NULL DEFAULT 0,
+    maintenance   INTEGER NOT NULL DEFAULT 0,
+    connect_max   REAL,
+    duration_max  REAL,
+    connect_hist  BLOB,
+    duration_hist BLOB,
+    PRIMARY KEY (monitor_id, bucket, location)
+) STRICT, WITHOUT ROWID;
+
+-- AUTOINCREMENT: incident ids are external identities (dedup keys) and are never reused.
+CREATE TABLE incidents (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    monitor_id      INTEGER NOT NULL REFERENCES monitors (id),
+    status          TEXT NOT NULL CHECK (status IN ('open', 'resolved')),
+    state           TEXT NOT NULL,
+    severity        TEXT NOT NULL,
+    scope           TEXT NOT NULL,
+    locations       TEXT NOT NULL DEFAULT '[]',
+    opened_at       INTEGER NOT NULL,
+    resolved_at     INTEGER,
+    acknowledged_at INTEGER,
+    acknowledged_by TEXT,
+    error_kind      TEXT,
+    message         TEXT,
+    last_healthy    TEXT                 -- JSON
+) STRICT;
+CREATE INDEX incidents_open ON incidents (id) WHERE status = 'open';
+CREATE INDEX incidents_monitor ON incidents (monitor_id, id);
+
+CREATE TABLE incident_events (
+    id          INTEGER PRIMARY KEY,
+    incident_id INTEGER NOT NULL REFERENCES incidents (id),
+    at          INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    message     TEXT NOT NULL,
+    data        TEXT                     -- JSON, NULL when none
+) STRICT;
+CREATE INDEX incident_events_incident ON incident_events (incident_id, at);
+"#,
+}];
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens the one read-write connection (the writer's) with the pragmas Portwarden relies on.
+pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL: readers never block the writer and the writer never blocks readers. With
+    // synchronous=NORMAL a commit is durable against a process crash (kill -9); only a power
+    // loss can take the last commits.
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(
+            mode,
+            "SQLite refused WAL mode; readers may block the writer"
+        );
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA journal_size_limit = 67108864;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Opens a read-only connection (used off the writer, in `spawn_blocking`).
+pub fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch("PRAGMA temp_store = MEMORY;")?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// Why migrating failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(transparent)]
+    Db(#[from] rusqlite::Error),
+    #[error(
+        "the database has schema version {found}, newer than this Portwarden knows ({known}); \
+         run a newer Portwarden or restore a backup"
+    )]
+    TooNew { found: i64, known: i64 },
+}
+
+/// Applies every migration not applied yet; returns the schema version.
+pub fn migrate(conn: &mut Connection) -> Result<i64, MigrateError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER PRIMARY KEY,
+             name       TEXT NOT NULL,
+             applied_at INTEGER NOT NULL
+         ) STRICT;",
+    )?;
+    let current: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    if current > known {
+        return Err(MigrateError::TooNew {
+            found: current,
+            known,
+        });
+    }
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Another process may have migrated between our read and the write lock.
+        let done: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
+            [m.version],
+            |r| r.get(0),
+        )?;
+        if !done {
+            tx.execute_batch(m.sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                rusqlite::params![m.version, m.name, chrono::Utc::now().timestamp_millis()],
+            )?;
+            tracing::info!(
+                version = m.version,
+                name = m.name,
+                "applied schema migration"
+            );
+        }
+        tx.commit()?;
+    }
+    Ok(known)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_ordered_and_idempotent() {
+        for w in MIGRATIONS.windows(2) {
+            assert!(w[0].version < w[1].version);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut c = open_writer(&path).unwrap();
+        let v = migrate(&mut c).unwrap();
+        assert_eq!(migrate(&mut c).unwrap(), v);
+        drop(c);
+        let mut c = open_writer(&path).unwrap();
+        assert_eq!(migrate(&mut c).unwrap(), v);
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, MIGRATIONS.len() as i64);
+        c.execute(
+            "INSERT INTO schema_migrations VALUES (999, 'future', 0)",
+            [],
+        )
+        .unwrap();
+        assert!(matches!(
+            migrate(&mut c),
+            Err(MigrateError::TooNew { found: 999, .. })
+        ));
+    }
+}
