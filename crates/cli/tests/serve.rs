@@ -39,7 +39,10 @@ fn readme_command_serves_the_example_and_stops_on_sigterm() {
     let port = tk::free_port();
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/local.yaml");
     let mut p = serve(example, &dir.path().join("data"), port);
-    assert!(tk::wait_for_port(port, Duration::from_secs(20)), "API listening");
+    assert!(
+        tk::wait_for_port(port, Duration::from_secs(20)),
+        "API listening"
+    );
     let v = tk::http::get(addr(port), "/api/v1/monitors").json();
     assert_eq!(v["count"], 7, "{v:#}");
     let h = tk::http::get(addr(port), "/api/v1/health").json();
@@ -47,7 +50,8 @@ fn readme_command_serves_the_example_and_stops_on_sigterm() {
     // SIGTERM: graceful stop, exit code 0.
     // SAFETY: signalling our own child.
     unsafe { libc::kill(p.0.id() as i32, libc::SIGTERM) };
-    let status = tk::http::wait_until(Duration::from_secs(20), || p.0.try_wait().ok().flatten()).expect("exits after SIGTERM");
+    let status = tk::http::wait_until(Duration::from_secs(20), || p.0.try_wait().ok().flatten())
+        .expect("exits after SIGTERM");
     assert!(status.success(), "{status:?}");
     assert!(dir.path().join("data/portwarden.db").exists());
 }
@@ -79,7 +83,10 @@ fn kill_9_during_a_write_burst_keeps_history() {
         v["items"].as_array().unwrap().len()
     };
     let committed = count(port);
-    assert!(committed >= 2, "observations committed before the kill: {committed}");
+    assert!(
+        committed >= 2,
+        "observations committed before the kill: {committed}"
+    );
     std::thread::sleep(Duration::from_millis(300));
     let _ = p.0.kill(); // SIGKILL
     let _ = p.0.wait();
@@ -88,13 +95,20 @@ fn kill_9_during_a_write_burst_keeps_history() {
     // Restart on the same data: it opens cleanly and everything committed is still there.
     let port2 = tk::free_port();
     let _p2 = serve(config.to_str().unwrap(), &data, port2);
-    assert!(tk::wait_for_port(port2, Duration::from_secs(20)), "restarts on the same database");
+    assert!(
+        tk::wait_for_port(port2, Duration::from_secs(20)),
+        "restarts on the same database"
+    );
     let after = count(port2);
     assert!(after >= committed, "history intact: {after} >= {committed}");
     let h = tk::http::get(addr(port2), "/api/v1/health").json();
     assert_eq!(h["store"]["ok"], true, "{h:#}");
     if let Some(sqlite3) = tk::which("sqlite3") {
-        let out = Command::new(sqlite3).arg(data.join("portwarden.db")).arg("PRAGMA integrity_check;").output().unwrap();
+        let out = Command::new(sqlite3)
+            .arg(data.join("portwarden.db"))
+            .arg("PRAGMA integrity_check;")
+            .output()
+            .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
     }
 }

@@ -622,16 +622,21 @@ fn resolve_monitor(
         .unwrap_or_else(|| tier.builtin_defaults());
     let interval = raw.interval.unwrap_or(td.interval);
     let timeout = raw.timeout.unwrap_or(td.timeout);
-    if interval < Duration::from_secs(1) {
+    if interval < Duration::from_millis(100) {
         diags.push(
             Diagnostic::error(
                 node.loc_of("interval"),
                 format!(
-                    "monitor `{mname}`: interval {} is below 1s",
+                    "monitor `{mname}`: interval {} is below 100ms",
                     portwarden_core::format_duration(interval)
                 ),
             )
             .hint("use at least `1s`; critical services are usually checked every 15-30s"),
+        );
+    } else if interval < Duration::from_secs(1) {
+        diags.push(
+            Diagnostic::warning(node.loc_of("interval"), format!("monitor `{mname}`: interval {} is below 1s", portwarden_core::format_duration(interval)))
+                .hint("sub-second checks load the target; critical services are usually checked every 15-30s"),
         );
     }
     if timeout.is_zero() {

@@ -143,13 +143,11 @@ impl Rules {
         if self.window.is_zero() {
             v.push(("window", "must be above zero".to_string()));
         }
-        if let Some(k) = self.latency.baseline_factor {
-            if k <= 1.0 {
-                v.push((
-                    "latency.baseline_factor",
-                    "must be above 1 (e.g. 3 = three times the usual connect time)".to_string(),
-                ));
-            }
+        if self.latency.baseline_factor.is_some_and(|k| k <= 1.0) {
+            v.push((
+                "latency.baseline_factor",
+                "must be above 1 (e.g. 3 = three times the usual connect time)".to_string(),
+            ));
         }
         if self.flap.enabled
             && !(0.0 < self.flap.low && self.flap.low < self.flap.high && self.flap.high <= 100.0)

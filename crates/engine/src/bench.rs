@@ -4,8 +4,8 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use portwarden_probe::{Prober, Resolver, ResolverSpec};
@@ -91,15 +91,31 @@ impl fmt::Display for BenchReport {
             "workload         {} monitors every {}s for {:.0}s (after warm-up)",
             self.monitors, self.interval_s, self.duration_s
         )?;
-        writeln!(f, "checks           {} ({:.0}/s)", self.checks, self.checks_per_s)?;
-        writeln!(f, "cpu              {:.3} CPU s per 1000 checks", self.cpu_s_per_1000)?;
-        writeln!(f, "memory           RSS {:.0} MB (peak {:.0} MB)", self.rss_mb, self.peak_rss_mb)?;
+        writeln!(
+            f,
+            "checks           {} ({:.0}/s)",
+            self.checks, self.checks_per_s
+        )?;
+        writeln!(
+            f,
+            "cpu              {:.3} CPU s per 1000 checks",
+            self.cpu_s_per_1000
+        )?;
+        writeln!(
+            f,
+            "memory           RSS {:.0} MB (peak {:.0} MB)",
+            self.rss_mb, self.peak_rss_mb
+        )?;
         writeln!(
             f,
             "lateness         p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
             self.lateness.p50_ms, self.lateness.p99_ms, self.lateness.max_ms
         )?;
-        writeln!(f, "store            {} rows ({:.0} rows/s)", self.store_rows, self.store_rows_per_s)?;
+        writeln!(
+            f,
+            "store            {} rows ({:.0} rows/s)",
+            self.store_rows, self.store_rows_per_s
+        )?;
         writeln!(f, "skipped runs     {}", self.skipped)?;
         write!(f, "late → unknown   {}", self.late_unknown)?;
         if let Some(b) = &self.baseline {
@@ -128,11 +144,15 @@ fn rusage() -> Option<libc::rusage> {
 
 fn cpu_seconds() -> f64 {
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    rusage().map(|ru| t(ru.ru_utime) + t(ru.ru_stime)).unwrap_or(0.0)
+    rusage()
+        .map(|ru| t(ru.ru_utime) + t(ru.ru_stime))
+        .unwrap_or(0.0)
 }
 
 fn peak_rss_mb() -> f64 {
-    rusage().map(|ru| ru.ru_maxrss as f64 / 1024.0).unwrap_or(0.0)
+    rusage()
+        .map(|ru| ru.ru_maxrss as f64 / 1024.0)
+        .unwrap_or(0.0)
 }
 
 fn rss_mb() -> f64 {
@@ -149,7 +169,9 @@ fn rss_mb() -> f64 {
 }
 
 fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -165,7 +187,9 @@ fn machine() -> String {
 async fn start_listeners(n: usize) -> Result<Vec<u16>, String> {
     let mut ports = Vec::with_capacity(n);
     for _ in 0..n {
-        let l = TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("bind a listener: {e}"))?;
+        let l = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| format!("bind a listener: {e}"))?;
         ports.push(l.local_addr().map_err(|e| e.to_string())?.port());
         tokio::spawn(async move {
             while let Ok((s, _)) = l.accept().await {
@@ -193,7 +217,9 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
         return Err("no targets: give --listeners or --closed".into());
     }
 
-    let concurrency = opts.concurrency.unwrap_or_else(|| crate::default_concurrency(nofile));
+    let concurrency = opts
+        .concurrency
+        .unwrap_or_else(|| crate::default_concurrency(nofile));
     let mut yaml = format!(
         "engine:\n  concurrency: {concurrency}\n  per_host: {concurrency}\n  lag_threshold: 1s\nmonitors:\n"
     );
@@ -220,10 +246,18 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("data dir {}: {e}", dir.display()))?;
     let store_metrics = StoreMetrics::default();
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&dir, Retention::default(), WriterOptions::default(), store_metrics.clone())
-            .map_err(|e| e.to_string())?,
+        SqliteStore::open(
+            &dir,
+            Retention::default(),
+            WriterOptions::default(),
+            store_metrics.clone(),
+        )
+        .map_err(|e| e.to_string())?,
     );
-    let prober = Prober::new(Resolver::new(&ResolverSpec::System).map_err(|e| e.to_string())?, "local");
+    let prober = Prober::new(
+        Resolver::new(&ResolverSpec::System).map_err(|e| e.to_string())?,
+        "local",
+    );
     let engine_opts = EngineOptions {
         concurrency,
         per_host: concurrency,
@@ -231,9 +265,15 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
         shutdown_grace: Duration::from_secs(5),
         location: "local".into(),
     };
-    let engine = Engine::start(&config, engine_opts, prober, store.clone(), EngineMetrics::default())
-        .await
-        .map_err(|e| e.to_string())?;
+    let engine = Engine::start(
+        &config,
+        engine_opts,
+        prober,
+        store.clone(),
+        EngineMetrics::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
 
     tokio::time::sleep(opts.warmup).await;
     engine.reset_lateness_stats();
@@ -256,7 +296,14 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
     let checks = h1.runs_total - h0.runs_total;
 
     let baseline = if opts.baseline {
-        Some(raw_loop(&targets, opts.baseline_concurrency, opts.duration.min(Duration::from_secs(20))).await)
+        Some(
+            raw_loop(
+                &targets,
+                opts.baseline_concurrency,
+                opts.duration.min(Duration::from_secs(20)),
+            )
+            .await,
+        )
     } else {
         None
     };
@@ -267,7 +314,11 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
         duration_s: elapsed,
         checks,
         checks_per_s: checks as f64 / elapsed,
-        cpu_s_per_1000: if checks > 0 { cpu / checks as f64 * 1000.0 } else { 0.0 },
+        cpu_s_per_1000: if checks > 0 {
+            cpu / checks as f64 * 1000.0
+        } else {
+            0.0
+        },
         peak_rss_mb: peak_rss_mb(),
         rss_mb: rss,
         lateness,

@@ -139,7 +139,12 @@ impl MonitorEval {
     }
 
     /// Starts from a known state (an incident still open after a restart).
-    pub fn resume(&mut self, state: State, since: DateTime<Utc>, last_healthy: Option<LastHealthy>) {
+    pub fn resume(
+        &mut self,
+        state: State,
+        since: DateTime<Utc>,
+        last_healthy: Option<LastHealthy>,
+    ) {
         self.state = state;
         self.since = Some(since);
         self.last_healthy = last_healthy;
@@ -234,9 +239,12 @@ impl MonitorEval {
 
         // Latency: absolute threshold, or k × the monitor's own baseline, sustained.
         let mut slow_note = None;
-        if let (Some(c), Some(cat)) = (r.connect_ms, category) {
-            if cat < 2 {
-                let abs = rules.latency.connect_above.map(|d| d.as_secs_f64() * 1000.0);
+        if let (Some(c), Some(0..=1)) = (r.connect_ms, category) {
+            {
+                let abs = rules
+                    .latency
+                    .connect_above
+                    .map(|d| d.as_secs_f64() * 1000.0);
                 let base = self.baseline.ready();
                 let over_abs = abs.is_some_and(|a| c > a);
                 let over_base = match (base, rules.latency.baseline_factor) {
@@ -264,7 +272,8 @@ impl MonitorEval {
                     }
                 } else {
                     self.slow_since = None;
-                    let alpha = (self.interval.as_secs_f64() / BASELINE_HORIZON.as_secs_f64()).clamp(1e-4, 1.0);
+                    let alpha = (self.interval.as_secs_f64() / BASELINE_HORIZON.as_secs_f64())
+                        .clamp(1e-4, 1.0);
                     self.baseline.update(c, alpha);
                 }
             }
@@ -282,17 +291,30 @@ impl MonitorEval {
         let prev = self.state;
         let err = r.error.clone().unwrap_or_default();
         let judged = category.is_some();
-        let recovered_from_down = prev == State::Down && judged && self.consecutive_good >= rules.recovery;
+        let recovered_from_down =
+            prev == State::Down && judged && self.consecutive_good >= rules.recovery;
         let (mut next, mut reason) = if prev == State::Down && judged && !recovered_from_down {
             // Once down, only `recovery` good runs in a row bring it back (the ratio rule
             // opens incidents; it does not hold them open).
             if category == Some(2) {
-                (State::Down, format!("{} consecutive failed runs ({err})", self.consecutive_fail))
+                (
+                    State::Down,
+                    format!("{} consecutive failed runs ({err})", self.consecutive_fail),
+                )
             } else {
-                (State::Down, format!("recovering: {} of {} good runs", self.consecutive_good, rules.recovery))
+                (
+                    State::Down,
+                    format!(
+                        "recovering: {} of {} good runs",
+                        self.consecutive_good, rules.recovery
+                    ),
+                )
             }
         } else if by_consecutive {
-            (State::Down, format!("{} consecutive failed runs ({err})", self.consecutive_fail))
+            (
+                State::Down,
+                format!("{} consecutive failed runs ({err})", self.consecutive_fail),
+            )
         } else if by_ratio && !recovered_from_down {
             (
                 State::Down,
@@ -304,14 +326,26 @@ impl MonitorEval {
                 ),
             )
         } else if self.consecutive_warn >= rules.consecutive_failures {
-            (State::Degraded, r.message.clone().unwrap_or_else(|| "degraded".into()))
+            (
+                State::Degraded,
+                r.message.clone().unwrap_or_else(|| "degraded".into()),
+            )
         } else if let Some(note) = slow_note {
             (State::Degraded, note)
         } else if prev == State::Degraded && judged && self.consecutive_ok < rules.recovery {
-            (State::Degraded, format!("recovering: {} of {} good runs", self.consecutive_ok, rules.recovery))
+            (
+                State::Degraded,
+                format!(
+                    "recovering: {} of {} good runs",
+                    self.consecutive_ok, rules.recovery
+                ),
+            )
         } else if !judged {
             if self.consecutive_unknown >= rules.consecutive_failures && !prev.is_bad() {
-                (State::Unknown, r.message.clone().unwrap_or_else(|| "cannot judge".into()))
+                (
+                    State::Unknown,
+                    r.message.clone().unwrap_or_else(|| "cannot judge".into()),
+                )
             } else {
                 (prev, self.reason.clone())
             }
@@ -331,7 +365,10 @@ impl MonitorEval {
                 self.flapping = false;
             }
             if self.flapping && next != State::Unknown {
-                reason = format!("flapping: {pct:.0}% state change over the last {} results (now {next})", self.history.len());
+                reason = format!(
+                    "flapping: {pct:.0}% state change over the last {} results (now {next})",
+                    self.history.len()
+                );
                 next = State::Flapping;
             }
         }
@@ -437,7 +474,10 @@ mod tests {
         assert_eq!(t[0].to, State::Down);
         assert!(t[0].reason.contains("2 consecutive"), "{}", t[0].reason);
         assert!(t[0].last_healthy.is_some());
-        assert!(feed(&mut e, "u", 4).is_empty(), "one success is not recovery");
+        assert!(
+            feed(&mut e, "u", 4).is_empty(),
+            "one success is not recovery"
+        );
         let t = feed(&mut e, "u", 5);
         assert_eq!(t[0].to, State::Up);
     }
@@ -446,7 +486,11 @@ mod tests {
     fn one_in_ten_is_tolerated_five_in_ten_is_not() {
         let r = Rules::for_tier(Tier::Critical);
         // Window of 10 samples at 10 s.
-        let rules = Rules { window: Duration::from_secs(100), min_samples: 5, ..r };
+        let rules = Rules {
+            window: Duration::from_secs(100),
+            min_samples: 5,
+            ..r
+        };
         let mut e = MonitorEval::new(rules, Duration::from_secs(10));
         let t = feed(&mut e, &"uuuuuuuuud".repeat(6), 0);
         assert!(t.iter().all(|t| t.to == State::Up), "{t:?}");
@@ -457,11 +501,23 @@ mod tests {
 
     #[test]
     fn ratio_rule_with_scattered_failures() {
-        let rules = Rules { window: Duration::from_secs(100), min_samples: 5, flap: portwarden_core::rules::FlapRule { enabled: false, high: 50.0, low: 25.0 }, ..Rules::for_tier(Tier::Critical) };
+        let rules = Rules {
+            window: Duration::from_secs(100),
+            min_samples: 5,
+            flap: portwarden_core::rules::FlapRule {
+                enabled: false,
+                high: 50.0,
+                low: 25.0,
+            },
+            ..Rules::for_tier(Tier::Critical)
+        };
         let mut e = MonitorEval::new(rules, Duration::from_secs(10));
         // 3 failures in 10, never two in a row: 30% > 20%.
         let t = feed(&mut e, "uuuduuduud", 0);
-        let down = t.iter().find(|t| t.to == State::Down).expect("opened by ratio");
+        let down = t
+            .iter()
+            .find(|t| t.to == State::Down)
+            .expect("opened by ratio");
         assert!(down.reason.contains("% of"), "{}", down.reason);
     }
 
@@ -564,7 +620,10 @@ mod tests {
     fn resume_keeps_an_open_incident() {
         let mut e = eval(Tier::Critical);
         e.resume(State::Down, Utc::now(), None);
-        assert!(feed(&mut e, "d", 0).is_empty(), "still down, no new transition");
+        assert!(
+            feed(&mut e, "d", 0).is_empty(),
+            "still down, no new transition"
+        );
         let t = feed(&mut e, "uu", 1);
         assert_eq!(t[0].to, State::Up);
     }

@@ -143,7 +143,10 @@ mod tests {
         let s = w.summary(10);
         assert_eq!(s.samples, 1000);
         assert!(s.p50_ms >= 5.0 && s.p50_ms <= 6.25, "{s:?}");
-        assert!(s.p99_ms >= 5.0 && s.p99_ms <= 6.25, "1% at 2s is the p99 edge: {s:?}");
+        assert!(
+            s.p99_ms >= 5.0 && s.p99_ms <= 6.25,
+            "1% at 2s is the p99 edge: {s:?}"
+        );
         assert_eq!(s.max_ms, 2000.0);
         // A minute later the samples are gone.
         assert_eq!(w.summary(75).samples, 0);

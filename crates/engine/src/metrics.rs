@@ -5,7 +5,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -77,21 +77,57 @@ impl Default for EngineMetrics {
 impl EngineMetrics {
     pub fn register(&self, r: &mut Registry) {
         let r = r.sub_registry_with_prefix("portwarden");
-        r.register("monitor_up", "1 when the monitor's state is up or degraded, 0 otherwise", self.monitor_up.clone());
+        r.register(
+            "monitor_up",
+            "1 when the monitor's state is up or degraded, 0 otherwise",
+            self.monitor_up.clone(),
+        );
         r.register(
             "monitor_state",
             "Evaluator state: -1 pending, 0 up, 1 degraded, 2 down, 3 flapping, 4 unknown, 5 maintenance, 6 paused",
             self.monitor_state.clone(),
         );
-        r.register("probe_phase_seconds", "Time spent per probe phase (dns, connect, tls, protocol)", self.phase_seconds.clone());
-        r.register("checks", "Probe results by outcome and error kind", self.checks.clone());
+        r.register(
+            "probe_phase_seconds",
+            "Time spent per probe phase (dns, connect, tls, protocol)",
+            self.phase_seconds.clone(),
+        );
+        r.register(
+            "checks",
+            "Probe results by outcome and error kind",
+            self.checks.clone(),
+        );
         r.register("checks_skipped", "Scheduled runs skipped because the previous run was still going or the engine fell a whole interval behind", self.skipped.clone());
-        r.register("scheduler_lateness_seconds", "Start of a run minus its due time", self.lateness_seconds.clone());
-        r.register("checks_late_unknown", "Results marked unknown because the run started later than the lag threshold", self.late_unknown.clone());
-        r.register("engine_lagging", "1 while p99 lateness over the last minute is above the threshold (self-alert)", self.lagging.clone());
-        r.register("checks_inflight", "Probes running now", self.inflight.clone());
+        r.register(
+            "scheduler_lateness_seconds",
+            "Start of a run minus its due time",
+            self.lateness_seconds.clone(),
+        );
+        r.register(
+            "checks_late_unknown",
+            "Results marked unknown because the run started later than the lag threshold",
+            self.late_unknown.clone(),
+        );
+        r.register(
+            "engine_lagging",
+            "1 while p99 lateness over the last minute is above the threshold (self-alert)",
+            self.lagging.clone(),
+        );
+        r.register(
+            "checks_inflight",
+            "Probes running now",
+            self.inflight.clone(),
+        );
         r.register("monitors", "Monitors scheduled", self.monitors.clone());
-        r.register("incidents_open", "Open incidents", self.incidents_open.clone());
-        r.register("incident_write_errors", "Failed attempts to write an incident change (retried)", self.incident_write_errors.clone());
+        r.register(
+            "incidents_open",
+            "Open incidents",
+            self.incidents_open.clone(),
+        );
+        r.register(
+            "incident_write_errors",
+            "Failed attempts to write an incident change (retried)",
+            self.incident_write_errors.clone(),
+        );
     }
 }

@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use portwarden_config::{Config, Monitor};
 use portwarden_core::{
-    ErrorKind, EventKind, IncidentEvent, IncidentId, LastHealthy, Observation, Outcome,
-    ProbeError, Scope, State,
+    ErrorKind, EventKind, IncidentEvent, IncidentId, LastHealthy, Observation, Outcome, ProbeError,
+    Scope, State,
 };
 use portwarden_probe::{ProbeSpec, Prober};
 use portwarden_store::{IncidentChange, MonitorRecord, NewIncident, Record, Store};
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -40,7 +40,10 @@ impl EngineOptions {
     /// From config, deriving the concurrency from the file descriptor limit when unset.
     pub fn from_config(c: &Config, nofile: u64) -> EngineOptions {
         EngineOptions {
-            concurrency: c.engine.concurrency.unwrap_or_else(|| default_concurrency(nofile)),
+            concurrency: c
+                .engine
+                .concurrency
+                .unwrap_or_else(|| default_concurrency(nofile)),
             per_host: c.engine.per_host,
             lag_threshold: c.engine.lag_threshold,
             shutdown_grace: c.engine.shutdown_grace,
@@ -60,7 +63,9 @@ pub fn raise_nofile() -> u64 {
         Ok(n) => n,
         Err(e) => {
             tracing::warn!(error = %e, "could not raise the file descriptor limit");
-            rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(s, _)| s).unwrap_or(1024)
+            rlimit::getrlimit(rlimit::Resource::NOFILE)
+                .map(|(s, _)| s)
+                .unwrap_or(1024)
         }
     }
 }
@@ -217,9 +222,17 @@ fn view_of(m: &Arc<Monitor>) -> MonitorView {
         enabled: m.enabled,
         interval_ms: m.interval.as_millis() as u64,
         timeout_ms: m.timeout.as_millis() as u64,
-        state: if m.enabled { State::Pending } else { State::Paused },
+        state: if m.enabled {
+            State::Pending
+        } else {
+            State::Paused
+        },
         since: None,
-        reason: if m.enabled { "no result yet".into() } else { "disabled in config".into() },
+        reason: if m.enabled {
+            "no result yet".into()
+        } else {
+            "disabled in config".into()
+        },
         incident: None,
         last_healthy: None,
         last: Vec::new(),
@@ -302,7 +315,9 @@ impl Engine {
                     }
                     None => {
                         open_map.insert(inc.monitor.clone(), inc.id);
-                        let _ = inc_tx.send(IncidentCmd::Removed { monitor: inc.monitor.clone() });
+                        let _ = inc_tx.send(IncidentCmd::Removed {
+                            monitor: inc.monitor.clone(),
+                        });
                     }
                 }
             }
@@ -314,17 +329,37 @@ impl Engine {
                 pm.insert(p.monitor.name.clone(), p.clone());
             }
         }
-        inner.metrics.monitors.set(plans.iter().filter(|p| p.monitor.enabled).count() as i64);
+        inner
+            .metrics
+            .monitors
+            .set(plans.iter().filter(|p| p.monitor.enabled).count() as i64);
+        for t in portwarden_core::Tier::ALL {
+            inner
+                .metrics
+                .skipped
+                .get_or_create(&TierLabels {
+                    tier: t.as_str().to_string(),
+                })
+                .inc_by(0);
+        }
+        inner.publish_initial_metrics(&plans);
 
         let engine = Engine {
             inner: inner.clone(),
             background: Arc::new(Mutex::new(Vec::new())),
         };
-        let mut bg = Vec::new();
-        bg.push(tokio::spawn(incident_task(inner.clone(), inc_rx, open_map)));
-        bg.push(tokio::spawn(evaluator_task(inner.clone(), results_rx, eval_rx, inc_tx, evals)));
-        bg.push(tokio::spawn(scheduler_task(inner.clone(), sched_rx)));
-        bg.push(tokio::spawn(lag_task(inner.clone())));
+        let bg = vec![
+            tokio::spawn(incident_task(inner.clone(), inc_rx, open_map)),
+            tokio::spawn(evaluator_task(
+                inner.clone(),
+                results_rx,
+                eval_rx,
+                inc_tx,
+                evals,
+            )),
+            tokio::spawn(scheduler_task(inner.clone(), sched_rx)),
+            tokio::spawn(lag_task(inner.clone())),
+        ];
         *engine.background.lock().unwrap_or_else(|p| p.into_inner()) = bg;
         let _ = inner.eval_tx.send(EvalCmd::Sync(plans.clone()));
         let _ = inner.sched_tx.send(SchedCmd::Sync(plans));
@@ -338,7 +373,11 @@ impl Engine {
         let inner = &self.inner;
         let records: Vec<MonitorRecord> = config.monitors.iter().map(record_of).collect();
         inner.store.sync_monitors(&records).await?;
-        let old: HashMap<String, Arc<Plan>> = inner.plans.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let old: HashMap<String, Arc<Plan>> = inner
+            .plans
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut report = ReloadReport::default();
         let mut plans = Vec::with_capacity(config.monitors.len());
         for m in &config.monitors {
@@ -364,7 +403,10 @@ impl Engine {
             let mut live = inner.live.write().unwrap_or_else(|p| p.into_inner());
             for name in &report.removed {
                 live.remove(name);
-                inner.forget_metrics(name, old.get(name).map(|p| p.monitor.tier.as_str()).unwrap_or(""));
+                inner.forget_metrics(
+                    name,
+                    old.get(name).map(|p| p.monitor.tier.as_str()).unwrap_or(""),
+                );
             }
             for p in &plans {
                 match live.get_mut(&p.monitor.name) {
@@ -381,7 +423,12 @@ impl Engine {
                         }
                     }
                     None => {
-                        live.insert(p.monitor.name.clone(), Live { view: view_of(&p.monitor) });
+                        live.insert(
+                            p.monitor.name.clone(),
+                            Live {
+                                view: view_of(&p.monitor),
+                            },
+                        );
                     }
                 }
             }
@@ -393,7 +440,16 @@ impl Engine {
                 pm.insert(p.monitor.name.clone(), p.clone());
             }
         }
-        inner.metrics.monitors.set(plans.iter().filter(|p| p.monitor.enabled).count() as i64);
+        inner
+            .metrics
+            .monitors
+            .set(plans.iter().filter(|p| p.monitor.enabled).count() as i64);
+        let added: Vec<Arc<Plan>> = plans
+            .iter()
+            .filter(|p| report.added.contains(&p.monitor.name))
+            .cloned()
+            .collect();
+        inner.publish_initial_metrics(&added);
         let _ = inner.eval_tx.send(EvalCmd::Sync(plans.clone()));
         let _ = inner.sched_tx.send(SchedCmd::Sync(plans));
         Ok(report)
@@ -422,7 +478,13 @@ impl Engine {
     /// Runs a configured monitor now (through the same limits) and returns its observations
     /// once the evaluator has judged them. `None` if no such monitor.
     pub async fn check_now(&self, name: &str) -> Option<Vec<Observation>> {
-        let plan = self.inner.plans.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()?;
+        let plan = self
+            .inner
+            .plans
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()?;
         let (tx, rx) = oneshot::channel();
         let inner = self.inner.clone();
         let due = Instant::now();
@@ -462,12 +524,20 @@ impl Engine {
 
     /// Resets the since-start lateness statistics (benchmarks, after warm-up).
     pub fn reset_lateness_stats(&self) {
-        self.inner.lateness.lock().unwrap_or_else(|p| p.into_inner()).reset_cumulative();
+        self.inner
+            .lateness
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reset_cumulative();
     }
 
     /// Lateness since the last reset.
     pub fn lateness_since_reset(&self) -> LatenessSummary {
-        self.inner.lateness.lock().unwrap_or_else(|p| p.into_inner()).cumulative_summary()
+        self.inner
+            .lateness
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .cumulative_summary()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -484,15 +554,22 @@ impl Engine {
         let inner = &self.inner;
         inner.cancel.cancel();
         inner.runs.close();
-        if tokio::time::timeout(inner.opts.shutdown_grace, inner.runs.wait()).await.is_err() {
+        if tokio::time::timeout(inner.opts.shutdown_grace, inner.runs.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(grace = ?inner.opts.shutdown_grace, "probes still running at shutdown; abandoning them");
         }
         // Every run has finished and sent its result: the evaluator drains up to the stop
         // marker, then the incident task drains and ends.
         let _ = inner.results_tx.send(EvalMsg::Stop).await;
-        let handles: Vec<_> = std::mem::take(&mut *self.background.lock().unwrap_or_else(|p| p.into_inner()));
+        let handles: Vec<_> =
+            std::mem::take(&mut *self.background.lock().unwrap_or_else(|p| p.into_inner()));
         for h in handles {
-            if tokio::time::timeout(Duration::from_secs(5), h).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), h)
+                .await
+                .is_err()
+            {
                 tracing::warn!("an engine task did not stop in time");
             }
         }
@@ -512,7 +589,9 @@ pub struct ReloadReport {
 
 impl Inner {
     fn plan(&self, m: &Monitor) -> Result<Arc<Plan>, EngineError> {
-        let spec = m.probe_spec().map_err(|e| EngineError::Spec(m.name.clone(), e.to_string()))?;
+        let spec = m
+            .probe_spec()
+            .map_err(|e| EngineError::Spec(m.name.clone(), e.to_string()))?;
         Ok(Arc::new(Plan {
             host: m.target.host.as_str().into(),
             monitor: Arc::new(m.clone()),
@@ -541,6 +620,27 @@ impl Inner {
         }
     }
 
+    /// Every monitor has its gauges from the start (pending, or paused), not only after its
+    /// first run.
+    fn publish_initial_metrics(&self, plans: &[Arc<Plan>]) {
+        let live = self.live.read().unwrap_or_else(|p| p.into_inner());
+        for p in plans {
+            let l = self.labels(&p.monitor.name, p.monitor.tier.as_str());
+            let state = live
+                .get(&p.monitor.name)
+                .map(|v| v.view.state)
+                .unwrap_or(State::Pending);
+            self.metrics
+                .monitor_state
+                .get_or_create(&l)
+                .set(state.code());
+            self.metrics
+                .monitor_up
+                .get_or_create(&l)
+                .set(i64::from(matches!(state, State::Up | State::Degraded)));
+        }
+    }
+
     fn forget_metrics(&self, monitor: &str, tier: &str) {
         let l = self.labels(monitor, tier);
         self.metrics.monitor_up.remove(&l);
@@ -548,7 +648,12 @@ impl Inner {
     }
 
     /// One run: wait for the limits, probe, mark late results unknown, hand to the evaluator.
-    async fn run(self: Arc<Self>, plan: Arc<Plan>, due: Instant, reply: Option<oneshot::Sender<Vec<Observation>>>) {
+    async fn run(
+        self: Arc<Self>,
+        plan: Arc<Plan>,
+        due: Instant,
+        reply: Option<oneshot::Sender<Vec<Observation>>>,
+    ) {
         let global = tokio::select! {
             p = self.global.clone().acquire_owned() => p,
             _ = self.cancel.cancelled() => return,
@@ -566,13 +671,16 @@ impl Inner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .record(start.duration_since(self.epoch).as_secs(), lateness);
-        self.metrics.lateness_seconds.observe(lateness.as_secs_f64());
+        self.metrics
+            .lateness_seconds
+            .observe(lateness.as_secs_f64());
         self.inflight.fetch_add(1, Ordering::Relaxed);
         self.metrics.inflight.inc();
         let mut observations = self.prober.probe(&plan.spec).await;
         self.inflight.fetch_sub(1, Ordering::Relaxed);
         self.metrics.inflight.dec();
-        let scheduled_at = Utc::now() - chrono::Duration::from_std(lateness + start.elapsed()).unwrap_or_default();
+        let scheduled_at =
+            Utc::now() - chrono::Duration::from_std(lateness + start.elapsed()).unwrap_or_default();
         let late = reply.is_none() && lateness > self.opts.lag_threshold;
         for o in &mut observations {
             o.scheduled_at = Some(scheduled_at);
@@ -580,11 +688,17 @@ impl Inner {
             if late && o.outcome != Outcome::Unknown {
                 // We could not run it on time: whatever we saw says more about us than the
                 // target. Keep what was measured in the details, never page on it.
-                o.details.insert("measured_outcome".into(), o.outcome.as_str().into());
+                o.details
+                    .insert("measured_outcome".into(), o.outcome.as_str().into());
                 if let Some(e) = &o.error {
-                    o.details.insert("measured_error".into(), e.kind.to_string().into());
+                    o.details
+                        .insert("measured_error".into(), e.kind.to_string().into());
                 }
-                let was = o.error.take().map(|e| format!(" (measured: {}: {})", e.kind, e.message)).unwrap_or_default();
+                let was = o
+                    .error
+                    .take()
+                    .map(|e| format!(" (measured: {}: {})", e.kind, e.message))
+                    .unwrap_or_default();
                 o.error = Some(ProbeError::new(
                     ErrorKind::Local,
                     format!(
@@ -737,7 +851,11 @@ async fn lag_task(inner: Arc<Inner>) {
         inner.metrics.lagging.set(i64::from(lagging));
         if lagging != was {
             if lagging {
-                tracing::warn!(p99_ms = s.p99_ms, threshold_ms = threshold, "engine lagging: checks start late; late results are reported as unknown");
+                tracing::warn!(
+                    p99_ms = s.p99_ms,
+                    threshold_ms = threshold,
+                    "engine lagging: checks start late; late results are reported as unknown"
+                );
             } else {
                 tracing::info!(p99_ms = s.p99_ms, "engine caught up");
             }
@@ -779,7 +897,9 @@ async fn evaluator_task(
             m = results.recv() => m,
         };
         match msg {
-            Some(EvalMsg::Run(done)) => handle_run(&inner, &location, &plans, &mut evals, &incidents, done),
+            Some(EvalMsg::Run(done)) => {
+                handle_run(&inner, &location, &plans, &mut evals, &incidents, done)
+            }
             Some(EvalMsg::Stop) | None => break,
         }
     }
@@ -807,7 +927,12 @@ fn handle_run(
             .checks
             .get_or_create(&CheckLabels {
                 outcome: o.outcome.as_str().to_string(),
-                error_kind: o.error.as_ref().map(|e| e.kind.as_str()).unwrap_or("").to_string(),
+                error_kind: o
+                    .error
+                    .as_ref()
+                    .map(|e| e.kind.as_str())
+                    .unwrap_or("")
+                    .to_string(),
             })
             .inc();
         for phase in portwarden_core::Phase::ALL {
@@ -836,7 +961,8 @@ fn handle_run(
     let eval = evals
         .entry((m.name.clone(), location.to_string()))
         .or_insert_with(|| MonitorEval::new(m.rules, m.interval));
-    let transition = RunResult::from_observations(done.mono, &done.observations).and_then(|r| eval.observe(&r, location));
+    let transition = RunResult::from_observations(done.mono, &done.observations)
+        .and_then(|r| eval.observe(&r, location));
     let state = eval.state();
     {
         let mut live = inner.live.write().unwrap_or_else(|p| p.into_inner());
@@ -850,7 +976,11 @@ fn handle_run(
         }
     }
     let labels = inner.labels(&m.name, m.tier.as_str());
-    inner.metrics.monitor_state.get_or_create(&labels).set(state.code());
+    inner
+        .metrics
+        .monitor_state
+        .get_or_create(&labels)
+        .set(state.code());
     inner
         .metrics
         .monitor_up
@@ -869,7 +999,11 @@ fn handle_run(
     }
 }
 
-async fn incident_task(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<IncidentCmd>, mut open: HashMap<String, IncidentId>) {
+async fn incident_task(
+    inner: Arc<Inner>,
+    mut rx: mpsc::UnboundedReceiver<IncidentCmd>,
+    mut open: HashMap<String, IncidentId>,
+) {
     while let Some(cmd) = rx.recv().await {
         // Retry each change until the store takes it: incidents must not be lost, and they
         // must be applied in order.
@@ -896,9 +1030,18 @@ async fn incident_task(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Incide
     }
 }
 
-async fn apply_incident(inner: &Arc<Inner>, open: &mut HashMap<String, IncidentId>, cmd: &IncidentCmd) -> Result<(), portwarden_store::StoreError> {
+async fn apply_incident(
+    inner: &Arc<Inner>,
+    open: &mut HashMap<String, IncidentId>,
+    cmd: &IncidentCmd,
+) -> Result<(), portwarden_store::StoreError> {
     let set_live = |monitor: &str, id: Option<IncidentId>| {
-        if let Some(l) = inner.live.write().unwrap_or_else(|p| p.into_inner()).get_mut(monitor) {
+        if let Some(l) = inner
+            .live
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(monitor)
+        {
             l.view.incident = id;
         }
     };
@@ -912,14 +1055,22 @@ async fn apply_incident(inner: &Arc<Inner>, open: &mut HashMap<String, IncidentI
                         id,
                         IncidentChange::Resolve {
                             at: now,
-                            event: IncidentEvent::new(now, EventKind::Resolved, "monitor removed from the config"),
+                            event: IncidentEvent::new(
+                                now,
+                                EventKind::Resolved,
+                                "monitor removed from the config",
+                            ),
                         },
                     )
                     .await?;
                 open.remove(monitor);
             }
         }
-        IncidentCmd::Transition { monitor, severity, t } => {
+        IncidentCmd::Transition {
+            monitor,
+            severity,
+            t,
+        } => {
             let existing = open.get(monitor).copied();
             let message = match (&t.error, &t.message) {
                 (Some(e), Some(m)) => format!("{} → {}: {} ({e}: {m})", t.from, t.to, t.reason),

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,11 +13,11 @@ use portwarden_core::{IncidentStatus, Observation};
 use portwarden_engine::MonitorView;
 use portwarden_store::{Availability, IncidentFilter, ObservationQuery, Page};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
+use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
-use crate::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -75,12 +75,31 @@ fn summary<'a>(v: &'a MonitorView, avail: Option<&Availability>) -> MonitorSumma
     }
 }
 
-async fn list_monitors(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Response> {
+async fn list_monitors(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
     let p = Params::new(q, &["state", "tier"])?;
-    let state = p.one_of("state", &["pending", "up", "degraded", "down", "flapping", "unknown", "maintenance", "paused"])?;
+    let state = p.one_of(
+        "state",
+        &[
+            "pending",
+            "up",
+            "degraded",
+            "down",
+            "flapping",
+            "unknown",
+            "maintenance",
+            "paused",
+        ],
+    )?;
     let tier = p.one_of("tier", &["critical", "important", "supporting"])?;
     let now = Utc::now();
-    let avail = s.store.availability_all(now - ChronoDuration::hours(24), now).await.unwrap_or_default();
+    let avail = s
+        .store
+        .availability_all(now - ChronoDuration::hours(24), now)
+        .await
+        .unwrap_or_default();
     let views = s.engine.monitors();
     let items: Vec<MonitorSummary> = views
         .iter()
@@ -99,7 +118,10 @@ async fn get_monitor(State(s): State<AppState>, Path(name): Path<String>) -> Api
     let now = Utc::now();
     let mut availability = serde_json::Map::new();
     for (label, hours) in [("24h", 24), ("7d", 24 * 7), ("30d", 24 * 30)] {
-        let a = s.store.availability(&name, now - ChronoDuration::hours(hours), now).await?;
+        let a = s
+            .store
+            .availability(&name, now - ChronoDuration::hours(hours), now)
+            .await?;
         availability.insert(label.into(), serde_json::to_value(a).unwrap_or(Value::Null));
     }
     let sum = summary(&v, None);
@@ -107,10 +129,22 @@ async fn get_monitor(State(s): State<AppState>, Path(name): Path<String>) -> Api
     if let Value::Object(m) = &mut body {
         m.remove("availability_24h");
         m.insert("availability".into(), Value::Object(availability));
-        m.insert("last_run".into(), serde_json::to_value(&v.last).unwrap_or(Value::Null));
-        m.insert("last_healthy".into(), serde_json::to_value(&v.last_healthy).unwrap_or(Value::Null));
-        m.insert("rules".into(), serde_json::to_value(v.monitor.rules).unwrap_or(Value::Null));
-        m.insert("check_options".into(), serde_json::to_value(&v.monitor.check).unwrap_or(Value::Null));
+        m.insert(
+            "last_run".into(),
+            serde_json::to_value(&v.last).unwrap_or(Value::Null),
+        );
+        m.insert(
+            "last_healthy".into(),
+            serde_json::to_value(&v.last_healthy).unwrap_or(Value::Null),
+        );
+        m.insert(
+            "rules".into(),
+            serde_json::to_value(v.monitor.rules).unwrap_or(Value::Null),
+        );
+        m.insert(
+            "check_options".into(),
+            serde_json::to_value(&v.monitor.check).unwrap_or(Value::Null),
+        );
         m.insert("runs".into(), json!(v.runs));
     }
     Ok(Json(body).into_response())
@@ -133,10 +167,10 @@ async fn observations(
     let p = Params::new(q, &["from", "to", "limit", "cursor", "location"])?;
     let from = p.time("from")?;
     let to = p.time("to")?;
-    if let (Some(f), Some(t)) = (from, to) {
-        if f > t {
-            return Err(ApiError::bad_parameter("from", "`from` is after `to`"));
-        }
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
+        return Err(ApiError::bad_parameter("from", "`from` is after `to`"));
     }
     let q = ObservationQuery {
         from,
@@ -155,7 +189,9 @@ async fn availability(
 ) -> ApiResult<Response> {
     require_monitor(&s, &name)?;
     let p = Params::new(q, &["period"])?;
-    let period = p.one_of("period", &["24h", "7d", "30d", "90d"])?.unwrap_or("24h");
+    let period = p
+        .one_of("period", &["24h", "7d", "30d", "90d"])?
+        .unwrap_or("24h");
     let hours = match period {
         "7d" => 24 * 7,
         "30d" => 24 * 30,
@@ -179,16 +215,19 @@ async fn availability(
 }
 
 async fn check_now(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
-    let obs = s
-        .engine
-        .check_now(&name)
-        .await
-        .ok_or_else(|| ApiError::not_found(format!("no monitor named `{name}` (only configured monitors can be checked)")))?;
+    let obs = s.engine.check_now(&name).await.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no monitor named `{name}` (only configured monitors can be checked)"
+        ))
+    })?;
     let state = s.engine.monitor(&name).map(|v| v.state);
     Ok(Json(json!({ "monitor": name, "state": state, "observations": obs })).into_response())
 }
 
-async fn list_incidents(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Response> {
+async fn list_incidents(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
     let p = Params::new(q, &["state", "monitor", "limit", "cursor"])?;
     let status = match p.one_of("state", &["open", "resolved"])? {
         Some("open") => Some(IncidentStatus::Open),
@@ -206,9 +245,12 @@ async fn list_incidents(State(s): State<AppState>, Query(q): Query<HashMap<Strin
 }
 
 async fn get_incident(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::bad_parameter("id", format!("`{id}` is not an incident id (a whole number)")))?;
+    let id: i64 = id.parse().map_err(|_| {
+        ApiError::bad_parameter(
+            "id",
+            format!("`{id}` is not an incident id (a whole number)"),
+        )
+    })?;
     let d = s
         .store
         .incident(id)
@@ -235,7 +277,11 @@ async fn health(State(s): State<AppState>) -> Response {
             reload.error.clone().unwrap_or_default()
         ));
     }
-    let status = if problems.is_empty() { "ok" } else { "degraded" };
+    let status = if problems.is_empty() {
+        "ok"
+    } else {
+        "degraded"
+    };
     let body = json!({
         "status": status,
         "problems": problems,

@@ -1,8 +1,8 @@
 //! API errors: JSON `{"error": ..., "detail": ...}` with the right status.
 
+use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -59,7 +59,9 @@ impl ApiError {
 impl From<portwarden_store::StoreError> for ApiError {
     fn from(e: portwarden_store::StoreError) -> Self {
         match e {
-            portwarden_store::StoreError::BadCursor => ApiError::bad_parameter("cursor", e.to_string()),
+            portwarden_store::StoreError::BadCursor => {
+                ApiError::bad_parameter("cursor", e.to_string())
+            }
             portwarden_store::StoreError::NotFound(_) => ApiError::not_found(e.to_string()),
             portwarden_store::StoreError::Closed => ApiError::unavailable(e.to_string()),
             other => {

@@ -12,11 +12,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use portwarden_config::Config;
 use portwarden_engine::{Engine, EngineMetrics, EngineOptions, ReloadReport};
@@ -53,7 +53,9 @@ pub enum ServeError {
     Store(#[from] portwarden_store::StoreError),
     #[error("engine: {0}")]
     Engine(#[from] portwarden_engine::EngineError),
-    #[error("cannot listen on {0}: {1}; is another Portwarden running? change `server.listen` or pass --listen")]
+    #[error(
+        "cannot listen on {0}: {1}; is another Portwarden running? change `server.listen` or pass --listen"
+    )]
     Listen(SocketAddr, String),
     #[error("resolver: {0}")]
     Resolver(#[from] portwarden_probe::ResolverSetupError),
@@ -89,7 +91,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api::router())
         .route("/metrics", get(metrics))
-        .route("/", get(|| async { axum::response::Redirect::temporary("/api/v1/monitors") }))
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::temporary("/api/v1/monitors") }),
+        )
         .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
         .with_state(state)
 }
@@ -105,13 +110,19 @@ async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> R
         .is_some_and(|a| a.contains("application/openmetrics-text"));
     if wants_openmetrics {
         (
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
             out,
         )
             .into_response()
     } else {
         (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             openmetrics_to_prometheus(&out),
         )
             .into_response()
@@ -127,19 +138,19 @@ pub fn openmetrics_to_prometheus(om: &str) -> String {
     let mut rename: HashMap<String, String> = HashMap::new();
     let mut kinds: HashMap<String, &str> = HashMap::new();
     for line in om.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            if let Some((name, kind)) = rest.split_once(' ') {
-                match kind {
-                    "counter" => {
-                        rename.insert(name.to_string(), format!("{name}_total"));
-                        kinds.insert(name.to_string(), "counter");
-                    }
-                    "info" => {
-                        rename.insert(name.to_string(), format!("{name}_info"));
-                        kinds.insert(name.to_string(), "gauge");
-                    }
-                    _ => {}
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some((name, kind)) = rest.split_once(' ')
+        {
+            match kind {
+                "counter" => {
+                    rename.insert(name.to_string(), format!("{name}_total"));
+                    kinds.insert(name.to_string(), "counter");
                 }
+                "info" => {
+                    rename.insert(name.to_string(), format!("{name}_info"));
+                    kinds.insert(name.to_string(), "gauge");
+                }
+                _ => {}
             }
         }
     }
@@ -168,22 +179,6 @@ pub fn openmetrics_to_prometheus(om: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::openmetrics_to_prometheus;
-
-    #[test]
-    fn converts_openmetrics_to_prometheus_text() {
-        let om = "# HELP x_checks Probe results.\n# TYPE x_checks counter\nx_checks_total{a=\"1\"} 3\n# HELP x_build Version.\n# TYPE x_build info\nx_build_info{version=\"1\"} 1\n# HELP x_up Up.\n# TYPE x_up gauge\nx_up 1\n# EOF\n";
-        let p = openmetrics_to_prometheus(om);
-        assert!(p.contains("# TYPE x_checks_total counter\n"), "{p}");
-        assert!(p.contains("# HELP x_checks_total Probe results.\n"), "{p}");
-        assert!(p.contains("# TYPE x_build_info gauge\n"), "{p}");
-        assert!(p.contains("# TYPE x_up gauge\nx_up 1\n"), "{p}");
-        assert!(!p.contains("# EOF"));
-    }
-}
-
 /// Everything `serve` starts, so tests and the bench can run a daemon in-process.
 pub struct Daemon {
     pub state: AppState,
@@ -196,18 +191,28 @@ pub struct Daemon {
 impl Daemon {
     /// Loads the config, opens the store, starts the engine and the HTTP listener.
     pub async fn start(opts: ServeOptions) -> Result<Daemon, ServeError> {
-        let loaded = portwarden_config::load_file(&opts.config).map_err(|d| ServeError::Config(d.to_string()))?;
+        let loaded = portwarden_config::load_file(&opts.config)
+            .map_err(|d| ServeError::Config(d.to_string()))?;
         if !loaded.warnings.is_empty() {
             tracing::warn!("{}", loaded.render_warnings());
         }
         let config = loaded.config;
-        let data_dir = opts.data_dir.clone().unwrap_or_else(|| config.server.data_dir.clone());
-        std::fs::create_dir_all(&data_dir).map_err(|e| ServeError::DataDir(data_dir.display().to_string(), e.to_string()))?;
+        let data_dir = opts
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| config.server.data_dir.clone());
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| ServeError::DataDir(data_dir.display().to_string(), e.to_string()))?;
         let listen = opts.listen.unwrap_or(config.server.listen);
 
         let nofile = portwarden_engine::raise_nofile();
         let engine_opts = EngineOptions::from_config(&config, nofile);
-        tracing::info!(nofile, concurrency = engine_opts.concurrency, per_host = engine_opts.per_host, "limits");
+        tracing::info!(
+            nofile,
+            concurrency = engine_opts.concurrency,
+            per_host = engine_opts.per_host,
+            "limits"
+        );
 
         let mut registry = Registry::default();
         let store_metrics = StoreMetrics::default();
@@ -222,10 +227,15 @@ impl Daemon {
             minute: config.retention.minute,
             hour: config.retention.hour,
         };
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&data_dir, retention, WriterOptions::default(), store_metrics)?);
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
+            &data_dir,
+            retention,
+            WriterOptions::default(),
+            store_metrics,
+        )?);
         let prober = Prober::new(Resolver::new(&config.resolver)?, &config.engine.location);
-        let engine = Engine::start(&config, engine_opts, prober, store.clone(), engine_metrics).await?;
+        let engine =
+            Engine::start(&config, engine_opts, prober, store.clone(), engine_metrics).await?;
 
         let now = Utc::now();
         let reload = Arc::new(RwLock::new(ReloadStatus {
@@ -251,20 +261,30 @@ impl Daemon {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| ServeError::Listen(listen, e.to_string()))?;
-        let addr = listener.local_addr().map_err(|e| ServeError::Listen(listen, e.to_string()))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ServeError::Listen(listen, e.to_string()))?;
         let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
         let app = router(state.clone());
         let http = tokio::spawn(async move {
             let graceful = async move { stopped(&mut shutdown_rx).await };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(graceful).await {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(graceful)
+                .await
+            {
                 tracing::error!(error = %e, "http server stopped");
             }
         });
         tracing::info!(%addr, monitors = config.monitors.len(), data_dir = %data_dir.display(), "portwarden serving");
 
-        let mut background = Vec::new();
-        background.push(tokio::spawn(reload::watch(opts.config.clone(), state.clone(), shutdown.subscribe())));
-        background.push(tokio::spawn(retention_task(store.clone(), shutdown.subscribe())));
+        let background = vec![
+            tokio::spawn(reload::watch(
+                opts.config.clone(),
+                state.clone(),
+                shutdown.subscribe(),
+            )),
+            tokio::spawn(retention_task(store.clone(), shutdown.subscribe())),
+        ];
         Ok(Daemon {
             state,
             addr,
@@ -327,7 +347,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
 }
 
 async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());
     match (term, int) {
@@ -345,5 +365,23 @@ async fn wait_for_signal() {
 
 /// Loads a config for a reload; `Err` holds the rendered diagnostics.
 pub fn load_config(path: &std::path::Path) -> Result<Config, String> {
-    portwarden_config::load_file(path).map(|l| l.config).map_err(|d| d.to_string())
+    portwarden_config::load_file(path)
+        .map(|l| l.config)
+        .map_err(|d| d.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::openmetrics_to_prometheus;
+
+    #[test]
+    fn converts_openmetrics_to_prometheus_text() {
+        let om = "# HELP x_checks Probe results.\n# TYPE x_checks counter\nx_checks_total{a=\"1\"} 3\n# HELP x_build Version.\n# TYPE x_build info\nx_build_info{version=\"1\"} 1\n# HELP x_up Up.\n# TYPE x_up gauge\nx_up 1\n# EOF\n";
+        let p = openmetrics_to_prometheus(om);
+        assert!(p.contains("# TYPE x_checks_total counter\n"), "{p}");
+        assert!(p.contains("# HELP x_checks_total Probe results.\n"), "{p}");
+        assert!(p.contains("# TYPE x_build_info gauge\n"), "{p}");
+        assert!(p.contains("# TYPE x_up gauge\nx_up 1\n"), "{p}");
+        assert!(!p.contains("# EOF"));
+    }
 }

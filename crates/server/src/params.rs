@@ -25,19 +25,24 @@ impl Params {
     }
 
     pub fn str(&self, k: &str) -> Option<&str> {
-        self.map.get(k).map(String::as_str).filter(|s| !s.is_empty())
+        self.map
+            .get(k)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     /// RFC 3339 (`2026-11-25T13:00:00Z`) or Unix seconds.
     pub fn time(&self, k: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
-        let Some(v) = self.str(k) else { return Ok(None) };
+        let Some(v) = self.str(k) else {
+            return Ok(None);
+        };
         if let Ok(t) = DateTime::parse_from_rfc3339(v) {
             return Ok(Some(t.with_timezone(&Utc)));
         }
-        if let Ok(secs) = v.parse::<i64>() {
-            if let Some(t) = DateTime::from_timestamp(secs, 0) {
-                return Ok(Some(t));
-            }
+        if let Ok(secs) = v.parse::<i64>()
+            && let Some(t) = DateTime::from_timestamp(secs, 0)
+        {
+            return Ok(Some(t));
         }
         Err(ApiError::bad_parameter(
             k,
@@ -45,21 +50,39 @@ impl Params {
         ))
     }
 
-    pub fn usize_in(&self, k: &str, default: usize, min: usize, max: usize) -> Result<usize, ApiError> {
-        let Some(v) = self.str(k) else { return Ok(default) };
+    pub fn usize_in(
+        &self,
+        k: &str,
+        default: usize,
+        min: usize,
+        max: usize,
+    ) -> Result<usize, ApiError> {
+        let Some(v) = self.str(k) else {
+            return Ok(default);
+        };
         match v.parse::<usize>() {
             Ok(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(ApiError::bad_parameter(k, format!("`{k}={v}` must be a whole number from {min} to {max}"))),
+            _ => Err(ApiError::bad_parameter(
+                k,
+                format!("`{k}={v}` must be a whole number from {min} to {max}"),
+            )),
         }
     }
 
     pub fn one_of<'a>(&self, k: &str, options: &[&'a str]) -> Result<Option<&'a str>, ApiError> {
-        let Some(v) = self.str(k) else { return Ok(None) };
+        let Some(v) = self.str(k) else {
+            return Ok(None);
+        };
         options
             .iter()
             .find(|o| **o == v)
             .copied()
             .map(Some)
-            .ok_or_else(|| ApiError::bad_parameter(k, format!("`{k}={v}` must be one of: {}", options.join(", "))))
+            .ok_or_else(|| {
+                ApiError::bad_parameter(
+                    k,
+                    format!("`{k}={v}` must be one of: {}", options.join(", ")),
+                )
+            })
     }
 }

@@ -8,15 +8,26 @@ use chrono::Utc;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
-use crate::selfmetrics::ResultLabels;
 use crate::AppState;
+use crate::selfmetrics::ResultLabels;
 
 /// Reloads now; returns whether the new config was applied.
 pub async fn reload_now(state: &AppState) -> bool {
-    let path = PathBuf::from(state.reload.read().unwrap_or_else(|p| p.into_inner()).path.clone());
+    let path = PathBuf::from(
+        state
+            .reload
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .path
+            .clone(),
+    );
     let now = Utc::now();
     let result = match crate::load_config(&path) {
-        Ok(config) => state.engine.apply_config(&config).await.map_err(|e| e.to_string()),
+        Ok(config) => state
+            .engine
+            .apply_config(&config)
+            .await
+            .map_err(|e| e.to_string()),
         Err(diags) => Err(diags),
     };
     let mut st = state.reload.write().unwrap_or_else(|p| p.into_inner());
@@ -31,7 +42,13 @@ pub async fn reload_now(state: &AppState) -> bool {
             st.last_changes = report;
             state.self_metrics.reload_ok.set(1);
             state.self_metrics.last_reload.set(now.timestamp());
-            state.self_metrics.reloads.get_or_create(&ResultLabels { result: "ok".into() }).inc();
+            state
+                .self_metrics
+                .reloads
+                .get_or_create(&ResultLabels {
+                    result: "ok".into(),
+                })
+                .inc();
             true
         }
         Err(e) => {
@@ -39,7 +56,13 @@ pub async fn reload_now(state: &AppState) -> bool {
             st.ok = false;
             st.error = Some(e);
             state.self_metrics.reload_ok.set(0);
-            state.self_metrics.reloads.get_or_create(&ResultLabels { result: "error".into() }).inc();
+            state
+                .self_metrics
+                .reloads
+                .get_or_create(&ResultLabels {
+                    result: "error".into(),
+                })
+                .inc();
             false
         }
     }
@@ -52,12 +75,21 @@ pub async fn watch(path: PathBuf, state: AppState, mut stop: watch::Receiver<boo
     let file_name = path.file_name().map(|n| n.to_os_string());
     let dir = path
         .parent()
-        .map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() })
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                p.to_path_buf()
+            }
+        })
         .unwrap_or_else(|| PathBuf::from("."));
     let tx2 = tx.clone();
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res {
-            let ours = ev.paths.iter().any(|p| p.file_name().map(|n| n.to_os_string()) == file_name);
+            let ours = ev
+                .paths
+                .iter()
+                .any(|p| p.file_name().map(|n| n.to_os_string()) == file_name);
             if ours && !matches!(ev.kind, notify::EventKind::Access(_)) {
                 let _ = tx2.send(());
             }

@@ -23,8 +23,16 @@ pub struct SelfMetrics {
 impl SelfMetrics {
     pub fn register(&self, r: &mut Registry) {
         let p = r.sub_registry_with_prefix("portwarden");
-        p.register("config_reload_ok", "1 if the last config (re)load succeeded, 0 if it failed", self.reload_ok.clone());
-        p.register("config_reloads", "Config reload attempts by result", self.reloads.clone());
+        p.register(
+            "config_reload_ok",
+            "1 if the last config (re)load succeeded, 0 if it failed",
+            self.reload_ok.clone(),
+        );
+        p.register(
+            "config_reloads",
+            "Config reload attempts by result",
+            self.reloads.clone(),
+        );
         p.register(
             "config_last_reload_timestamp_seconds",
             "Unix time of the last successful config load",
@@ -33,7 +41,10 @@ impl SelfMetrics {
         p.register(
             "build",
             "Portwarden version",
-            Info::new(vec![("version".to_string(), env!("CARGO_PKG_VERSION").to_string())]),
+            Info::new(vec![(
+                "version".to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            )]),
         );
     }
 }

@@ -14,7 +14,9 @@ async fn disk_full_keeps_monitoring_and_recovers() {
     if !tk::need(tk::is_root(), "root to mount a tmpfs") {
         return;
     }
-    let Some(_) = tk::need_binary("redis-server") else { return };
+    let Some(_) = tk::need_binary("redis-server") else {
+        return;
+    };
     let fs = tk::tmpfs::Tmpfs::mount("4m").expect("tmpfs");
     let mut redis = tk::process::Server::redis().expect("redis");
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -28,7 +30,10 @@ async fn disk_full_keeps_monitoring_and_recovers() {
     }
     std::fs::write(&config, yaml).unwrap();
     let mut d = TestDaemon::start_with(dir, config, Some(fs.path().join("data"))).await;
-    d.wait_monitor("cache", Duration::from_secs(10), "cache up", |v| v["state"] == "up").await;
+    d.wait_monitor("cache", Duration::from_secs(10), "cache up", |v| {
+        v["state"] == "up"
+    })
+    .await;
 
     // Fill the disk.
     let filler = fs.fill();
@@ -38,12 +43,30 @@ async fn disk_full_keeps_monitoring_and_recovers() {
     })
     .expect("store failure reported");
     assert_eq!(h["status"], "degraded");
-    assert!(h["store"]["last_error"].as_str().unwrap_or("").to_lowercase().contains("full"), "{h:#}");
-    assert!(d.get("/metrics").await.body.contains("portwarden_store_healthy 0"));
+    assert!(
+        h["store"]["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .to_lowercase()
+            .contains("full"),
+        "{h:#}"
+    );
+    assert!(
+        d.get("/metrics")
+            .await
+            .body
+            .contains("portwarden_store_healthy 0")
+    );
 
     // Detection goes on while the store is failing.
     redis.kill();
-    d.wait_monitor("cache", Duration::from_secs(10), "cache down while the disk is full", |v| v["state"] == "down").await;
+    d.wait_monitor(
+        "cache",
+        Duration::from_secs(10),
+        "cache down while the disk is full",
+        |v| v["state"] == "down",
+    )
+    .await;
 
     // Space returns: writes resume, the incident lands, health is ok again.
     std::fs::remove_file(&filler).unwrap();

@@ -18,12 +18,34 @@ async fn example_config_serves_monitors_and_valid_metrics() {
     std::fs::copy(example, &config).unwrap();
     let mut d = TestDaemon::start_with(dir, config, None).await;
     let v = d.json("/api/v1/monitors").await;
-    let names: Vec<&str> = v["monitors"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
-    for n in ["orders-db", "catalog-db", "session-cache", "order-queue", "telemetry-broker", "event-bus", "legacy-billing"] {
+    let names: Vec<&str> = v["monitors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    for n in [
+        "orders-db",
+        "catalog-db",
+        "session-cache",
+        "order-queue",
+        "telemetry-broker",
+        "event-bus",
+        "legacy-billing",
+    ] {
         assert!(names.contains(&n), "{n} in {names:?}");
     }
-    // Give the first runs time to land (phase offsets spread them over the interval).
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Run each monitor once now (scheduled runs are spread over the interval by phase offsets).
+    for n in &names {
+        let r = d.post(&format!("/api/v1/monitors/{n}/check")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let closed = d.monitor("legacy-billing").await;
+    assert_eq!(
+        closed["last_observation"]["error_kind"], "refused",
+        "{closed:#}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let metrics = d.get("/metrics").await;
     assert_eq!(metrics.status, 200);
     for name in [
@@ -50,7 +72,12 @@ async fn example_config_serves_monitors_and_valid_metrics() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(metrics.body.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.body.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),

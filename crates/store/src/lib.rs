@@ -87,7 +87,7 @@ impl Default for WriterOptions {
             flush_every: Duration::from_millis(250),
             batch_rows: 1_000,
             channel_capacity: 65_536,
-            backlog_limit: 500_000,
+            backlog_limit: 100_000,
         }
     }
 }

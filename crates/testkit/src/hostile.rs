@@ -121,7 +121,11 @@ pub fn lo(port: u16) -> SocketAddr {
 /// Accepts every connection; every `n`th (1-based: connections `n`, `2n`, ...) — or, with
 /// `fail_first`, the first `fail_first` of every `n` — is reset at once, the others get
 /// `greeting`. Models a service failing a known fraction of connections.
-pub async fn failing_fraction(n: u64, fail_first: u64, greeting: &'static [u8]) -> (u16, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+pub async fn failing_fraction(
+    n: u64,
+    fail_first: u64,
+    greeting: &'static [u8],
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicU64>) {
     use std::sync::atomic::{AtomicU64, Ordering};
     let (l, port) = bind().await;
     let count = std::sync::Arc::new(AtomicU64::new(0));
@@ -129,7 +133,11 @@ pub async fn failing_fraction(n: u64, fail_first: u64, greeting: &'static [u8]) 
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
             let i = c2.fetch_add(1, Ordering::Relaxed);
-            let fail = if fail_first == 0 { (i + 1) % n == 0 } else { i % n < fail_first };
+            let fail = if fail_first == 0 {
+                (i + 1).is_multiple_of(n)
+            } else {
+                i % n < fail_first
+            };
             tokio::spawn(async move {
                 if fail {
                     let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));

@@ -36,7 +36,10 @@ impl Tmpfs {
             .output()
             .map_err(|e| e.to_string())?;
         if !out.status.success() {
-            return Err(format!("mount tmpfs: {}", String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "mount tmpfs: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         Ok(Tmpfs {
             _dir: tempfile_dir::Dir(path.clone()),

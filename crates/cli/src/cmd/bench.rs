@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use portwarden_engine::bench::{run as run_bench, BenchOptions};
+use portwarden_engine::bench::{BenchOptions, run as run_bench};
 
 fn dur(s: &str) -> Result<Duration, String> {
     portwarden_core::parse_duration(s)

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
-use portwarden_server::{serve, ServeError, ServeOptions};
+use portwarden_server::{ServeError, ServeOptions, serve};
 
 use crate::EXIT_USAGE;
 

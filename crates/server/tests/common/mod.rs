@@ -25,7 +25,11 @@ impl TestDaemon {
         Self::start_with(dir, config, None).await
     }
 
-    pub async fn start_with(dir: tempfile::TempDir, config: PathBuf, data_dir: Option<PathBuf>) -> TestDaemon {
+    pub async fn start_with(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        data_dir: Option<PathBuf>,
+    ) -> TestDaemon {
         let daemon = Daemon::start(ServeOptions {
             config: config.clone(),
             data_dir: Some(data_dir.unwrap_or_else(|| dir.path().join("data"))),
@@ -43,7 +47,9 @@ impl TestDaemon {
 
     pub async fn get(&self, path: &str) -> http::Response {
         let (addr, path) = (self.addr, path.to_string());
-        tokio::task::spawn_blocking(move || http::get(addr, &path)).await.unwrap()
+        tokio::task::spawn_blocking(move || http::get(addr, &path))
+            .await
+            .unwrap()
     }
 
     pub async fn json(&self, path: &str) -> Value {
@@ -54,7 +60,9 @@ impl TestDaemon {
 
     pub async fn post(&self, path: &str) -> http::Response {
         let (addr, path) = (self.addr, path.to_string());
-        tokio::task::spawn_blocking(move || http::post(addr, &path, "")).await.unwrap()
+        tokio::task::spawn_blocking(move || http::post(addr, &path, ""))
+            .await
+            .unwrap()
     }
 
     /// The monitor's view from the API.
@@ -63,7 +71,13 @@ impl TestDaemon {
     }
 
     /// Polls until `f` accepts the monitor's view, or panics after `limit`.
-    pub async fn wait_monitor(&self, name: &str, limit: Duration, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_monitor(
+        &self,
+        name: &str,
+        limit: Duration,
+        what: &str,
+        f: impl Fn(&Value) -> bool,
+    ) -> Value {
         let start = std::time::Instant::now();
         loop {
             let v = self.monitor(name).await;
