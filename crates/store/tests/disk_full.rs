@@ -302,7 +302,16 @@ async fn a_full_backlog_drops_the_oldest_rows_and_counts_them() {
     );
     let h = store.health();
     assert!(h.pending_rows <= 300 + 10_000);
-    assert_eq!(metrics.rows_dropped.get(), h.dropped_rows);
+    // The writer may still be working through the channel: wait until health and the metric
+    // agree (they are updated together, read at two instants here).
+    assert!(
+        wait_until(Duration::from_secs(5), || metrics.rows_dropped.get()
+            == store.health().dropped_rows)
+        .await,
+        "rows_dropped metric {} vs health {}",
+        metrics.rows_dropped.get(),
+        store.health().dropped_rows
+    );
     mount.resize("64m");
     assert!(
         wait_until(Duration::from_secs(30), || {
