@@ -22,12 +22,9 @@ pub async fn reload_now(state: &AppState) -> bool {
             .clone(),
     );
     let now = Utc::now();
+    // Through discovery: it owns the whole monitor list (written + discovered).
     let result = match crate::load_config(&path) {
-        Ok(config) => state
-            .engine
-            .apply_config(&config)
-            .await
-            .map_err(|e| e.to_string()),
+        Ok(loaded) => state.discovery.apply(loaded).await,
         Err(diags) => Err(diags),
     };
     let mut st = state.reload.write().unwrap_or_else(|p| p.into_inner());

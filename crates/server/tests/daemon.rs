@@ -285,6 +285,7 @@ fn every_route_is_documented() {
         "/api/v1/incidents",
         "/api/v1/incidents/{id}",
         "/api/v1/health",
+        "/api/v1/discovery",
         "/api/v1/openapi.json",
         "/metrics",
     ] {

@@ -1,4 +1,5 @@
 pub mod bench;
 pub mod check;
+pub mod inventory;
 pub mod serve;
 pub mod validate;

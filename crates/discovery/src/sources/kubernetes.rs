@@ -478,7 +478,7 @@ mod tests {
         ]));
         let t = targets(&spec(Endpoints::Service), std::slice::from_ref(&svcs), &[]);
         let hp: Vec<String> = t.iter().map(|t| format!("{}/{}", t.transport, t.hostport())).collect();
-        assert_eq!(hp, vec!["tcp/db.example:5432", "tcp/pg.shop.svc.cluster.local:5432", "udp/pg.shop.svc.cluster.local:53"]);
+        assert_eq!(hp, vec!["tcp/db.example:5432", "udp/pg.shop.svc.cluster.local:53", "tcp/pg.shop.svc.cluster.local:5432"]);
         let mut s = spec(Endpoints::Service);
         s.address = ServiceAddress::ClusterIp;
         s.ports = vec!["sql".into()];
