@@ -15,7 +15,6 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Config, ResourceExt};
 use portwarden_config::Diagnostic;
@@ -192,21 +191,47 @@ impl<K: ResourceExt> Store<K> {
 type Boxed = Pin<Box<dyn Stream<Item = Ev> + Send>>;
 
 /// Runs the watch until cancelled: a snapshot after the first complete listing and after every
-/// change (coalesced over 250 ms); a failure report for every watch error (the watcher
-/// relists with backoff, and the next complete listing clears it).
+/// change (coalesced over 250 ms). A watch error is reported (the last good set stays) and the
+/// watch is started again from a fresh listing after a backoff (0.5 s doubling to 30 s), so the
+/// first complete listing afterwards clears the failure even when nothing changed.
 pub async fn run(spec: KubernetesSource, cx: SourceCx, out: Reporter) {
-    let client = loop {
-        match client(&spec, &cx).await {
-            Ok(c) => break c,
-            Err(e) => {
-                out.send(SourceEvent::Failed(e)).await;
-                tokio::select! {
-                    _ = cx.cancel.cancelled() => return,
-                    _ = tokio::time::sleep(cx.refresh) => {}
-                }
-            }
+    let mut backoff = Duration::from_millis(500);
+    let mut last: Option<usize> = None;
+    loop {
+        let outcome = match client(&spec, &cx).await {
+            Ok(c) => session(&spec, &cx, &out, c, &mut last).await,
+            Err(e) => Session::Failed(e, false),
+        };
+        let (e, synced) = match outcome {
+            Session::Cancelled => return,
+            Session::Failed(e, synced) => (e, synced),
+        };
+        if synced {
+            backoff = Duration::from_millis(500);
         }
-    };
+        tracing::warn!(source = %cx.name, error = %e, retry_in = ?backoff, "kubernetes watch failed; relisting after a backoff");
+        out.send(SourceEvent::Failed(e)).await;
+        tokio::select! {
+            _ = cx.cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+enum Session {
+    Cancelled,
+    /// The error, and whether this session had completed a listing.
+    Failed(String, bool),
+}
+
+async fn session(
+    spec: &KubernetesSource,
+    cx: &SourceCx,
+    out: &Reporter,
+    client: Client,
+    last: &mut Option<usize>,
+) -> Session {
     let namespaces: Vec<Option<String>> = if spec.namespaces.is_empty() {
         vec![None]
     } else {
@@ -224,9 +249,7 @@ pub async fn run(spec: KubernetesSource, cx: SourceCx, out: Reporter) {
             None => Api::all(client.clone()),
         };
         streams.push(Box::pin(
-            watcher::watcher(api, svc_cfg.clone())
-                .default_backoff()
-                .map(move |e| Ev::Svc(i, e)),
+            watcher::watcher(api, svc_cfg.clone()).map(move |e| Ev::Svc(i, e)),
         ));
         if spec.endpoints == Endpoints::Pod {
             let api: Api<EndpointSlice> = match ns {
@@ -234,9 +257,7 @@ pub async fn run(spec: KubernetesSource, cx: SourceCx, out: Reporter) {
                 None => Api::all(client.clone()),
             };
             streams.push(Box::pin(
-                watcher::watcher(api, slice_cfg.clone())
-                    .default_backoff()
-                    .map(move |e| Ev::Slice(i, e)),
+                watcher::watcher(api, slice_cfg.clone()).map(move |e| Ev::Slice(i, e)),
             ));
         }
     }
@@ -244,7 +265,7 @@ pub async fn run(spec: KubernetesSource, cx: SourceCx, out: Reporter) {
     let mut services: Vec<Store<Service>> = namespaces.iter().map(|_| Store::new()).collect();
     let mut slices: Vec<Store<EndpointSlice>> = namespaces.iter().map(|_| Store::new()).collect();
     let mut dirty = false;
-    let mut last: Option<Vec<Target>> = None;
+    let mut synced_once = false;
     let coalesce = Duration::from_millis(250);
     let mut flush_at: Option<tokio::time::Instant> = None;
     loop {
@@ -255,17 +276,16 @@ pub async fn run(spec: KubernetesSource, cx: SourceCx, out: Reporter) {
             }
         };
         tokio::select! {
-            _ = cx.cancel.cancelled() => return,
+            _ = cx.cancel.cancelled() => return Session::Cancelled,
             _ = timer => {
                 flush_at = None;
                 let synced = services.iter().all(|s| s.synced)
                     && (spec.endpoints == Endpoints::Service || slices.iter().all(|s| s.synced));
                 if dirty && synced {
                     dirty = false;
-                    let targets = targets(&spec, &services, &slices);
-                    // Tell the manager even when nothing changed after a relist: that clears
-                    // a failure.
-                    last = Some(targets.clone());
+                    synced_once = true;
+                    let targets = targets(spec, &services, &slices);
+                    *last = Some(targets.len());
                     out.send(SourceEvent::Snapshot {
                         snapshot: Snapshot { targets, problems: Vec::new() },
                         refresh: false,
@@ -275,18 +295,21 @@ pub async fn run(spec: KubernetesSource, cx: SourceCx, out: Reporter) {
             }
             ev = merged.next() => {
                 let Some(ev) = ev else {
-                    out.send(SourceEvent::Failed("the Kubernetes watch ended".into())).await;
-                    return;
+                    return Session::Failed("the Kubernetes watch ended".into(), synced_once);
                 };
                 let changed = match ev {
                     Ev::Svc(i, Ok(e)) => services[i].apply(e),
                     Ev::Slice(i, Ok(e)) => slices[i].apply(e),
                     Ev::Svc(i, Err(e)) | Ev::Slice(i, Err(e)) => {
-                        let what = namespaces[i].as_deref().map(|n| format!("namespace `{n}`")).unwrap_or_else(|| "all namespaces".into());
-                        tracing::warn!(source = %cx.name, error = %e, "kubernetes watch failed; retrying with backoff");
-                        let kept = last.as_ref().map(Vec::len).unwrap_or(0);
-                        out.send(SourceEvent::Failed(format!("watch of {what} failed: {e}; retrying ({kept} target(s) from the last good listing kept)"))).await;
-                        false
+                        let what = namespaces[i]
+                            .as_deref()
+                            .map(|n| format!("namespace `{n}`"))
+                            .unwrap_or_else(|| "all namespaces".into());
+                        let kept = last.unwrap_or(0);
+                        return Session::Failed(
+                            format!("watch of {what} failed: {e}; relisting ({kept} target(s) from the last good listing kept)"),
+                            synced_once,
+                        );
                     }
                 };
                 if changed {
