@@ -514,8 +514,11 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
             }
             _ => {
                 diags.push(
-                    Diagnostic::error(n.loc, format!("`discover` must be a list, found {}", n.describe()))
-                        .hint("write each discovery source as a list item starting with `- name: ...`"),
+                    Diagnostic::error(
+                        n.loc,
+                        format!("`discover` must be a list, found {}", n.describe()),
+                    )
+                    .hint("write each discovery source as a list item starting with `- name: ...`"),
                 );
                 ok = false;
             }

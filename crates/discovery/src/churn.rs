@@ -50,10 +50,13 @@ impl Change {
 
 /// Renders one target into a monitor.
 pub fn render_monitor(spec: &DiscoverSpec, config: &Config, t: &Target) -> Result<Monitor, String> {
-    let node = spec
-        .template
-        .render(&spec.name, t)
-        .map_err(|d| format!("target `{}`: {}", t.hostport(), first_line(&d.render(&spec.file))))?;
+    let node = spec.template.render(&spec.name, t).map_err(|d| {
+        format!(
+            "target `{}`: {}",
+            t.hostport(),
+            first_line(&d.render(&spec.file))
+        )
+    })?;
     let (mut m, _) =
         portwarden_config::monitor_from_node(config, &node, &spec.file).map_err(|ds| {
             let errs: Vec<String> = ds
@@ -169,7 +172,9 @@ impl BlockState {
             .map(|(n, _)| n.clone())
             .collect();
         for name in gone {
-            let Some(e) = self.entries.get_mut(&name) else { continue };
+            let Some(e) = self.entries.get_mut(&name) else {
+                continue;
+            };
             if e.absent_since.is_none() {
                 e.absent_since = Some(now);
                 change.paused.push(name.clone());
@@ -265,7 +270,10 @@ impl BlockState {
     }
 
     pub fn active(&self) -> usize {
-        self.entries.values().filter(|e| e.absent_since.is_none()).count()
+        self.entries
+            .values()
+            .filter(|e| e.absent_since.is_none())
+            .count()
     }
 
     pub fn paused(&self) -> usize {
@@ -273,7 +281,12 @@ impl BlockState {
     }
 
     /// The monitors to run (paused ones disabled) with the reason of each pause.
-    pub fn monitors(&self, spec: &DiscoverSpec, out: &mut Vec<Monitor>, paused: &mut HashMap<String, String>) {
+    pub fn monitors(
+        &self,
+        spec: &DiscoverSpec,
+        out: &mut Vec<Monitor>,
+        paused: &mut HashMap<String, String>,
+    ) {
         for (name, e) in &self.entries {
             let mut m = e.monitor.clone();
             if let Some(since) = e.absent_since {
@@ -328,8 +341,16 @@ mod tests {
         let mut ms = Vec::new();
         let mut notes = HashMap::new();
         b.monitors(&s, &mut ms, &mut notes);
-        assert!(!ms.iter().find(|m| m.name == "d-127.0.0.1:2").unwrap().enabled);
-        assert!(notes["d-127.0.0.1:2"].contains("retired after 2"), "{notes:?}");
+        assert!(
+            !ms.iter()
+                .find(|m| m.name == "d-127.0.0.1:2")
+                .unwrap()
+                .enabled
+        );
+        assert!(
+            notes["d-127.0.0.1:2"].contains("retired after 2"),
+            "{notes:?}"
+        );
         // Back: resumed.
         let ch = b.apply(&s, &c, &none, vec![t(1), t(2)], true, now).unwrap();
         assert_eq!(ch.resumed, vec!["d-127.0.0.1:2"]);
@@ -350,11 +371,15 @@ mod tests {
         let (c, s) = spec("    max_monitors: 3\n");
         let none = |_: &str| None;
         let mut b = BlockState::default();
-        b.apply(&s, &c, &none, vec![t(1), t(2)], true, Utc::now()).unwrap();
+        b.apply(&s, &c, &none, vec![t(1), t(2)], true, Utc::now())
+            .unwrap();
         let e = b
             .apply(&s, &c, &none, (1..=100).map(t).collect(), true, Utc::now())
             .unwrap_err();
-        assert!(e.contains("100 targets") && e.contains("max_monitors: 3") && e.contains("previous 2"), "{e}");
+        assert!(
+            e.contains("100 targets") && e.contains("max_monitors: 3") && e.contains("previous 2"),
+            "{e}"
+        );
         assert_eq!(b.entries.len(), 2);
         assert_eq!(b.active(), 2);
     }
@@ -362,11 +387,22 @@ mod tests {
     #[test]
     fn collisions_and_render_errors() {
         let (c, s) = spec("");
-        let taken = |n: &str| (n == "d-127.0.0.1:9").then(|| "monitor `d-127.0.0.1:9` in the config".to_string());
+        let taken = |n: &str| {
+            (n == "d-127.0.0.1:9").then(|| "monitor `d-127.0.0.1:9` in the config".to_string())
+        };
         let mut b = BlockState::default();
         let mut a = t(1);
         a.labels.insert("x".into(), "1".into());
-        let ch = b.apply(&s, &c, &taken, vec![t(1), a.clone(), t(9)], true, Utc::now()).unwrap();
+        let ch = b
+            .apply(
+                &s,
+                &c,
+                &taken,
+                vec![t(1), a.clone(), t(9)],
+                true,
+                Utc::now(),
+            )
+            .unwrap();
         assert_eq!(ch.added, vec!["d-127.0.0.1:1"]);
         assert_eq!(ch.problems.len(), 2, "{ch:?}");
         // Label change on the only target: the monitor is updated in place, not retired.

@@ -171,7 +171,12 @@ impl Prepared {
             .config
             .monitors
             .iter()
-            .map(|m| (m.name.clone(), format!("monitor `{}` in the config", m.name)))
+            .map(|m| {
+                (
+                    m.name.clone(),
+                    format!("monitor `{}` in the config", m.name),
+                )
+            })
             .collect();
         for b in &self.blocks {
             for n in b.state.entries.keys() {
@@ -205,10 +210,25 @@ impl Prepared {
     }
 
     /// Applies a change of one block to its status and metrics.
-    fn record(&mut self, name: &str, change: &Change, now: DateTime<Utc>, snapshot_problems: &[String], targets: Option<usize>) {
-        let Some(b) = self.blocks.iter().find(|b| b.spec.name == name) else { return };
-        let mut st = self.shared.status.write().unwrap_or_else(|p| p.into_inner());
-        let s = st.entry(name.to_string()).or_insert_with(|| SourceStatus::new(&b.spec));
+    fn record(
+        &mut self,
+        name: &str,
+        change: &Change,
+        now: DateTime<Utc>,
+        snapshot_problems: &[String],
+        targets: Option<usize>,
+    ) {
+        let Some(b) = self.blocks.iter().find(|b| b.spec.name == name) else {
+            return;
+        };
+        let mut st = self
+            .shared
+            .status
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        let s = st
+            .entry(name.to_string())
+            .or_insert_with(|| SourceStatus::new(&b.spec));
         s.monitors = b.state.active();
         s.paused = b.state.paused();
         s.retired_total += change.retired.len() as u64;
@@ -234,7 +254,9 @@ impl Prepared {
             kind: b.spec.source.kind().to_string(),
         };
         m.targets.get_or_create(&sl).set(s.targets as i64);
-        m.retired.get_or_create(&sl).inc_by(change.retired.len() as u64);
+        m.retired
+            .get_or_create(&sl)
+            .inc_by(change.retired.len() as u64);
         for (state, n) in [("active", s.monitors), ("paused", s.paused)] {
             m.monitors
                 .get_or_create(&MonitorStateLabels {
@@ -266,14 +288,28 @@ impl Prepared {
         );
     }
 
-    fn record_failure(&mut self, name: &str, state: &'static str, error: String, now: DateTime<Utc>) {
-        let Some(b) = self.block_mut(name) else { return };
+    fn record_failure(
+        &mut self,
+        name: &str,
+        state: &'static str,
+        error: String,
+        now: DateTime<Utc>,
+    ) {
+        let Some(b) = self.block_mut(name) else {
+            return;
+        };
         b.failing = true;
         let kind = b.spec.source.kind();
         let spec = b.spec.clone();
         tracing::warn!(source = name, kind, error = %error, "discovery refresh failed; keeping the last good set");
-        let mut st = self.shared.status.write().unwrap_or_else(|p| p.into_inner());
-        let s = st.entry(name.to_string()).or_insert_with(|| SourceStatus::new(&spec));
+        let mut st = self
+            .shared
+            .status
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        let s = st
+            .entry(name.to_string())
+            .or_insert_with(|| SourceStatus::new(&spec));
         s.state = state;
         s.error = Some(error);
         s.failing_since.get_or_insert(now);
@@ -288,7 +324,12 @@ impl Prepared {
         m.refreshes
             .get_or_create(&RefreshLabels {
                 source: name.into(),
-                result: if state == "refused" { "refused" } else { "error" }.into(),
+                result: if state == "refused" {
+                    "refused"
+                } else {
+                    "error"
+                }
+                .into(),
             })
             .inc();
     }
@@ -298,12 +339,18 @@ impl Prepared {
         let now = Utc::now();
         let owners = self.owners();
         let config = self.config.clone();
-        let Some(b) = self.block_mut(name) else { return false };
+        let Some(b) = self.block_mut(name) else {
+            return false;
+        };
         if b.generation != generation {
             return false; // from a runner replaced by a reload
         }
         {
-            let mut st = self.shared.status.write().unwrap_or_else(|p| p.into_inner());
+            let mut st = self
+                .shared
+                .status
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
             if let Some(s) = st.get_mut(name) {
                 s.last_attempt_at = Some(now);
                 s.refreshes += 1;
@@ -315,20 +362,31 @@ impl Prepared {
                 false
             }
             SourceEvent::Snapshot { snapshot, refresh } => {
-                let Some(b) = self.block_mut(name) else { return false };
+                let Some(b) = self.block_mut(name) else {
+                    return false;
+                };
                 let own = format!("discover `{name}`");
                 let taken = |n: &str| owners.get(n).filter(|o| **o != own).cloned();
                 let n_targets = snapshot.targets.len();
-                match b.state.apply(&b.spec, &config, &taken, snapshot.targets, refresh, now) {
+                match b
+                    .state
+                    .apply(&b.spec, &config, &taken, snapshot.targets, refresh, now)
+                {
                     Ok(change) => {
                         b.failing = false;
                         let kind = b.spec.source.kind();
                         let m = &self.shared.metrics;
-                        let sl = SourceLabels { source: name.into(), kind: kind.into() };
+                        let sl = SourceLabels {
+                            source: name.into(),
+                            kind: kind.into(),
+                        };
                         m.source_up.get_or_create(&sl).set(1);
                         m.last_success.get_or_create(&sl).set(now.timestamp());
                         m.refreshes
-                            .get_or_create(&RefreshLabels { source: name.into(), result: "ok".into() })
+                            .get_or_create(&RefreshLabels {
+                                source: name.into(),
+                                result: "ok".into(),
+                            })
                             .inc();
                         let touched = change.touches_monitors();
                         self.record(name, &change, now, &snapshot.problems, Some(n_targets));
@@ -369,14 +427,20 @@ impl Prepared {
     }
 
     fn load_cache(&mut self) {
-        let Some(dir) = self.cache_dir.clone() else { return };
+        let Some(dir) = self.cache_dir.clone() else {
+            return;
+        };
         let owners = self.owners();
         let config = self.config.clone();
         let names: Vec<String> = self.blocks.iter().map(|b| b.spec.name.clone()).collect();
         for name in names {
             let path = dir.join(format!("{name}.json"));
-            let Ok(bytes) = std::fs::read(&path) else { continue };
-            let Some(b) = self.block_mut(&name) else { continue };
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let Some(b) = self.block_mut(&name) else {
+                continue;
+            };
             let cache: CacheFile = match serde_json::from_slice(&bytes) {
                 Ok(c) => c,
                 Err(e) => {
@@ -391,12 +455,19 @@ impl Prepared {
             let own = format!("discover `{name}`");
             let taken = |n: &str| owners.get(n).filter(|o| **o != own).cloned();
             let n = cache.targets.len();
-            match b.state.apply(&b.spec, &config, &taken, cache.targets, false, Utc::now()) {
+            match b
+                .state
+                .apply(&b.spec, &config, &taken, cache.targets, false, Utc::now())
+            {
                 Ok(change) => {
                     b.cached_hash = Some(hash_targets(&b.state.present()));
                     tracing::info!(source = %name, targets = n, saved_at = %cache.saved_at, "discovery: starting from the cached last good set");
                     self.record(&name, &change, Utc::now(), &[], None);
-                    let mut st = self.shared.status.write().unwrap_or_else(|p| p.into_inner());
+                    let mut st = self
+                        .shared
+                        .status
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner());
                     if let Some(s) = st.get_mut(&name) {
                         s.targets = n;
                         s.from_cache = true;
@@ -409,7 +480,9 @@ impl Prepared {
 
     /// Saves the present targets of blocks whose set changed since the last save.
     async fn save_cache(&mut self) {
-        let Some(dir) = self.cache_dir.clone() else { return };
+        let Some(dir) = self.cache_dir.clone() else {
+            return;
+        };
         for b in &mut self.blocks {
             if b.state.entries.is_empty() && b.cached_hash.is_none() {
                 continue;
@@ -429,7 +502,9 @@ impl Prepared {
             let r = tokio::task::spawn_blocking(move || write_atomic(&dir2, &path, &file)).await;
             match r {
                 Ok(Ok(())) => b.cached_hash = Some(h),
-                Ok(Err(e)) => tracing::warn!(source = %b.spec.name, error = %e, "cannot save the discovery cache"),
+                Ok(Err(e)) => {
+                    tracing::warn!(source = %b.spec.name, error = %e, "cannot save the discovery cache")
+                }
                 Err(e) => tracing::warn!(error = %e, "discovery cache task failed"),
             }
         }
@@ -488,12 +563,20 @@ impl Prepared {
                     format!("discover `{name}` was removed from the config"),
                 );
             }
-            let mut st = self.shared.status.write().unwrap_or_else(|p| p.into_inner());
+            let mut st = self
+                .shared
+                .status
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
             st.remove(&name);
         }
         self.blocks = blocks;
         {
-            let mut st = self.shared.status.write().unwrap_or_else(|p| p.into_inner());
+            let mut st = self
+                .shared
+                .status
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
             for b in &self.blocks {
                 let s = st
                     .entry(b.spec.name.clone())
@@ -510,7 +593,9 @@ impl Prepared {
             let owners = self.owners();
             let config = self.config.clone();
             let own = format!("discover `{name}`");
-            let Some(b) = self.block_mut(&name) else { continue };
+            let Some(b) = self.block_mut(&name) else {
+                continue;
+            };
             let taken = |n: &str| owners.get(n).filter(|o| **o != own).cloned();
             let c = b.state.rerender(&b.spec, &config, &taken);
             self.record(&name, &c, Utc::now(), &[], None);
@@ -557,7 +642,11 @@ pub struct Discovery {
 impl Discovery {
     /// Builds the state for `loaded` and loads the cached last good sets from `cache_dir`.
     /// Start the engine with [`Prepared::config`], then call [`Discovery::start`].
-    pub fn prepare(loaded: &Loaded, cache_dir: Option<PathBuf>, metrics: DiscoveryMetrics) -> Prepared {
+    pub fn prepare(
+        loaded: &Loaded,
+        cache_dir: Option<PathBuf>,
+        metrics: DiscoveryMetrics,
+    ) -> Prepared {
         let shared = Arc::new(Shared {
             status: RwLock::new(BTreeMap::new()),
             metrics,
@@ -637,7 +726,10 @@ impl Discovery {
 
     /// Problems for `/api/v1/health`.
     pub fn problems(&self) -> Vec<String> {
-        self.status().iter().flat_map(|s| s.problem_lines()).collect()
+        self.status()
+            .iter()
+            .flat_map(|s| s.problem_lines())
+            .collect()
     }
 
     /// Stops every source.
@@ -707,7 +799,12 @@ async fn apply(p: &mut Prepared, engine: &Engine) -> Result<ReloadReport, String
         Ok(r) => {
             p.removed_notes.clear();
             if !(r.added.is_empty() && r.removed.is_empty() && r.changed.is_empty()) {
-                tracing::debug!(added = r.added.len(), removed = r.removed.len(), changed = r.changed.len(), "monitor list applied");
+                tracing::debug!(
+                    added = r.added.len(),
+                    removed = r.removed.len(),
+                    changed = r.changed.len(),
+                    "monitor list applied"
+                );
             }
             Ok(r)
         }
@@ -746,7 +843,10 @@ pub async fn inventory(loaded: &Loaded, wait: Duration) -> Inventory {
         p.record_failure(
             name,
             "failing",
-            format!("no answer within {}", portwarden_core::format_duration(wait)),
+            format!(
+                "no answer within {}",
+                portwarden_core::format_duration(wait)
+            ),
             Utc::now(),
         );
     }

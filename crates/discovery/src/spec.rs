@@ -311,19 +311,28 @@ mod tests {
 
         let e = load("discover:\n  - name: pg\n    source: {type: dns, names: [x], record: a}\n    template:\n      name: \"{{ adress }}\"\n").unwrap_err().to_string();
         assert!(e.contains("t.yaml:3:") && e.contains("needs `port`"), "{e}");
-        assert!(e.contains("t.yaml:5:") && e.contains("unknown variable `adress`"), "{e}");
+        assert!(
+            e.contains("t.yaml:5:") && e.contains("unknown variable `adress`"),
+            "{e}"
+        );
 
         // The sample render resolves the monitor: a bad check option is located at the template.
         let e = load("discover:\n  - name: f\n    source: {type: files, dir: .}\n    template:\n      check:\n        type: send_expect\n        steps:\n          - expect_regex: \"(\"\n").unwrap_err().to_string();
         assert!(e.contains("t.yaml:8:") && e.contains("discover `f`"), "{e}");
 
         let e = load("discover:\n  - name: a\n    source: {type: files, dir: .}\n    template: {}\n    grace: 0\n    max_monitors: 0\n    refreshh: 1s\n").unwrap_err().to_string();
-        assert!(e.contains("t.yaml:5:") && e.contains("t.yaml:6:") && e.contains("t.yaml:7:"), "{e}");
+        assert!(
+            e.contains("t.yaml:5:") && e.contains("t.yaml:6:") && e.contains("t.yaml:7:"),
+            "{e}"
+        );
         assert!(e.contains("did you mean `refresh`"), "{e}");
 
         // With target data in the template, a sample failure is only a warning.
         let w = load("discover:\n  - name: h\n    source: {type: http, url: 'http://127.0.0.1:1/sd'}\n    template:\n      target: \"{{ labels.host }}\"\n").unwrap();
         let w = w.render_warnings();
-        assert!(w.contains("t.yaml:5:") && w.contains("no port") && w.contains("placeholder"), "{w}");
+        assert!(
+            w.contains("t.yaml:5:") && w.contains("no port") && w.contains("placeholder"),
+            "{w}"
+        );
     }
 }

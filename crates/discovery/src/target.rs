@@ -114,7 +114,10 @@ mod tests {
             parse_hostport("[::1]:53").unwrap(),
             ("::1".into(), Some(53))
         );
-        assert_eq!(parse_hostport("db.internal").unwrap(), ("db.internal".into(), None));
+        assert_eq!(
+            parse_hostport("db.internal").unwrap(),
+            ("db.internal".into(), None)
+        );
         assert_eq!(parse_hostport("fe80::1").unwrap(), ("fe80::1".into(), None));
         assert!(parse_hostport("h:0").is_err());
         assert!(parse_hostport("h:70000").is_err());

@@ -84,7 +84,9 @@ impl MonitorTemplate {
                     node.loc,
                     format!("`template` must be a mapping, found {}", node.describe()),
                 )
-                .hint("write the monitor fields (name, target, check, tier, ...) under `template:`"),
+                .hint(
+                    "write the monitor fields (name, target, check, tier, ...) under `template:`",
+                ),
             ]);
         };
         let mut entries = entries.clone();
@@ -251,7 +253,10 @@ fn retype(loc: Loc, text: String) -> Node {
 }
 
 fn describe(e: &minijinja::Error) -> String {
-    let mut s = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
+    let mut s = e
+        .detail()
+        .map(str::to_string)
+        .unwrap_or_else(|| e.kind().to_string());
     if let Some(line) = e.line()
         && line > 1
     {
@@ -339,7 +344,10 @@ mod tests {
         assert_eq!(n.get("target").unwrap().as_str(), Some("udp://[::1]:53"));
         let r = retype(Loc::default(), "5432".into());
         assert_eq!(r.kind, NodeKind::Int(5432));
-        assert_eq!(retype(Loc::default(), "007".into()).kind, NodeKind::Str("007".into()));
+        assert_eq!(
+            retype(Loc::default(), "007".into()).kind,
+            NodeKind::Str("007".into())
+        );
     }
 
     #[test]

@@ -240,11 +240,8 @@ impl Daemon {
         let prober = Prober::new(Resolver::new(&config.resolver)?, &config.engine.location);
         // Discovered monitors start from each source's cached last good set, so a restart
         // keeps them (and their open incidents) even while a source is down.
-        let prepared = Discovery::prepare(
-            &loaded,
-            Some(data_dir.join("discovery")),
-            discovery_metrics,
-        );
+        let prepared =
+            Discovery::prepare(&loaded, Some(data_dir.join("discovery")), discovery_metrics);
         let start_config = prepared.config();
         let engine = Engine::start(
             &start_config,

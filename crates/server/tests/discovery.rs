@@ -99,7 +99,10 @@ async fn wait_for(
             }
         }
         if start.elapsed() > limit {
-            panic!("timed out after {limit:?} waiting for {what}; last: {} {}", r.status, r.body);
+            panic!(
+                "timed out after {limit:?} waiting for {what}; last: {} {}",
+                r.status, r.body
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -139,7 +142,10 @@ fn dnsmasq(port: u16, srv_ports: &[u16]) -> tk::process::Server {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dns_srv_records_add_retire_and_survive_an_outage() {
-    if !tk::need(tk::which("dnsmasq").is_some(), "dnsmasq (apt-get install dnsmasq)") {
+    if !tk::need(
+        tk::which("dnsmasq").is_some(),
+        "dnsmasq (apt-get install dnsmasq)",
+    ) {
         return;
     }
     let a = Listener::start().await;
@@ -169,9 +175,9 @@ async fn dns_srv_records_add_retire_and_survive_an_outage() {
     let pa = format!("pg-{}", a.port);
     let pb = format!("pg-{}", b.port);
     let before = wait_for(&d, &pa, Duration::from_secs(15), "pg-a up", |v| {
-            v["state"] == "up" && v["runs"].as_u64() >= Some(2)
-        })
-        .await;
+        v["state"] == "up" && v["runs"].as_u64() >= Some(2)
+    })
+    .await;
     assert_eq!(before["source"], "pg", "{before:#}");
     assert_eq!(before["target"], format!("localhost:{}", a.port));
     assert_eq!(before["labels"]["srv_weight"], "10");
@@ -192,10 +198,15 @@ async fn dns_srv_records_add_retire_and_survive_an_outage() {
         vb["state"] == "pending" || vb["state"] == "up",
         "new targets start pending: {vb:#}"
     );
-    wait_for(&d, &pb, Duration::from_secs(10), "pg-b up", |v| v["state"] == "up")
-        .await;
+    wait_for(&d, &pb, Duration::from_secs(10), "pg-b up", |v| {
+        v["state"] == "up"
+    })
+    .await;
     let after = d.monitor(&pa).await;
-    assert_eq!(after["since"], before["since"], "unchanged monitor keeps its state");
+    assert_eq!(
+        after["since"], before["since"],
+        "unchanged monitor keeps its state"
+    );
     assert!(after["runs"].as_u64() > before["runs"].as_u64());
 
     // Remove the record: paused at once (not probed), then retired after the grace period
@@ -203,11 +214,14 @@ async fn dns_srv_records_add_retire_and_survive_an_outage() {
     drop(dns);
     dns = dnsmasq(dns_port, &[a.port]);
     let paused = wait_for(&d, &pb, Duration::from_secs(10), "pg-b paused", |v| {
-            v["state"] == "paused"
-        })
-        .await;
+        v["state"] == "paused"
+    })
+    .await;
     assert!(
-        paused["reason"].as_str().unwrap().contains("gone from discover `pg`"),
+        paused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("gone from discover `pg`"),
         "{paused:#}"
     );
     drop(b);
@@ -221,12 +235,17 @@ async fn dns_srv_records_add_retire_and_survive_an_outage() {
         "history of a retired monitor stays queryable: {h:#}"
     );
     assert_eq!(
-        d.get(&format!("/api/v1/monitors/{pb}/availability")).await.status,
+        d.get(&format!("/api/v1/monitors/{pb}/availability"))
+            .await
+            .status,
         200
     );
     let s = source(&d, "pg").await;
     assert_eq!(s["retired_total"], 1, "{s:#}");
-    assert!(incidents(&d).await.is_empty(), "no incident for a retired target");
+    assert!(
+        incidents(&d).await.is_empty(),
+        "no incident for a retired target"
+    );
 
     // DNS outage: refreshes fail, the last good set stays (well past the grace period), and
     // health and a metric say so.
@@ -236,13 +255,18 @@ async fn dns_srv_records_add_retire_and_survive_an_outage() {
         (s["state"] == "failing").then_some(s)
     })
     .await;
-    assert!(s["error"].as_str().unwrap().contains("_pg._tcp.pw.test"), "{s:#}");
+    assert!(
+        s["error"].as_str().unwrap().contains("_pg._tcp.pw.test"),
+        "{s:#}"
+    );
     let h = d.json("/api/v1/health").await;
     assert_eq!(h["status"], "degraded");
     let p = h["problems"].as_array().unwrap();
     assert!(
-        p.iter().any(|p| p.as_str().unwrap().contains("discovery `pg` (dns) failing")
-            && p.as_str().unwrap().contains("last good 1 monitor")),
+        p.iter().any(
+            |p| p.as_str().unwrap().contains("discovery `pg` (dns) failing")
+                && p.as_str().unwrap().contains("last good 1 monitor")
+        ),
         "{h:#}"
     );
     let m = d.get("/metrics").await.body;
@@ -251,12 +275,19 @@ async fn dns_srv_records_add_retire_and_survive_an_outage() {
         "{m}"
     );
     let fails0 = s["failures"].as_u64().unwrap();
-    until(Duration::from_secs(15), "3 more failed refreshes", || async {
-        (source(&d, "pg").await["failures"].as_u64().unwrap() >= fails0 + 3).then_some(())
-    })
+    until(
+        Duration::from_secs(15),
+        "3 more failed refreshes",
+        || async {
+            (source(&d, "pg").await["failures"].as_u64().unwrap() >= fails0 + 3).then_some(())
+        },
+    )
     .await;
     let v = d.monitor(&pa).await;
-    assert_eq!(v["state"], "up", "kept and still probed during the outage: {v:#}");
+    assert_eq!(
+        v["state"], "up",
+        "kept and still probed during the outage: {v:#}"
+    );
     assert_eq!(names(&d).await, vec![pa.clone()]);
 
     // The server comes back: healthy again, nothing churned.
@@ -319,17 +350,25 @@ discover:
     let w2 = format!("web-{}", l2.port);
     let w3 = format!("web-{}", l3.port);
     let before = wait_for(&d, &w1, Duration::from_secs(15), "web-1 up", |v| {
-            v["state"] == "up" && v["runs"].as_u64() >= Some(3)
-        })
-        .await;
+        v["state"] == "up" && v["runs"].as_u64() >= Some(3)
+    })
+    .await;
     assert_eq!(before["service"], "web-prod");
-    wait_for(&d, &w2, Duration::from_secs(10), "web-2 up", |v| v["state"] == "up")
-        .await;
+    wait_for(&d, &w2, Duration::from_secs(10), "web-2 up", |v| {
+        v["state"] == "up"
+    })
+    .await;
 
     // Add one, remove one, in one edit.
-    file_sd(d.dir.path().join("targets").as_path(), "web.yaml", &[l1.port, l3.port]);
-    wait_for(&d, &w3, Duration::from_secs(10), "web-3 up", |v| v["state"] == "up")
-        .await;
+    file_sd(
+        d.dir.path().join("targets").as_path(),
+        "web.yaml",
+        &[l1.port, l3.port],
+    );
+    wait_for(&d, &w3, Duration::from_secs(10), "web-3 up", |v| {
+        v["state"] == "up"
+    })
+    .await;
     wait_for(&d, &w2, Duration::from_secs(10), "web-2 paused", |v| {
         v["state"] == "paused"
     })
@@ -339,15 +378,32 @@ discover:
     })
     .await;
     // A second file joins; a broken file keeps its last good targets and says so.
-    std::fs::write(d.dir.path().join("targets/more.json"), r#"[{"targets": []}]"#).unwrap();
-    std::fs::write(d.dir.path().join("targets/web.yaml"), "- targets: ['127.0.0.1:").unwrap();
+    std::fs::write(
+        d.dir.path().join("targets/more.json"),
+        r#"[{"targets": []}]"#,
+    )
+    .unwrap();
+    std::fs::write(
+        d.dir.path().join("targets/web.yaml"),
+        "- targets: ['127.0.0.1:",
+    )
+    .unwrap();
     let s = until(Duration::from_secs(10), "broken file reported", || async {
         let s = source(&d, "tf").await;
         (s["problems_total"].as_u64() >= Some(1)).then_some(s)
     })
     .await;
-    assert!(s["problems"][0].as_str().unwrap().contains("web.yaml"), "{s:#}");
-    assert!(s["problems"][0].as_str().unwrap().contains("last good 2 target"), "{s:#}");
+    assert!(
+        s["problems"][0].as_str().unwrap().contains("web.yaml"),
+        "{s:#}"
+    );
+    assert!(
+        s["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("last good 2 target"),
+        "{s:#}"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut now = names(&d).await;
     now.sort();
@@ -356,14 +412,21 @@ discover:
     assert_eq!(now, want, "nothing retired while the file is broken");
     let h = d.json("/api/v1/health").await;
     assert!(
-        h["problems"].as_array().unwrap().iter().any(|p| p.as_str().unwrap().contains("discovery `tf`")),
+        h["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().contains("discovery `tf`")),
         "{h:#}"
     );
 
     // The unchanged monitor kept its state and schedule through every refresh.
     let after = d.monitor(&w1).await;
     assert_eq!(after["since"], before["since"], "{after:#}");
-    assert!(after["runs"].as_u64().unwrap() >= before["runs"].as_u64().unwrap() + 10, "{after:#}");
+    assert!(
+        after["runs"].as_u64().unwrap() >= before["runs"].as_u64().unwrap() + 10,
+        "{after:#}"
+    );
     assert_eq!(after["state"], "up");
     assert!(incidents(&d).await.is_empty());
 
@@ -395,23 +458,25 @@ impl SdServer {
         let app = axum::Router::new()
             .route(
                 "/sd",
-                get(move |State((body, hits)): State<St>, h: HeaderMap| async move {
-                    let auth = h
-                        .get("authorization")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_string();
-                    let refresh = h
-                        .get("x-prometheus-refresh-interval-seconds")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_string();
-                    hits.lock().unwrap().push(format!("{auth}|{refresh}"));
-                    if auth != format!("Bearer {token}") {
-                        return (StatusCode::UNAUTHORIZED, "no".to_string());
-                    }
-                    (StatusCode::OK, body.lock().unwrap().clone())
-                }),
+                get(
+                    move |State((body, hits)): State<St>, h: HeaderMap| async move {
+                        let auth = h
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string();
+                        let refresh = h
+                            .get("x-prometheus-refresh-interval-seconds")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string();
+                        hits.lock().unwrap().push(format!("{auth}|{refresh}"));
+                        if auth != format!("Bearer {token}") {
+                            return (StatusCode::UNAUTHORIZED, "no".to_string());
+                        }
+                        (StatusCode::OK, body.lock().unwrap().clone())
+                    },
+                ),
             )
             .with_state((body.clone(), hits.clone()));
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -461,7 +526,8 @@ fn http_config(dir: &Path, port: u16, token_file: &str, max: Option<usize>) -> S
       timeout: 200ms
 "#,
         dir.join("token").display(),
-        max.map(|m| format!("    max_monitors: {m}\n")).unwrap_or_default()
+        max.map(|m| format!("    max_monitors: {m}\n"))
+            .unwrap_or_default()
     )
 }
 
@@ -483,33 +549,53 @@ async fn http_sd_source_with_auth_adds_and_removes_live() {
     .await;
     let err = s["error"].as_str().unwrap();
     assert!(err.contains("401") && err.contains("bearer_token"), "{err}");
-    assert!(!err.contains("s3cret") && !err.contains("wrong"), "no secret in errors: {err}");
+    assert!(
+        !err.contains("s3cret") && !err.contains("wrong"),
+        "no secret in errors: {err}"
+    );
     // Fix the token (a reload), and targets arrive.
     std::fs::write(d.dir.path().join("token"), "s3cret-token").unwrap();
-    std::fs::write(&cfg_path, http_config(d.dir.path(), sd.port, "s3cret-token", None)).unwrap();
+    std::fs::write(
+        &cfg_path,
+        http_config(d.dir.path(), sd.port, "s3cret-token", None),
+    )
+    .unwrap();
     assert!(d.daemon.as_ref().unwrap().reload().await);
     let a1 = format!("api-{}", l1.port);
     let a2 = format!("api-{}", l2.port);
     let before = wait_for(&d, &a1, Duration::from_secs(10), "api-1 up", |v| {
-            v["state"] == "up" && v["runs"].as_u64() >= Some(3)
-        })
-        .await;
+        v["state"] == "up" && v["runs"].as_u64() >= Some(3)
+    })
+    .await;
     assert_eq!(before["labels"]["dc"], "lon");
     assert!(
-        sd.hits.lock().unwrap().iter().any(|h| h == "Bearer s3cret-token|1"),
+        sd.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|h| h == "Bearer s3cret-token|1"),
         "auth header and refresh interval sent"
     );
     sd.serve(&[l1.port, l2.port]);
-    wait_for(&d, &a2, Duration::from_secs(10), "api-2 up", |v| v["state"] == "up")
-        .await;
+    wait_for(&d, &a2, Duration::from_secs(10), "api-2 up", |v| {
+        v["state"] == "up"
+    })
+    .await;
     sd.serve(&[l2.port]);
-    wait_for(&d, &a1, Duration::from_secs(10), "api-1 paused", |v| v["state"] == "paused")
-        .await;
+    wait_for(&d, &a1, Duration::from_secs(10), "api-1 paused", |v| {
+        v["state"] == "paused"
+    })
+    .await;
     // Back before the grace period ends: resumed, same monitor (history and state kept).
     sd.serve(&[l1.port, l2.port]);
-    let back = wait_for(&d, &a1, Duration::from_secs(10), "api-1 back up", |v| v["state"] == "up")
-        .await;
-    assert_eq!(back["since"], before["since"], "resumed with its state: {back:#}");
+    let back = wait_for(&d, &a1, Duration::from_secs(10), "api-1 back up", |v| {
+        v["state"] == "up"
+    })
+    .await;
+    assert_eq!(
+        back["since"], before["since"],
+        "resumed with its state: {back:#}"
+    );
     sd.serve(&[l2.port]);
     until(Duration::from_secs(10), "api-1 retired", || async {
         (!names(&d).await.contains(&a1)).then_some(())
@@ -522,7 +608,13 @@ async fn http_sd_source_with_auth_adds_and_removes_live() {
         (s["state"] == "failing").then_some(s)
     })
     .await;
-    assert!(s["error"].as_str().unwrap().contains("not Prometheus sd JSON"), "{s:#}");
+    assert!(
+        s["error"]
+            .as_str()
+            .unwrap()
+            .contains("not Prometheus sd JSON"),
+        "{s:#}"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(names(&d).await, vec![a2.clone()]);
     assert_eq!(d.monitor(&a2).await["state"], "up");
@@ -540,16 +632,25 @@ async fn a_source_above_its_cap_is_refused_and_the_previous_set_kept() {
     sd.serve(&[l1.port, l2.port]);
     let dir = tempfile::tempdir().unwrap();
     let cfg_path = dir.path().join("portwarden.yaml");
-    std::fs::write(&cfg_path, http_config(dir.path(), sd.port, "t", Some(10_000))).unwrap();
+    std::fs::write(
+        &cfg_path,
+        http_config(dir.path(), sd.port, "t", Some(10_000)),
+    )
+    .unwrap();
     let mut d = TestDaemon::start_with(dir, cfg_path, None).await;
     let a1 = format!("api-{}", l1.port);
-    wait_for(&d, &a1, Duration::from_secs(10), "api-1 up", |v| v["state"] == "up")
-        .await;
+    wait_for(&d, &a1, Duration::from_secs(10), "api-1 up", |v| {
+        v["state"] == "up"
+    })
+    .await;
     // 100 000 targets (about 2 MB of JSON) against a cap of 10 000.
     let big: Vec<String> = (0..100_000u32)
         .map(|i| format!("\"10.{}.{}.{}:80\"", i >> 16, (i >> 8) & 255, i & 255))
         .collect();
-    *sd.body.lock().unwrap() = format!(r#"[{{"targets": [{}], "labels": {{"job": "api"}}}}]"#, big.join(","));
+    *sd.body.lock().unwrap() = format!(
+        r#"[{{"targets": [{}], "labels": {{"job": "api"}}}}]"#,
+        big.join(",")
+    );
     let s = until(Duration::from_secs(15), "refused", || async {
         let s = source(&d, "cmdb").await;
         (s["state"] == "refused").then_some(s)
@@ -562,7 +663,10 @@ async fn a_source_above_its_cap_is_refused_and_the_previous_set_kept() {
             && err.contains("previous 2 monitor(s) are kept"),
         "{err}"
     );
-    assert!(err.contains("portwarden.yaml:2"), "says where to raise it: {err}");
+    assert!(
+        err.contains("portwarden.yaml:2"),
+        "says where to raise it: {err}"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut n = names(&d).await;
     n.sort();
@@ -579,6 +683,9 @@ async fn a_source_above_its_cap_is_refused_and_the_previous_set_kept() {
         "{h:#}"
     );
     let m = d.get("/metrics").await.body;
-    assert!(m.contains(r#"portwarden_discovery_refreshes_total{source="cmdb",result="refused"}"#), "{m}");
+    assert!(
+        m.contains(r#"portwarden_discovery_refreshes_total{source="cmdb",result="refused"}"#),
+        "{m}"
+    );
     d.stop().await;
 }

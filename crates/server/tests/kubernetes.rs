@@ -94,7 +94,11 @@ impl FakeApi {
             obj["metadata"]["namespace"].as_str().unwrap().to_string(),
             obj["metadata"]["name"].as_str().unwrap().to_string(),
         );
-        let ty = if st.objects.contains_key(&key) { "MODIFIED" } else { "ADDED" };
+        let ty = if st.objects.contains_key(&key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
         st.objects.insert(key.clone(), obj.clone());
         st.log.push((rv, key.0, json!({"type": ty, "object": obj})));
         drop(st);
@@ -107,7 +111,8 @@ impl FakeApi {
         let rv = st.rv;
         if let Some(mut obj) = st.objects.remove(&(kind.into(), ns.into(), name.into())) {
             obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-            st.log.push((rv, kind.into(), json!({"type": "DELETED", "object": obj})));
+            st.log
+                .push((rv, kind.into(), json!({"type": "DELETED", "object": obj})));
         }
         drop(st);
         let _ = self.wake.send(());
@@ -196,13 +201,22 @@ impl FakeApi {
                 .filter_map(|kv| kv.split_once('='))
                 .map(|(k, v)| (k.to_string(), decode(v)))
                 .collect();
-            self.state.lock().unwrap().requests.push(format!("{path}?{query} [{auth}]"));
+            self.state
+                .lock()
+                .unwrap()
+                .requests
+                .push(format!("{path}?{query} [{auth}]"));
             if auth != format!("Bearer {TOKEN}") {
                 respond(&mut w, 401, &status(401, "Unauthorized", "bad token")).await?;
                 continue;
             }
             if self.state.lock().unwrap().failing {
-                respond(&mut w, 500, &status(500, "InternalError", "etcdserver: request timed out")).await?;
+                respond(
+                    &mut w,
+                    500,
+                    &status(500, "InternalError", "etcdserver: request timed out"),
+                )
+                .await?;
                 continue;
             }
             let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -210,9 +224,14 @@ impl FakeApi {
                 ["api", "v1", "services"] => ("services", None),
                 ["api", "v1", "namespaces", ns, "services"] => ("services", Some(ns.to_string())),
                 ["apis", "discovery.k8s.io", "v1", "endpointslices"] => ("endpointslices", None),
-                ["apis", "discovery.k8s.io", "v1", "namespaces", ns, "endpointslices"] => {
-                    ("endpointslices", Some(ns.to_string()))
-                }
+                [
+                    "apis",
+                    "discovery.k8s.io",
+                    "v1",
+                    "namespaces",
+                    ns,
+                    "endpointslices",
+                ] => ("endpointslices", Some(ns.to_string())),
                 _ => {
                     respond(&mut w, 404, &status(404, "NotFound", "no such path")).await?;
                     continue;
@@ -220,10 +239,15 @@ impl FakeApi {
             };
             let selector = q.get("labelSelector").map(String::as_str);
             let in_scope = |o: &Value| {
-                ns.as_deref().is_none_or(|n| o["metadata"]["namespace"] == n) && matches(selector, o)
+                ns.as_deref()
+                    .is_none_or(|n| o["metadata"]["namespace"] == n)
+                    && matches(selector, o)
             };
             if q.get("watch").is_some_and(|v| v == "true" || v == "1") {
-                let mut sent: u64 = q.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let mut sent: u64 = q
+                    .get("resourceVersion")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
                 let mut wake = self.wake.subscribe();
                 w.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").await?;
                 w.flush().await?;
@@ -233,7 +257,9 @@ impl FakeApi {
                         let lines: Vec<(u64, String)> = st
                             .log
                             .iter()
-                            .filter(|(rv, k, ev)| *rv > sent && k == kind && in_scope(&ev["object"]))
+                            .filter(|(rv, k, ev)| {
+                                *rv > sent && k == kind && in_scope(&ev["object"])
+                            })
                             .map(|(rv, _, ev)| (*rv, format!("{ev}\n")))
                             .collect();
                         (lines, st.failing)
@@ -242,7 +268,8 @@ impl FakeApi {
                         return Ok(()); // the API server went away: cut the stream
                     }
                     for (rv, l) in lines {
-                        w.write_all(format!("{:x}\r\n{l}\r\n", l.len()).as_bytes()).await?;
+                        w.write_all(format!("{:x}\r\n{l}\r\n", l.len()).as_bytes())
+                            .await?;
                         sent = rv;
                     }
                     w.flush().await?;
@@ -362,7 +389,10 @@ async fn wait_for(
             }
         }
         if start.elapsed() > limit {
-            panic!("timed out after {limit:?} waiting for {what}; last: {} {}", r.status, r.body);
+            panic!(
+                "timed out after {limit:?} waiting for {what}; last: {} {}",
+                r.status, r.body
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -382,7 +412,13 @@ async fn names(d: &TestDaemon) -> Vec<String> {
 
 async fn source_state(d: &TestDaemon, name: &str) -> Value {
     let v = d.json("/api/v1/discovery").await;
-    v["sources"].as_array().unwrap().iter().find(|s| s["name"] == name).cloned().unwrap()
+    v["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .cloned()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -441,31 +477,66 @@ async fn kubernetes_services_and_endpointslices_through_list_and_watch() {
     let mut d = TestDaemon::start_with(dir, cfg, None).await;
 
     // Service level: one monitor per selected Service port; `web` is not selected.
-    let before = wait_for(&d, "svc-pg-a-sql", Duration::from_secs(20), "svc-pg-a up", |v| {
-        v["state"] == "up" && v["runs"].as_u64() >= Some(3)
-    })
+    let before = wait_for(
+        &d,
+        "svc-pg-a-sql",
+        Duration::from_secs(20),
+        "svc-pg-a up",
+        |v| v["state"] == "up" && v["runs"].as_u64() >= Some(3),
+    )
     .await;
     assert_eq!(before["target"], format!("127.0.0.1:{pa}"));
     assert_eq!(before["labels"]["app"], "pg-a");
     assert_eq!(before["source"], "k8s");
     // Pod level: only the ready endpoint.
-    wait_for(&d, "pod-pg-a-0", Duration::from_secs(20), "pod-pg-a-0 up", |v| v["state"] == "up").await;
+    wait_for(
+        &d,
+        "pod-pg-a-0",
+        Duration::from_secs(20),
+        "pod-pg-a-0 up",
+        |v| v["state"] == "up",
+    )
+    .await;
     assert_eq!(names(&d).await, vec!["pod-pg-a-0", "svc-pg-a-sql"]);
 
     // Watch: a Service is created → its monitor appears; the other keeps its state.
     api.apply(service("shop", "pg-b", "db", pb));
-    wait_for(&d, "svc-pg-b-sql", Duration::from_secs(10), "svc-pg-b up", |v| v["state"] == "up").await;
+    wait_for(
+        &d,
+        "svc-pg-b-sql",
+        Duration::from_secs(10),
+        "svc-pg-b up",
+        |v| v["state"] == "up",
+    )
+    .await;
     // The second pod becomes ready → its own monitor.
     api.apply(slice("shop", "pg-a", pa, true));
-    let p1 = wait_for(&d, "pod-pg-a-1", Duration::from_secs(10), "pod-pg-a-1 up", |v| v["state"] == "up").await;
+    let p1 = wait_for(
+        &d,
+        "pod-pg-a-1",
+        Duration::from_secs(10),
+        "pod-pg-a-1 up",
+        |v| v["state"] == "up",
+    )
+    .await;
     assert_eq!(p1["target"], format!("127.0.0.2:{pa}"));
     let after = d.monitor("svc-pg-a-sql").await;
-    assert_eq!(after["since"], before["since"], "unchanged monitor keeps its state");
+    assert_eq!(
+        after["since"], before["since"],
+        "unchanged monitor keeps its state"
+    );
     assert!(after["runs"].as_u64() > before["runs"].as_u64());
 
     // A Service is deleted → paused at once, retired after the grace period, no incident.
     api.delete("services", "shop", "pg-b");
-    wait_for(&d, "svc-pg-b-sql", Duration::from_secs(10), "svc-pg-b paused", |v| v["state"] == "paused").await;
+    wait_for(
+        &d,
+        "svc-pg-b-sql",
+        Duration::from_secs(10),
+        "svc-pg-b paused",
+        |v| v["state"] == "paused",
+    )
+    .await;
     tk::http::wait_until(Duration::from_secs(10), || {
         let v = tk::http::get(d.addr, "/api/v1/monitors").json();
         (!v.to_string().contains("svc-pg-b-sql")).then_some(())
@@ -482,13 +553,21 @@ async fn kubernetes_services_and_endpointslices_through_list_and_watch() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|p| p.as_str().unwrap().contains("discovery `k8s` (kubernetes) failing"))
+            .any(|p| {
+                p.as_str()
+                    .unwrap()
+                    .contains("discovery `k8s` (kubernetes) failing")
+            })
             .then_some(v)
     })
     .expect("failure reported");
     assert_eq!(failing["status"], "degraded");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(names(&d).await, vec!["pod-pg-a-0", "pod-pg-a-1", "svc-pg-a-sql"], "nothing removed on errors");
+    assert_eq!(
+        names(&d).await,
+        vec!["pod-pg-a-0", "pod-pg-a-1", "svc-pg-a-sql"],
+        "nothing removed on errors"
+    );
     api.set_failing(false);
     tk::http::wait_until(Duration::from_secs(40), || {
         let v = tk::http::get(d.addr, "/api/v1/health").json();
@@ -505,9 +584,16 @@ async fn kubernetes_services_and_endpointslices_through_list_and_watch() {
     let has = |s: &str| reqs.iter().any(|r| r.contains(s));
     assert!(has("/api/v1/namespaces/shop/services?"), "{reqs:#?}");
     assert!(has("/api/v1/services?"), "{reqs:#?}");
-    assert!(has("/apis/discovery.k8s.io/v1/endpointslices?"), "{reqs:#?}");
+    assert!(
+        has("/apis/discovery.k8s.io/v1/endpointslices?"),
+        "{reqs:#?}"
+    );
     assert!(has("watch=true"), "{reqs:#?}");
     assert!(has("labelSelector=tier%3Ddb"), "{reqs:#?}");
-    assert!(reqs.iter().all(|r| r.ends_with(&format!("[Bearer {TOKEN}]"))), "{reqs:#?}");
+    assert!(
+        reqs.iter()
+            .all(|r| r.ends_with(&format!("[Bearer {TOKEN}]"))),
+        "{reqs:#?}"
+    );
     d.stop().await;
 }

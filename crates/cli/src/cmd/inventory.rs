@@ -78,7 +78,10 @@ pub async fn run(a: InventoryArgs) -> anyhow::Result<u8> {
                     ]
                 })
                 .collect();
-            print_table(&["NAME", "TARGET", "CHECK", "TIER", "INTERVAL", "SOURCE"], &rows);
+            print_table(
+                &["NAME", "TARGET", "CHECK", "TIER", "INTERVAL", "SOURCE"],
+                &rows,
+            );
             println!();
             let srows: Vec<Vec<String>> = inv
                 .sources

@@ -72,16 +72,22 @@ impl DnsSource {
             DnsRecord::Srv => {
                 if self.port.is_some() {
                     d.push(
-                        Diagnostic::error(node.loc_of("port"), "`port` is not used with SRV records: their answers carry the port")
-                            .hint("remove `port`, or set `record: a` to expand a name's addresses"),
+                        Diagnostic::error(
+                            node.loc_of("port"),
+                            "`port` is not used with SRV records: their answers carry the port",
+                        )
+                        .hint("remove `port`, or set `record: a` to expand a name's addresses"),
                     );
                 }
             }
             _ => {
                 if self.port.is_none_or(|p| p == 0) {
                     d.push(
-                        Diagnostic::error(node.loc_of("record"), "A/AAAA discovery needs `port` (1-65535)")
-                            .hint("add `port: 5432` (the port every address is checked on)"),
+                        Diagnostic::error(
+                            node.loc_of("record"),
+                            "A/AAAA discovery needs `port` (1-65535)",
+                        )
+                        .hint("add `port: 5432` (the port every address is checked on)"),
                     );
                 }
             }
@@ -91,8 +97,11 @@ impl DnsSource {
             && t != "udp"
         {
             d.push(
-                Diagnostic::error(node.loc_of("transport"), format!("`transport` must be `tcp` or `udp`, not `{t}`"))
-                    .hint("omit it for tcp"),
+                Diagnostic::error(
+                    node.loc_of("transport"),
+                    format!("`transport` must be `tcp` or `udp`, not `{t}`"),
+                )
+                .hint("omit it for tcp"),
             );
         }
         if let Some(s) = &self.server
@@ -106,8 +115,11 @@ impl DnsSource {
         for (i, n) in self.names.iter().enumerate() {
             if hickory_resolver::proto::rr::Name::from_utf8(n).is_err() || n.trim().is_empty() {
                 d.push(
-                    Diagnostic::error(node.loc_of(&format!("names[{i}]")), format!("`{n}` is not a DNS name"))
-                        .hint("write a name like `_postgresql._tcp.db.internal`"),
+                    Diagnostic::error(
+                        node.loc_of(&format!("names[{i}]")),
+                        format!("`{n}` is not a DNS name"),
+                    )
+                    .hint("write a name like `_postgresql._tcp.db.internal`"),
                 );
             }
         }
@@ -134,8 +146,9 @@ impl Runner {
         let (resolver, shown) = match &server {
             ResolverSpec::Server(addr) => (build(*addr, opts)?, addr.to_string()),
             ResolverSpec::System => {
-                let mut b = TokioResolver::builder_tokio()
-                    .map_err(|e| format!("system resolver configuration unusable: {e}; set `server:`"))?;
+                let mut b = TokioResolver::builder_tokio().map_err(|e| {
+                    format!("system resolver configuration unusable: {e}; set `server:`")
+                })?;
                 let ndots = b.options_mut().ndots;
                 opts.ndots = ndots;
                 let r = b

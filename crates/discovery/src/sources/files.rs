@@ -73,8 +73,11 @@ impl FilesSource {
         }
         if self.include.is_empty() {
             d.push(
-                Diagnostic::error(node.loc_of("include"), "`include` is empty: no file would be read")
-                    .hint("omit it for `*.yaml`, `*.yml`, `*.json`"),
+                Diagnostic::error(
+                    node.loc_of("include"),
+                    "`include` is empty: no file would be read",
+                )
+                .hint("omit it for `*.yaml`, `*.yml`, `*.json`"),
             );
         }
         d
@@ -224,7 +227,11 @@ mod tests {
     fn scans_globs_and_keeps_last_good() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("a.yaml"), "- targets: ['h1:1']\n").unwrap();
-        std::fs::write(d.path().join("b.json"), r#"[{"targets":["h2:2"],"labels":{"x":"y"}}]"#).unwrap();
+        std::fs::write(
+            d.path().join("b.json"),
+            r#"[{"targets":["h2:2"],"labels":{"x":"y"}}]"#,
+        )
+        .unwrap();
         std::fs::write(d.path().join("c.txt"), "ignored").unwrap();
         std::fs::create_dir(d.path().join("sub")).unwrap();
         std::fs::write(d.path().join("sub/d.yaml"), "- targets: ['h3:3']\n").unwrap();
@@ -236,7 +243,11 @@ mod tests {
             cancel: Default::default(),
         };
         let mut r = Runner::new(
-            FilesSource { dir: ".".into(), include: default_include(), exclude: vec![] },
+            FilesSource {
+                dir: ".".into(),
+                include: default_include(),
+                exclude: vec![],
+            },
             &cx,
         );
         let s = r.scan().unwrap();
@@ -247,15 +258,33 @@ mod tests {
         assert_eq!(s.targets.len(), 2, "last good kept: {s:?}");
         assert!(s.problems[0].contains("a.yaml"), "{s:?}");
         let mut r2 = Runner::new(
-            FilesSource { dir: ".".into(), include: vec!["**/*.yaml".into()], exclude: vec!["a.yaml".into()] },
+            FilesSource {
+                dir: ".".into(),
+                include: vec!["**/*.yaml".into()],
+                exclude: vec!["a.yaml".into()],
+            },
             &cx,
         );
         let s = r2.scan().unwrap();
-        assert_eq!(s.targets.iter().map(|t| t.address.as_str()).collect::<Vec<_>>(), vec!["h3"]);
+        assert_eq!(
+            s.targets
+                .iter()
+                .map(|t| t.address.as_str())
+                .collect::<Vec<_>>(),
+            vec!["h3"]
+        );
         let mut gone = Runner::new(
-            FilesSource { dir: "nope".into(), include: default_include(), exclude: vec![] },
+            FilesSource {
+                dir: "nope".into(),
+                include: default_include(),
+                exclude: vec![],
+            },
             &cx,
         );
-        assert!(gone.scan().unwrap_err().contains("cannot read the directory"));
+        assert!(
+            gone.scan()
+                .unwrap_err()
+                .contains("cannot read the directory")
+        );
     }
 }

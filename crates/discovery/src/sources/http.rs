@@ -71,8 +71,11 @@ impl HttpSource {
         }
         if self.max_body_bytes == Some(0) {
             d.push(
-                Diagnostic::error(node.loc_of("max_body_bytes"), "`max_body_bytes` must be above 0")
-                    .hint("omit it for 64 MiB"),
+                Diagnostic::error(
+                    node.loc_of("max_body_bytes"),
+                    "`max_body_bytes` must be above 0",
+                )
+                .hint("omit it for 64 MiB"),
             );
         }
         d
@@ -95,7 +98,10 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig,
             .collect::<Result<_, _>>()
             .map_err(|e| format!("ca_file: `{}` is not valid PEM: {e}", path.display()))?;
         if certs.is_empty() {
-            return Err(format!("ca_file: `{}` holds no certificate", path.display()));
+            return Err(format!(
+                "ca_file: `{}` holds no certificate",
+                path.display()
+            ));
         }
         roots.add_parsable_certificates(certs);
     }

@@ -87,8 +87,11 @@ impl KubernetesSource {
             && (sel.trim().is_empty() || sel.contains(char::is_control))
         {
             d.push(
-                Diagnostic::error(node.loc_of("selector"), "`selector` is empty or has control characters")
-                    .hint("write a label selector like `app=pg,env in (prod)` or omit it"),
+                Diagnostic::error(
+                    node.loc_of("selector"),
+                    "`selector` is empty or has control characters",
+                )
+                .hint("write a label selector like `app=pg,env in (prod)` or omit it"),
             );
         }
         for (i, ns) in self.namespaces.iter().enumerate() {
@@ -99,8 +102,11 @@ impl KubernetesSource {
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
             if !ok {
                 d.push(
-                    Diagnostic::error(node.loc_of(&format!("namespaces[{i}]")), format!("`{ns}` is not a namespace name"))
-                        .hint("namespace names are lower-case letters, digits and `-`"),
+                    Diagnostic::error(
+                        node.loc_of(&format!("namespaces[{i}]")),
+                        format!("`{ns}` is not a namespace name"),
+                    )
+                    .hint("namespace names are lower-case letters, digits and `-`"),
                 );
             }
         }
@@ -126,7 +132,9 @@ async fn client(spec: &KubernetesSource, cx: &SourceCx) -> Result<Client, String
             .await
             .map_err(|e| format!("kubeconfig: {e}"))?,
         None => Config::infer().await.map_err(|e| {
-            format!("no in-cluster service account and no usable kubeconfig: {e}; set `kubeconfig:`")
+            format!(
+                "no in-cluster service account and no usable kubeconfig: {e}; set `kubeconfig:`"
+            )
         })?,
     };
     Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))
@@ -325,9 +333,10 @@ async fn session(
 
 fn port_wanted(spec: &KubernetesSource, name: Option<&str>, numbers: &[i32]) -> bool {
     spec.ports.is_empty()
-        || spec.ports.iter().any(|p| {
-            Some(p.as_str()) == name || numbers.iter().any(|n| p == &n.to_string())
-        })
+        || spec
+            .ports
+            .iter()
+            .any(|p| Some(p.as_str()) == name || numbers.iter().any(|n| p == &n.to_string()))
 }
 
 fn transport(protocol: Option<&str>) -> Option<&'static str> {
@@ -366,21 +375,32 @@ fn targets(
                     }
                 };
                 for p in s.ports.iter().flatten() {
-                    let Some(tr) = transport(p.protocol.as_deref()) else { continue };
+                    let Some(tr) = transport(p.protocol.as_deref()) else {
+                        continue;
+                    };
                     if !port_wanted(spec, p.name.as_deref(), &[p.port]) {
                         continue;
                     }
-                    let Ok(port) = u16::try_from(p.port) else { continue };
+                    let Ok(port) = u16::try_from(p.port) else {
+                        continue;
+                    };
                     let mut t = Target::new(address.clone(), Some(port));
                     t.transport = tr.into();
                     t.labels = svc.labels().clone();
                     t.meta.insert("namespace".into(), ns.clone());
                     t.meta.insert("service".into(), name.clone());
-                    t.meta.insert("port_name".into(), p.name.clone().unwrap_or_default());
+                    t.meta
+                        .insert("port_name".into(), p.name.clone().unwrap_or_default());
                     t.meta.insert("protocol".into(), tr.into());
                     t.meta.insert("dns_name".into(), dns.clone());
-                    t.meta.insert("cluster_ip".into(), s.cluster_ip.clone().unwrap_or_default());
-                    t.meta.insert("type".into(), s.type_.clone().unwrap_or_else(|| "ClusterIP".into()));
+                    t.meta.insert(
+                        "cluster_ip".into(),
+                        s.cluster_ip.clone().unwrap_or_default(),
+                    );
+                    t.meta.insert(
+                        "type".into(),
+                        s.type_.clone().unwrap_or_else(|| "ClusterIP".into()),
+                    );
                     out.push(t);
                 }
             }
@@ -388,7 +408,9 @@ fn targets(
         Endpoints::Pod => {
             for store in slices {
                 for ((ns, _), slice) in &store.objects {
-                    let Some(svc_name) = slice.labels().get(SERVICE_NAME_LABEL) else { continue };
+                    let Some(svc_name) = slice.labels().get(SERVICE_NAME_LABEL) else {
+                        continue;
+                    };
                     let key = (ns.clone(), svc_name.clone());
                     let Some(svc) = svcs.get(&key) else { continue };
                     let svc_ports: Vec<(Option<&str>, i32)> = svc
@@ -398,8 +420,12 @@ fn targets(
                         .map(|ps| ps.iter().map(|p| (p.name.as_deref(), p.port)).collect())
                         .unwrap_or_default();
                     for p in slice.ports.iter().flatten() {
-                        let Some(tr) = transport(p.protocol.as_deref()) else { continue };
-                        let Some(port) = p.port.and_then(|n| u16::try_from(n).ok()) else { continue };
+                        let Some(tr) = transport(p.protocol.as_deref()) else {
+                            continue;
+                        };
+                        let Some(port) = p.port.and_then(|n| u16::try_from(n).ok()) else {
+                            continue;
+                        };
                         let name = p.name.as_deref();
                         let mut numbers = vec![i32::from(port)];
                         // The Service port of the same name (unnamed matches unnamed).
@@ -413,7 +439,8 @@ fn targets(
                             continue;
                         }
                         for ep in &slice.endpoints {
-                            let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+                            let ready =
+                                ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
                             if !ready && !spec.include_not_ready {
                                 continue;
                             }
@@ -423,13 +450,17 @@ fn targets(
                                 t.labels = svc.labels().clone();
                                 t.meta.insert("namespace".into(), ns.clone());
                                 t.meta.insert("service".into(), svc_name.clone());
-                                t.meta.insert("port_name".into(), name.unwrap_or_default().to_string());
+                                t.meta.insert(
+                                    "port_name".into(),
+                                    name.unwrap_or_default().to_string(),
+                                );
                                 t.meta.insert("protocol".into(), tr.into());
                                 t.meta.insert("ready".into(), ready.to_string());
                                 if let Some(r) = &ep.target_ref
                                     && r.kind.as_deref() == Some("Pod")
                                 {
-                                    t.meta.insert("pod".into(), r.name.clone().unwrap_or_default());
+                                    t.meta
+                                        .insert("pod".into(), r.name.clone().unwrap_or_default());
                                 }
                                 if let Some(n) = &ep.node_name {
                                     t.meta.insert("node".into(), n.clone());
@@ -500,22 +531,47 @@ mod tests {
              "addressType": "IPv4", "ports": [{"port": 80}], "endpoints": [{"addresses": ["10.1.0.9"]}]}
         ]));
         let t = targets(&spec(Endpoints::Service), std::slice::from_ref(&svcs), &[]);
-        let hp: Vec<String> = t.iter().map(|t| format!("{}/{}", t.transport, t.hostport())).collect();
-        assert_eq!(hp, vec!["tcp/db.example:5432", "udp/pg.shop.svc.cluster.local:53", "tcp/pg.shop.svc.cluster.local:5432"]);
+        let hp: Vec<String> = t
+            .iter()
+            .map(|t| format!("{}/{}", t.transport, t.hostport()))
+            .collect();
+        assert_eq!(
+            hp,
+            vec![
+                "tcp/db.example:5432",
+                "udp/pg.shop.svc.cluster.local:53",
+                "tcp/pg.shop.svc.cluster.local:5432"
+            ]
+        );
         let mut s = spec(Endpoints::Service);
         s.address = ServiceAddress::ClusterIp;
         s.ports = vec!["sql".into()];
         let t = targets(&s, std::slice::from_ref(&svcs), &[]);
-        assert_eq!(t.iter().map(Target::hostport).collect::<Vec<_>>(), vec!["10.96.0.7:5432"]);
+        assert_eq!(
+            t.iter().map(Target::hostport).collect::<Vec<_>>(),
+            vec!["10.96.0.7:5432"]
+        );
         assert_eq!(t[0].labels["app"], "pg");
-        let t = targets(&spec(Endpoints::Pod), std::slice::from_ref(&svcs), std::slice::from_ref(&slices));
+        let t = targets(
+            &spec(Endpoints::Pod),
+            std::slice::from_ref(&svcs),
+            std::slice::from_ref(&slices),
+        );
         assert_eq!(t.len(), 1, "{t:?}");
         assert_eq!(t[0].hostport(), "10.1.0.5:15432");
         assert_eq!(t[0].meta["pod"], "pg-0");
         let mut s = spec(Endpoints::Pod);
         s.include_not_ready = true;
         s.ports = vec!["5432".into()];
-        let t = targets(&s, std::slice::from_ref(&svcs), std::slice::from_ref(&slices));
-        assert_eq!(t.len(), 2, "service port number selects the slice port: {t:?}");
+        let t = targets(
+            &s,
+            std::slice::from_ref(&svcs),
+            std::slice::from_ref(&slices),
+        );
+        assert_eq!(
+            t.len(),
+            2,
+            "service port number selects the slice port: {t:?}"
+        );
     }
 }

@@ -148,10 +148,7 @@ pub struct Reporter {
 
 impl Reporter {
     pub async fn send(&self, e: SourceEvent) {
-        let _ = self
-            .tx
-            .send((self.block.clone(), self.generation, e))
-            .await;
+        let _ = self.tx.send((self.block.clone(), self.generation, e)).await;
     }
 }
 
