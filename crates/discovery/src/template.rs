@@ -235,10 +235,8 @@ impl MonitorTemplate {
 /// (`port: "{{ port }}"` feeds an integer field); the text is kept for string fields.
 fn retype(loc: Loc, text: String) -> Node {
     let t = text.trim();
-    let kind = if !t.is_empty()
-        && !(t.len() > 1 && t.starts_with('0'))
-        && let Ok(i) = t.parse::<i64>()
-    {
+    let leading_zero = t.len() > 1 && t.starts_with('0');
+    let kind = if !leading_zero && let Ok(i) = t.parse::<i64>() {
         NodeKind::Int(i)
     } else if t == "true" {
         NodeKind::Bool(true)
