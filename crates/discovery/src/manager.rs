@@ -776,7 +776,11 @@ async fn actor(
                 }
             }
             _ = tick.tick() => {
-                dirty |= p.on_tick(Instant::now());
+                let retired = p.on_tick(Instant::now());
+                dirty |= retired;
+                if !retired && !dirty {
+                    continue; // nothing changed: no apply, no cache write
+                }
             }
             _ = retry => { retry_at = None; }
         }
