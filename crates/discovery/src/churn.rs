@@ -229,6 +229,15 @@ impl BlockState {
         let old = std::mem::take(&mut self.entries);
         self.by_target.clear();
         for (name, mut e) in old {
+            if let Some(owner) = taken(&name) {
+                // A written monitor (or an earlier entry) now has this name: it wins.
+                change.problems.push(format!(
+                    "target `{}`: monitor name `{name}` is now taken by {owner}; the discovered monitor is removed",
+                    e.target.hostport()
+                ));
+                change.retired.push(name);
+                continue;
+            }
             match render_monitor(spec, config, &e.target) {
                 Ok(m) if m.name == name => {
                     if m != e.monitor {
@@ -409,5 +418,12 @@ mod tests {
         let ch = b.apply(&s, &c, &taken, vec![a], true, Utc::now()).unwrap();
         assert_eq!(ch.updated, vec!["d-127.0.0.1:1"], "{ch:?}");
         assert!(ch.paused.is_empty() && ch.retired.is_empty(), "{ch:?}");
+        // A reload where a written monitor takes the name: the written one wins.
+        let taken_now = |n: &str| {
+            (n == "d-127.0.0.1:1").then(|| "monitor `d-127.0.0.1:1` in the config".to_string())
+        };
+        let ch = b.rerender(&s, &c, &taken_now);
+        assert_eq!(ch.retired, vec!["d-127.0.0.1:1"]);
+        assert!(b.entries.is_empty());
     }
 }
