@@ -264,6 +264,48 @@ pub struct StoreHealth {
     pub lag_seconds: f64,
 }
 
+/// A web login session. `id` is the SHA-256 (hex) of the cookie value, never the value itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub id: String,
+    pub user: String,
+    /// The anti-CSRF token every form of this session carries.
+    #[serde(skip_serializing)]
+    pub csrf: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Client address at login.
+    pub remote: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// A user Portwarden created itself (the first-start `admin`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalUser {
+    pub name: String,
+    /// argon2 PHC string.
+    pub password_hash: String,
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which sessions to revoke.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RevokeSessions {
+    /// One session by id.
+    One(String),
+    /// Every session of a user.
+    User(String),
+    /// Every session.
+    All,
+}
+
+fn unsupported<T>(what: &str) -> Result<T> {
+    Err(StoreError::Db(format!("this store does not keep {what}")))
+}
+
 /// Everything that reads or writes Portwarden's data.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -338,4 +380,44 @@ pub trait Store: Send + Sync + 'static {
 
     /// Flushes and stops the writer.
     async fn close(&self) -> Result<()>;
+
+    /// Saves a new login session; committed before this returns.
+    async fn create_session(&self, _session: SessionRecord) -> Result<()> {
+        unsupported("sessions")
+    }
+
+    /// A session by id (revoked and expired ones too: the caller judges).
+    async fn session(&self, _id: &str) -> Result<Option<SessionRecord>> {
+        unsupported("sessions")
+    }
+
+    /// Records activity on a session (the idle timeout counts from here).
+    async fn touch_session(&self, _id: &str, _at: DateTime<Utc>) -> Result<()> {
+        unsupported("sessions")
+    }
+
+    /// Revokes sessions; returns how many were active.
+    async fn revoke_sessions(&self, _which: RevokeSessions, _at: DateTime<Utc>) -> Result<u64> {
+        unsupported("sessions")
+    }
+
+    /// Sessions neither revoked nor expired at `now`, newest first.
+    async fn active_sessions(&self, _now: DateTime<Utc>) -> Result<Vec<SessionRecord>> {
+        unsupported("sessions")
+    }
+
+    /// Deletes sessions that expired or were revoked before `before`; returns how many.
+    async fn purge_sessions(&self, _before: DateTime<Utc>) -> Result<u64> {
+        unsupported("sessions")
+    }
+
+    /// A user Portwarden created itself.
+    async fn local_user(&self, _name: &str) -> Result<Option<LocalUser>> {
+        unsupported("local users")
+    }
+
+    /// Creates a local user unless one with that name exists; returns whether it was created.
+    async fn create_local_user(&self, _user: LocalUser) -> Result<bool> {
+        unsupported("local users")
+    }
 }
