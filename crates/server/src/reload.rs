@@ -23,11 +23,25 @@ pub async fn reload_now(state: &AppState) -> bool {
     );
     let now = Utc::now();
     let result = match crate::load_config(&path) {
-        Ok(config) => state
-            .engine
-            .apply_config(&config)
-            .await
-            .map_err(|e| e.to_string()),
+        Ok(config) => match state.engine.apply_config(&config).await {
+            Ok(report) => {
+                // Users and tokens, then the status page, follow the new config.
+                let generated =
+                    match crate::auth::ensure_admin(&state.store, &state.data_dir, &config.auth)
+                        .await
+                    {
+                        Ok(g) => g,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reload: cannot prepare the generated admin");
+                            None
+                        }
+                    };
+                state.auth.update(&config.auth, generated);
+                state.web.status.update(config.status_page.clone());
+                Ok(report)
+            }
+            Err(e) => Err(e.to_string()),
+        },
         Err(diags) => Err(diags),
     };
     let mut st = state.reload.write().unwrap_or_else(|p| p.into_inner());

@@ -381,6 +381,17 @@ pub trait Store: Send + Sync + 'static {
     /// Flushes and stops the writer.
     async fn close(&self) -> Result<()>;
 
+    /// Median connect time of every monitor per `step` over `[from, to)` (minute rollups), one
+    /// slot per step, `None` where nothing connected: the overview's sparklines.
+    async fn connect_sparklines(
+        &self,
+        _from: DateTime<Utc>,
+        _to: DateTime<Utc>,
+        _step: Duration,
+    ) -> Result<HashMap<String, Vec<Option<f64>>>> {
+        unsupported("sparklines")
+    }
+
     /// Saves a new login session; committed before this returns.
     async fn create_session(&self, _session: SessionRecord) -> Result<()> {
         unsupported("sessions")

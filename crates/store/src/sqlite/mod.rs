@@ -403,6 +403,17 @@ impl Store for SqliteStore {
         self.request(Cmd::Close).await
     }
 
+    async fn connect_sparklines(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        step: std::time::Duration,
+    ) -> Result<HashMap<String, Vec<Option<f64>>>> {
+        let (from, to, step) = (codec::to_ms(from), codec::to_ms(to), ms(step));
+        self.read(move |c| read::connect_sparklines(c, from, to, step))
+            .await
+    }
+
     async fn create_session(&self, session: SessionRecord) -> Result<()> {
         self.request(|r| Cmd::Auth(AuthWrite::CreateSession(Box::new(session)), r))
             .await
