@@ -27,6 +27,8 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Measure the engine on loopback: checks/s, CPU, RSS, lateness, store rows/s.
     Bench(cmd::bench::BenchArgs),
+    /// Print the argon2 hash of a password (read from stdin) for `auth.users[].password_hash`.
+    HashPassword(cmd::hash_password::HashPasswordArgs),
 }
 
 fn init_tracing(default: &str) {
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
             Command::Validate(a) => cmd::validate::run(a),
             Command::Serve(a) => cmd::serve::run(a).await,
             Command::Bench(a) => cmd::bench::run(a).await,
+            Command::HashPassword(a) => cmd::hash_password::run(a),
         }
     });
     match code {

@@ -1,4 +1,5 @@
 pub mod bench;
 pub mod check;
+pub mod hash_password;
 pub mod serve;
 pub mod validate;

@@ -1,4 +1,10 @@
 //! Helpers for daemon tests: an in-process daemon on a free port with its own data dir.
+//!
+//! Authentication: every config written through these helpers gets an `auth:` section with an
+//! admin API token ([`TEST_TOKEN`]) unless it has its own `auth:`; every request made through
+//! [`TestDaemon::get`]/[`TestDaemon::json`]/[`TestDaemon::post`]/[`TestDaemon::client`] sends
+//! `Authorization: Bearer TEST_TOKEN`. Rewrite the config with [`TestDaemon::write_config`]
+//! (or build it with [`config`]) so a reload keeps the token.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -8,6 +14,24 @@ use std::time::Duration;
 use portwarden_server::{Daemon, ServeOptions};
 use portwarden_testkit::http;
 use serde_json::Value;
+
+/// The admin API token of test daemons.
+pub const TEST_TOKEN: &str = "pw-test-admin-token-9f2c4a7e1b";
+
+/// The `auth:` section test configs get.
+pub fn auth_section() -> String {
+    format!("auth:\n  tokens:\n    - {{name: test-admin, secret: \"{TEST_TOKEN}\", role: admin}}\n")
+}
+
+/// `yaml` with the test `auth:` section appended, unless it has its own.
+pub fn with_auth(yaml: &str) -> String {
+    if yaml.lines().any(|l| l.starts_with("auth:")) {
+        yaml.to_string()
+    } else {
+        let sep = if yaml.ends_with('\n') || yaml.is_empty() { "" } else { "\n" };
+        format!("{yaml}{sep}{}", auth_section())
+    }
+}
 
 pub struct TestDaemon {
     pub daemon: Option<Daemon>,
@@ -21,7 +45,7 @@ impl TestDaemon {
     pub async fn start(yaml: &str) -> TestDaemon {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("portwarden.yaml");
-        std::fs::write(&config, yaml).unwrap();
+        std::fs::write(&config, with_auth(yaml)).unwrap();
         Self::start_with(dir, config, None).await
     }
 
@@ -30,6 +54,11 @@ impl TestDaemon {
         config: PathBuf,
         data_dir: Option<PathBuf>,
     ) -> TestDaemon {
+        let text = std::fs::read_to_string(&config).unwrap();
+        let with = with_auth(&text);
+        if with != text {
+            std::fs::write(&config, with).unwrap();
+        }
         let daemon = Daemon::start(ServeOptions {
             config: config.clone(),
             data_dir: Some(data_dir.unwrap_or_else(|| dir.path().join("data"))),
@@ -45,9 +74,25 @@ impl TestDaemon {
         }
     }
 
+    /// Replaces the config file (with the test `auth:` section added), e.g. to trigger a
+    /// reload.
+    pub fn write_config(&self, yaml: &str) {
+        std::fs::write(&self.config, with_auth(yaml)).unwrap();
+    }
+
+    /// A blocking client that authenticates as the test admin (usable in `wait_until`).
+    pub fn client(&self) -> http::Client {
+        http::Client::bearer(self.addr, TEST_TOKEN)
+    }
+
+    /// A blocking client without credentials.
+    pub fn anonymous(&self) -> http::Client {
+        http::Client::new(self.addr)
+    }
+
     pub async fn get(&self, path: &str) -> http::Response {
-        let (addr, path) = (self.addr, path.to_string());
-        tokio::task::spawn_blocking(move || http::get(addr, &path))
+        let (c, path) = (self.client(), path.to_string());
+        tokio::task::spawn_blocking(move || c.get(&path))
             .await
             .unwrap()
     }
@@ -59,8 +104,8 @@ impl TestDaemon {
     }
 
     pub async fn post(&self, path: &str) -> http::Response {
-        let (addr, path) = (self.addr, path.to_string());
-        tokio::task::spawn_blocking(move || http::post(addr, &path, ""))
+        let (c, path) = (self.client(), path.to_string());
+        tokio::task::spawn_blocking(move || c.post(&path, ""))
             .await
             .unwrap()
     }
@@ -98,7 +143,8 @@ impl TestDaemon {
     }
 }
 
-/// A minimal config around the given monitors YAML (already indented as list items).
+/// A minimal config around the given monitors YAML (already indented as list items), with the
+/// test `auth:` section.
 pub fn config(monitors: &str) -> String {
-    format!("monitors:\n{monitors}")
+    with_auth(&format!("monitors:\n{monitors}"))
 }
