@@ -148,3 +148,70 @@ impl TestDaemon {
 pub fn config(monitors: &str) -> String {
     with_auth(&format!("monitors:\n{monitors}"))
 }
+
+/// Logs in through the form (as a browser would) and returns a client carrying the session
+/// cookie, plus the session's CSRF token scraped from the overview page.
+pub fn login(addr: SocketAddr, user: &str, password: &str) -> (http::Client, String) {
+    let anon = http::Client::new(addr);
+    let form = anon.get("/login");
+    assert_eq!(form.status, 200, "{}", form.body);
+    let (_, login_cookie) = form
+        .cookies()
+        .into_iter()
+        .find(|(n, _)| n == "pw_login")
+        .expect("login form sets its CSRF cookie");
+    let r = anon
+        .clone()
+        .with_header("Cookie", &format!("pw_login={login_cookie}"))
+        .post_form(
+            "/login",
+            &[
+                ("csrf", &login_cookie),
+                ("user", user),
+                ("password", password),
+                ("next", "/"),
+            ],
+        );
+    assert_eq!(r.status, 303, "login as {user}: {}", r.body);
+    let (_, session) = r
+        .cookies()
+        .into_iter()
+        .find(|(n, v)| n == "pw_session" && !v.is_empty())
+        .expect("session cookie");
+    let c = http::Client::new(addr).with_header("Cookie", &format!("pw_session={session}"));
+    let page = c.get("/");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = scrape_csrf(&page.body).expect("a CSRF token in the page");
+    (c, csrf)
+}
+
+/// The value of the first `name="csrf"` hidden field.
+pub fn scrape_csrf(html: &str) -> Option<String> {
+    let i = html.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+    let rest = &html[i..];
+    Some(rest[..rest.find('"')?].to_string())
+}
+
+/// An `auth:` section with users (name, password, role) and tokens (name, secret, role), always
+/// including the test admin token.
+pub fn auth_with(users: &[(&str, &str, &str)], tokens: &[(&str, &str, &str)]) -> String {
+    let mut s = String::from("auth:\n");
+    if !users.is_empty() {
+        s.push_str("  users:\n");
+        for (name, password, role) in users {
+            let hash = portwarden_server::auth::hash_password(password).unwrap();
+            s.push_str(&format!(
+                "    - {{name: \"{name}\", password_hash: \"{hash}\", role: {role}}}\n"
+            ));
+        }
+    }
+    s.push_str(&format!(
+        "  tokens:\n    - {{name: test-admin, secret: \"{TEST_TOKEN}\", role: admin}}\n"
+    ));
+    for (name, secret, role) in tokens {
+        s.push_str(&format!(
+            "    - {{name: \"{name}\", secret: \"{secret}\", role: {role}}}\n"
+        ));
+    }
+    s
+}
