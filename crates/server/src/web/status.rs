@@ -545,15 +545,15 @@ pub fn render_all(p: &PublicStatus, settings: &StatusPageSettings) -> Rendered {
                         ""
                     }
                 ),
-                updated: updated.to_rfc3339(),
-                published: i.started_at.to_rfc3339(),
+                updated: rfc3339(updated),
+                published: rfc3339(i.started_at),
                 summary,
             }
         })
         .collect();
     let atom = AtomFeed {
         title: p.title.clone(),
-        updated: now.to_rfc3339(),
+        updated: rfc3339(now),
         entries,
     };
     Rendered {
@@ -565,6 +565,10 @@ pub fn render_all(p: &PublicStatus, settings: &StatusPageSettings) -> Rendered {
         atom: atom.render().unwrap_or_default(),
         at: Instant::now(),
     }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn cached(body: String, ctype: &'static str, secs: u64) -> Response {
