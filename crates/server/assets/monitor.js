@@ -21,7 +21,11 @@
   var opts = {
     width: Math.max(320, el.clientWidth - 12),
     height: 300,
-    scales: { x: { time: true }, y: { auto: true } },
+    // The whole selected period, however little data there is.
+    scales: {
+      x: { time: true, range: function () { return [d.from, d.to]; } },
+      y: { auto: true, range: function (u, min, max) { return [0, Math.max(1, max * 1.1)]; } }
+    },
     axes: [{}, { label: 'ms', values: function (u, v) { return v.map(function (x) { return x + ' ms'; }); }, size: 70 }],
     series: [
       {},

@@ -128,7 +128,7 @@ fn ms(t: chrono::DateTime<Utc>) -> i64 {
 }
 
 /// Columnar series for uPlot: seconds and one array per line (null where no data).
-fn series_json(points: &[LatencyPoint]) -> String {
+fn series_json(points: &[LatencyPoint], from: i64, to: i64) -> String {
     let col = |f: fn(&LatencyPoint) -> Option<f64>| -> Vec<Value> {
         points
             .iter()
@@ -136,6 +136,8 @@ fn series_json(points: &[LatencyPoint]) -> String {
             .collect()
     };
     json!({
+        "from": from,
+        "to": to,
         "t": points.iter().map(|p| ms(p.t)).collect::<Vec<_>>(),
         "c50": col(|p| p.connect_p50_ms),
         "c95": col(|p| p.connect_p95_ms),
@@ -350,7 +352,7 @@ pub async fn build(
             .map(|r| (r, r == range))
             .collect(),
         points: series.len(),
-        series_json: series_json(&series),
+        series_json: series_json(&series, ms(now - span), ms(now)),
         bars_w: 90 * 4,
         bars,
         incidents,
