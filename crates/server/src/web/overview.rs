@@ -52,8 +52,6 @@ pub struct OverviewPage {
     pub shown: usize,
     pub counts: Vec<(&'static str, usize)>,
     pub data_age: String,
-    pub spark_w: u32,
-    pub spark_h: u32,
     pub state_options: Vec<(&'static str, bool)>,
     pub group_options: Vec<(&'static str, bool)>,
 }
@@ -224,8 +222,6 @@ pub fn build(
         data_age: at
             .map(|t| format!("availability computed {}", fmt_ago(t)))
             .unwrap_or_else(|| "availability not computed yet".into()),
-        spark_w: svg::SPARK_W,
-        spark_h: svg::SPARK_H,
         state_options: [
             "down",
             "degraded",
