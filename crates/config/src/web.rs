@@ -472,3 +472,76 @@ mod tests {
         assert_eq!(slug("日本"), "component");
     }
 }
+
+#[cfg(test)]
+mod config_tests {
+    use crate::load_str;
+
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+
+    #[test]
+    fn auth_section_resolves_with_defaults() {
+        let text = format!(
+            "monitors: []\nauth:\n  users:\n    - {{name: alice, password_hash: \"{HASH}\", role: admin}}\n    - {{name: bob, password_hash: \"{HASH}\"}}\n  tokens:\n    - {{name: prom, secret: \"0123456789abcdef0\", role: viewer}}\n  metrics: token\n"
+        );
+        let l = load_str(&text, "t.yaml").unwrap();
+        let a = &l.config.auth;
+        assert_eq!(a.users.len(), 2);
+        assert_eq!(a.users[1].role, crate::Role::Viewer, "viewer by default");
+        assert_eq!(a.tokens[0].secret.expose(), "0123456789abcdef0");
+        assert_eq!(format!("{:?}", a.tokens[0].secret), "***");
+        assert_eq!(a.metrics, crate::MetricsAccess::Token);
+        assert_eq!(a.session_ttl.as_secs(), 12 * 3600);
+        assert!(
+            l.render_warnings().contains("plain text"),
+            "{}",
+            l.render_warnings()
+        );
+    }
+
+    #[test]
+    fn auth_mistakes_are_located() {
+        let e = load_str(
+            "auth:\n  users:\n    - {name: alice, password_hash: hunter2}\n  tokens:\n    - {name: t, secret: short}\n",
+            "t.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("t.yaml:3:") && e.contains("not an argon2 hash"), "{e}");
+        assert!(e.contains("t.yaml:5:") && e.contains("shorter than 16"), "{e}");
+        let e = load_str("auth:\n  users:\n    - {name: a, password_hash: x, role: root}\n", "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("root"), "{e}");
+    }
+
+    #[test]
+    fn status_page_components_name_real_monitors() {
+        let text = "monitors:\n  - {name: db, target: tcp://127.0.0.1:5432}\nstatus_page:\n  title: Shop\n  expose: [error_kind]\n  groups:\n    - name: Core\n      components:\n        - {name: Checkout DB, monitors: [db]}\n        - {name: Checkout DB, monitors: [db]}\n";
+        let s = load_str(text, "t.yaml").unwrap().config.status_page;
+        assert_eq!(s.title, "Shop");
+        let slugs: Vec<&str> = s.components().map(|c| c.slug.as_str()).collect();
+        assert_eq!(slugs, ["checkout-db", "checkout-db-2"]);
+        assert!(s.exposes(crate::Expose::ErrorKind));
+        assert!(!s.exposes(crate::Expose::Messages));
+        let e = load_str(
+            "monitors:\n  - {name: db, target: tcp://127.0.0.1:5432}\nstatus_page:\n  groups:\n    - name: Core\n      components:\n        - {name: X, monitors: [dbb]}\n",
+            "t.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no monitor named `dbb`") && e.contains("did you mean `db`"), "{e}");
+        assert!(e.contains("t.yaml:7:"), "{e}");
+    }
+
+    #[test]
+    fn tls_files_must_exist() {
+        let e = load_str(
+            "server:\n  tls: {cert: /nonexistent/c.pem, key: /nonexistent/k.pem}\n",
+            "t.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("/nonexistent/c.pem") && e.contains("t.yaml:2:"), "{e}");
+    }
+}
