@@ -284,6 +284,7 @@ fn every_route_is_documented() {
         "/api/v1/monitors/{name}/check",
         "/api/v1/incidents",
         "/api/v1/incidents/{id}",
+        "/api/v1/incidents/{id}/ack",
         "/api/v1/health",
         "/api/v1/openapi.json",
         "/metrics",
