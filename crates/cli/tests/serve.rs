@@ -86,7 +86,9 @@ fn readme_command_serves_the_example_and_stops_on_sigterm() {
     );
     let pw_file = dir.path().join("data/admin-password");
     let password = std::fs::read_to_string(&pw_file).expect("generated admin password file");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&pw_file).unwrap().permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&pw_file).unwrap().permissions(),
+    );
     assert_eq!(mode & 0o777, 0o600, "password file mode {mode:o}");
     let c = login(port, "admin", password.trim());
     let v = c.json("/api/v1/monitors");

@@ -297,8 +297,11 @@ pub(crate) fn resolve_auth(
         let at = |f: &str| n.loc_of(&format!("users[{i}].{f}"));
         if u.name.trim().is_empty() || u.name.len() > 64 || u.name.chars().any(char::is_control) {
             diags.push(
-                Diagnostic::error(at("name"), "a user name must be 1-64 characters without control characters")
-                    .hint("use a login such as `alice`"),
+                Diagnostic::error(
+                    at("name"),
+                    "a user name must be 1-64 characters without control characters",
+                )
+                .hint("use a login such as `alice`"),
             );
         }
         if !names.insert(u.name.clone()) {
@@ -330,7 +333,10 @@ pub(crate) fn resolve_auth(
             diags.push(
                 Diagnostic::error(
                     at("secret"),
-                    format!("token `{}`: the secret is shorter than 16 characters", t.name),
+                    format!(
+                        "token `{}`: the secret is shorter than 16 characters",
+                        t.name
+                    ),
                 )
                 .hint("use a long random value, e.g. `openssl rand -hex 24`, via `${env:NAME}`"),
             );
@@ -384,8 +390,11 @@ pub(crate) fn resolve_auth(
             .hint("5 is a sensible value"),
         );
     }
-    (diags.len() == before || !diags[before..].iter().any(|d| d.level == crate::Level::Error))
-        .then_some(s)
+    (diags.len() == before
+        || !diags[before..]
+            .iter()
+            .any(|d| d.level == crate::Level::Error))
+    .then_some(s)
 }
 
 pub(crate) fn resolve_status_page(
@@ -507,11 +516,20 @@ mod config_tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("t.yaml:3:") && e.contains("not an argon2 hash"), "{e}");
-        assert!(e.contains("t.yaml:5:") && e.contains("shorter than 16"), "{e}");
-        let e = load_str("auth:\n  users:\n    - {name: a, password_hash: x, role: root}\n", "t.yaml")
-            .unwrap_err()
-            .to_string();
+        assert!(
+            e.contains("t.yaml:3:") && e.contains("not an argon2 hash"),
+            "{e}"
+        );
+        assert!(
+            e.contains("t.yaml:5:") && e.contains("shorter than 16"),
+            "{e}"
+        );
+        let e = load_str(
+            "auth:\n  users:\n    - {name: a, password_hash: x, role: root}\n",
+            "t.yaml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("root"), "{e}");
     }
 
@@ -530,7 +548,10 @@ mod config_tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("no monitor named `dbb`") && e.contains("did you mean `db`"), "{e}");
+        assert!(
+            e.contains("no monitor named `dbb`") && e.contains("did you mean `db`"),
+            "{e}"
+        );
         assert!(e.contains("t.yaml:7:"), "{e}");
     }
 
@@ -542,6 +563,9 @@ mod config_tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("/nonexistent/c.pem") && e.contains("t.yaml:2:"), "{e}");
+        assert!(
+            e.contains("/nonexistent/c.pem") && e.contains("t.yaml:2:"),
+            "{e}"
+        );
     }
 }

@@ -22,7 +22,10 @@ use tower::ServiceExt;
 const TOKEN: &str = "pw-bench-admin-token-0123456789";
 
 fn env(k: &str, d: i64) -> i64 {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 async fn get(app: axum::Router, path: &str) -> (u16, usize) {
@@ -32,7 +35,9 @@ async fn get(app: axum::Router, path: &str) -> (u16, usize) {
         .unwrap();
     let r = app.oneshot(req).await.unwrap();
     let status = r.status().as_u16();
-    let body = axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap();
+    let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+        .await
+        .unwrap();
     (status, body.len())
 }
 
@@ -107,7 +112,8 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt).iter(|| get(app.clone(), "/"))
     });
     g.bench_function("overview, search", |b| {
-        b.to_async(&rt).iter(|| get(app.clone(), "/?q=m-0004&group=owner"))
+        b.to_async(&rt)
+            .iter(|| get(app.clone(), "/?q=m-0004&group=owner"))
     });
     for range in ["1h", "24h", "7d", "30d"] {
         g.bench_function(format!("monitor page, {range}"), |b| {
@@ -119,7 +125,8 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt).iter(|| get(app.clone(), "/status"))
     });
     g.bench_function("api monitors list", |b| {
-        b.to_async(&rt).iter(|| get(app.clone(), "/api/v1/monitors"))
+        b.to_async(&rt)
+            .iter(|| get(app.clone(), "/api/v1/monitors"))
     });
     g.finish();
     rt.block_on(daemon.stop());

@@ -26,16 +26,19 @@ pub async fn reload_now(state: &AppState) -> bool {
         Ok(config) => match state.engine.apply_config(&config).await {
             Ok(report) => {
                 // Users and tokens, then the status page, follow the new config.
-                let generated =
-                    match crate::auth::ensure_admin(&state.store, &state.data_dir, &config.auth)
-                        .await
-                    {
-                        Ok(g) => g,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "reload: cannot prepare the generated admin");
-                            None
-                        }
-                    };
+                let generated = match crate::auth::ensure_admin(
+                    &state.store,
+                    &state.data_dir,
+                    &config.auth,
+                )
+                .await
+                {
+                    Ok(g) => g,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reload: cannot prepare the generated admin");
+                        None
+                    }
+                };
                 state.auth.update(&config.auth, generated);
                 state.web.status.update(config.status_page.clone());
                 Ok(report)

@@ -64,19 +64,35 @@ async fn anonymous_requests_get_401_or_the_login_page() {
                 if r.status == 405 {
                     continue;
                 }
-                assert_eq!(r.status, 401, "{method} {path} without credentials: {}", r.body);
+                assert_eq!(
+                    r.status, 401,
+                    "{method} {path} without credentials: {}",
+                    r.body
+                );
                 assert_eq!(r.json()["error"], "unauthorized");
                 assert!(r.header("www-authenticate").is_some());
             }
         }
         // UI pages redirect to the login form (keeping where to go back to).
-        for path in ["/", "/monitors/web", "/incidents", "/incidents/1", "/sessions", "/?q=x"] {
+        for path in [
+            "/",
+            "/monitors/web",
+            "/incidents",
+            "/incidents/1",
+            "/sessions",
+            "/?q=x",
+        ] {
             let r = anon.get(path);
             assert_eq!(r.status, 303, "GET {path}: {}", r.body);
             let loc = r.header("location").unwrap();
             assert!(loc.starts_with("/login?next=/"), "{path} → {loc}");
         }
-        for path in ["/monitors/web/check", "/incidents/1/ack", "/sessions/revoke", "/logout"] {
+        for path in [
+            "/monitors/web/check",
+            "/incidents/1/ack",
+            "/sessions/revoke",
+            "/logout",
+        ] {
             let r = anon.post_form(path, &[("csrf", "x")]);
             assert_eq!(r.status, 303, "POST {path}: {}", r.body);
         }
@@ -134,14 +150,21 @@ async fn viewers_cannot_change_anything() {
             let r = viewer.post(path, "");
             assert_eq!(r.status, 403, "viewer POST {path}: {}", r.body);
         }
-        assert_eq!(viewer.get("/sessions").status, 403, "sessions are for admins");
+        assert_eq!(
+            viewer.get("/sessions").status,
+            403,
+            "sessions are for admins"
+        );
         let r = viewer.post_form("/sessions/revoke", &[("all", "1")]);
         assert_eq!(r.status, 403);
         // The same through a browser session.
         let (browser, csrf) = login(addr, "vera", "vera-password-1");
         let page = browser.get("/monitors/web");
         assert_eq!(page.status, 200);
-        assert!(!page.body.contains("Check now"), "no change buttons for viewers");
+        assert!(
+            !page.body.contains("Check now"),
+            "no change buttons for viewers"
+        );
         let r = browser.post_form("/monitors/web/check", &[("csrf", &csrf)]);
         assert_eq!(r.status, 403, "{}", r.body);
         // Editors may.
@@ -192,7 +215,12 @@ async fn forms_need_their_csrf_token_and_sessions_can_be_revoked() {
         // Through the API with the cookie: the header works, nothing else.
         assert_eq!(alice.post("/api/v1/monitors/web/check", "").status, 403);
         let r = alice
-            .request("POST", "/api/v1/monitors/web/check", &[("X-CSRF-Token", &csrf)], b"")
+            .request(
+                "POST",
+                "/api/v1/monitors/web/check",
+                &[("X-CSRF-Token", &csrf)],
+                b"",
+            )
             .unwrap();
         assert_eq!(r.status, 200, "{}", r.body);
         // With the token: it runs and redirects back.
@@ -205,7 +233,10 @@ async fn forms_need_their_csrf_token_and_sessions_can_be_revoked() {
         let page = root.get("/sessions");
         assert_eq!(page.status, 200);
         assert!(page.body.contains("alice"), "{}", page.body);
-        let r = root.post_form("/sessions/revoke", &[("csrf", &root_csrf), ("user", "alice")]);
+        let r = root.post_form(
+            "/sessions/revoke",
+            &[("csrf", &root_csrf), ("user", "alice")],
+        );
         assert_eq!(r.status, 303, "{}", r.body);
         let r = alice.get("/");
         assert_eq!(r.status, 303, "revoked session goes to the login page");
@@ -244,7 +275,11 @@ async fn sessions_expire_when_idle_and_cookies_are_locked_down() {
             .with_header("Cookie", &format!("pw_login={token}"))
             .post_form(
                 "/login",
-                &[("csrf", &token), ("user", "alice"), ("password", "alice-password-1")],
+                &[
+                    ("csrf", &token),
+                    ("user", "alice"),
+                    ("password", "alice-password-1"),
+                ],
             );
         assert_eq!(r.status, 303);
         let sc = r.set_cookie("pw_session").unwrap();
@@ -311,15 +346,23 @@ async fn first_start_creates_admin_with_a_random_password_once() {
     let file = data.join("admin-password");
     let password = std::fs::read_to_string(&file).unwrap().trim().to_string();
     assert!(password.len() >= 20, "long random password");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
     let addr = d.addr;
     let pw = password.clone();
     tokio::task::spawn_blocking(move || {
         let (admin, _) = login(addr, "admin", &pw);
-        assert_eq!(admin.get("/sessions").status, 200, "the generated user is admin");
+        assert_eq!(
+            admin.get("/sessions").status,
+            200,
+            "the generated user is admin"
+        );
         let page = Client::new(addr).get("/login");
-        assert!(page.body.contains("admin-password"), "the login page says where to look");
+        assert!(
+            page.body.contains("admin-password"),
+            "the login page says where to look"
+        );
     })
     .await
     .unwrap();
@@ -348,7 +391,14 @@ async fn responses_carry_security_headers_and_pages_have_no_inline_script() {
     let addr = d.addr;
     tokio::task::spawn_blocking(move || {
         let (alice, _) = login(addr, "alice", "alice-password-1");
-        for path in ["/", "/monitors/web", "/incidents", "/status", "/login", "/api/v1/monitors"] {
+        for path in [
+            "/",
+            "/monitors/web",
+            "/incidents",
+            "/status",
+            "/login",
+            "/api/v1/monitors",
+        ] {
             let r = if path == "/login" || path == "/status" {
                 Client::new(addr).get(path)
             } else {
@@ -368,7 +418,10 @@ async fn responses_carry_security_headers_and_pages_have_no_inline_script() {
             // Every script is an external file of ours.
             for (i, _) in r.body.match_indices("<script") {
                 let tag = &r.body[i..i + r.body[i..].find('>').unwrap()];
-                assert!(tag.contains("src=\"/assets/"), "{path}: inline script {tag}");
+                assert!(
+                    tag.contains("src=\"/assets/"),
+                    "{path}: inline script {tag}"
+                );
             }
             assert!(!r.body.contains(" onload=") && !r.body.contains(" onclick="));
         }

@@ -43,7 +43,10 @@ async fn browser_walks_through_an_outage() {
         return;
     };
     let chromium = PathBuf::from("/usr/bin/chromium");
-    if !tk::need(chromium.exists(), "/usr/bin/chromium (apt-get install chromium)") {
+    if !tk::need(
+        chromium.exists(),
+        "/usr/bin/chromium (apt-get install chromium)",
+    ) {
         return;
     }
     let Some(_) = tk::need_binary("redis-server") else {
@@ -59,8 +62,8 @@ async fn browser_walks_through_an_outage() {
 
     let mut redis = tk::process::Server::redis().expect("start redis");
     let pid = redis.pid().expect("redis pid");
-    let evil = tk::hostile::greeter(b"<img src=x onerror=alert(2)><script>alert(3)</script>\r\n")
-        .await;
+    let evil =
+        tk::hostile::greeter(b"<img src=x onerror=alert(2)><script>alert(3)</script>\r\n").await;
     let password = portwarden_server::auth::random_token(18);
 
     // The example config, plus the test's own monitors, a status page and a user.
@@ -140,7 +143,13 @@ status_page:
         "browser test failed (screenshots in target/e2e):\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("e2e: all steps passed"), "{stdout}");
-    for f in ["overview.png", "overview-down.png", "incident.png", "monitor.png", "status.png"] {
+    for f in [
+        "overview.png",
+        "overview-down.png",
+        "incident.png",
+        "monitor.png",
+        "status.png",
+    ] {
         assert!(repo().join("target/e2e").join(f).exists(), "{f} saved");
     }
 }

@@ -28,7 +28,10 @@ async fn overview_of_5000_monitors_stays_under_1_mb() {
     let cache = d.daemon.as_ref().unwrap().state.web.overview.clone();
     let t0 = std::time::Instant::now();
     while cache.avail_30d().1.is_none() || cache.sparks().1.is_none() {
-        assert!(t0.elapsed() < Duration::from_secs(120), "aggregates computed");
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "aggregates computed"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let r = d.get("/").await;
@@ -43,10 +46,17 @@ async fn overview_of_5000_monitors_stays_under_1_mb() {
         r.body.len(),
         r.body.len() as f64 / N as f64
     );
-    assert!(r.body.len() < 1_000_000, "overview is {} bytes", r.body.len());
+    assert!(
+        r.body.len() < 1_000_000,
+        "overview is {} bytes",
+        r.body.len()
+    );
     let m = d.get("/monitors/m-00042?range=30d").await;
     assert_eq!(m.status, 200);
-    assert!(m.body.contains("720 points") || m.body.contains("721 points"), "30 days of hourly points");
+    assert!(
+        m.body.contains("720 points") || m.body.contains("721 points"),
+        "30 days of hourly points"
+    );
     eprintln!("monitor page (30 d): {} bytes", m.body.len());
     d.stop().await;
 }

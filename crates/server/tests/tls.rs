@@ -23,7 +23,9 @@ async fn https_get(port: u16, ca_pem: &str, path: &str, token: Option<&str>) -> 
         .with_root_certificates(roots)
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     let mut tls = connector
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
@@ -65,7 +67,9 @@ async fn https_listener_with_secure_cookies() {
     let health = https_get(port, &ca.cert_pem, "/api/v1/health", None).await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(
-        health.to_lowercase().contains("strict-transport-security: max-age="),
+        health
+            .to_lowercase()
+            .contains("strict-transport-security: max-age="),
         "{health}"
     );
     let login = https_get(port, &ca.cert_pem, "/login", None).await;

@@ -32,12 +32,18 @@ async fn hostile_names_and_messages_render_as_text() {
     let mut d = TestDaemon::start(&yaml).await;
     let enc = "%3Cscript%3Ealert%281%29%3C%2Fscript%3E";
     let v = d
-        .wait_monitor(enc, Duration::from_secs(15), "evil down with an incident", |v| {
-            v["state"] == "down" && v["incident"].is_i64()
-        })
+        .wait_monitor(
+            enc,
+            Duration::from_secs(15),
+            "evil down with an incident",
+            |v| v["state"] == "down" && v["incident"].is_i64(),
+        )
         .await;
     let msg = v["last_observation"]["message"].as_str().unwrap();
-    assert!(msg.contains("<img src=x"), "the message carries HTML: {msg}");
+    assert!(
+        msg.contains("<img src=x"),
+        "the message carries HTML: {msg}"
+    );
     let id = v["incident"].as_i64().unwrap();
     let c = d.client();
     tokio::task::spawn_blocking(move || {
@@ -62,7 +68,10 @@ async fn hostile_names_and_messages_render_as_text() {
             );
             assert!(!r.body.contains("<b>svc</b>") && !r.body.contains("<i>team</i>"));
             assert!(!r.body.contains("<marquee>") && !r.body.contains("<k>"));
-            assert!(!r.body.contains("href=\"javascript:"), "{p}: javascript: link");
+            assert!(
+                !r.body.contains("href=\"javascript:"),
+                "{p}: javascript: link"
+            );
         }
         let detail = c.get(&format!("/monitors/{enc}")).body;
         assert!(
@@ -82,13 +91,17 @@ async fn hostile_names_and_messages_render_as_text() {
         let atom = anon.get("/status/feed.atom");
         assert_escaped("/status/feed.atom", &atom.body);
         assert!(
-            atom.body.contains("&#60;script&#62;alert(5)") || atom.body.contains("&lt;script&gt;alert(5)"),
+            atom.body.contains("&#60;script&#62;alert(5)")
+                || atom.body.contains("&lt;script&gt;alert(5)"),
             "{}",
             atom.body
         );
         let json = anon.get("/status.json");
         let v = json.json();
-        assert_eq!(v["groups"][0]["components"][0]["name"], "<script>alert(5)</script>");
+        assert_eq!(
+            v["groups"][0]["components"][0]["name"],
+            "<script>alert(5)</script>"
+        );
     })
     .await
     .unwrap();
@@ -164,7 +177,11 @@ status_page:
             r.body.contains("Major outage").then_some(r.body)
         })
         .expect("status page shows the outage");
-        (html, anon.get("/status.json").body, anon.get("/status/feed.atom").body)
+        (
+            html,
+            anon.get("/status.json").body,
+            anon.get("/status/feed.atom").body,
+        )
     })
     .await
     .unwrap();
@@ -189,8 +206,16 @@ status_page:
         }
         // Ports, wherever a port would stand (timestamps and ratios hold digits too).
         for port in [rport, wport] {
-            for pat in [format!(":{port}"), format!(" {port}"), format!(">{port}"), format!("\"{port}")] {
-                assert!(!doc.contains(&pat), "{what} leaks port {port} (`{pat}`):\n{doc}");
+            for pat in [
+                format!(":{port}"),
+                format!(" {port}"),
+                format!(">{port}"),
+                format!("\"{port}"),
+            ] {
+                assert!(
+                    !doc.contains(&pat),
+                    "{what} leaks port {port} (`{pat}`):\n{doc}"
+                );
             }
         }
     }
@@ -205,7 +230,10 @@ status_page:
     assert_eq!(active[0]["components"][0], "Sessions");
     assert!(active[0].get("message").is_none() && active[0].get("error_kind").is_none());
     assert!(html.contains("Sessions") && html.contains("Logging in and staying logged in"));
-    assert!(atom.contains("<entry>") && atom.contains("Sessions: Major outage"), "{atom}");
+    assert!(
+        atom.contains("<entry>") && atom.contains("Sessions: Major outage"),
+        "{atom}"
+    );
 
     // Exposing the error kind shows it, and still no message or target.
     d.write_config(&yaml.replace("  cache: 1s\n", "  cache: 1s\n  expose: [error_kind]\n"));
@@ -313,7 +341,14 @@ async fn monitor_page_shows_history_and_incident_page_the_timeline() {
             assert!(mon.contains(want), "monitor page lacks {want}");
         }
         let inc = c.get(&format!("/incidents/{id}")).body;
-        for want in ["Timeline", "opened", "acknowledged", "test-admin", "Last healthy", "refused"] {
+        for want in [
+            "Timeline",
+            "opened",
+            "acknowledged",
+            "test-admin",
+            "Last healthy",
+            "refused",
+        ] {
             assert!(inc.contains(want), "incident page lacks {want}:\n{inc}");
         }
         let list = c.get("/incidents?state=open").body;

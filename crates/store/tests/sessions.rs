@@ -26,12 +26,29 @@ fn session(id: &str, user: &str, ttl_min: i64) -> SessionRecord {
 async fn sessions_live_expire_and_are_revoked() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    store.create_session(session("a1", "alice", 60)).await.unwrap();
-    store.create_session(session("a2", "alice", 60)).await.unwrap();
-    store.create_session(session("b1", "bob", 60)).await.unwrap();
-    store.create_session(session("old", "bob", -5)).await.unwrap();
+    store
+        .create_session(session("a1", "alice", 60))
+        .await
+        .unwrap();
+    store
+        .create_session(session("a2", "alice", 60))
+        .await
+        .unwrap();
+    store
+        .create_session(session("b1", "bob", 60))
+        .await
+        .unwrap();
+    store
+        .create_session(session("old", "bob", -5))
+        .await
+        .unwrap();
     // The same id twice is refused (ids are random; a clash is a bug).
-    assert!(store.create_session(session("a1", "alice", 60)).await.is_err());
+    assert!(
+        store
+            .create_session(session("a1", "alice", 60))
+            .await
+            .is_err()
+    );
 
     let s = store.session("a1").await.unwrap().unwrap();
     assert_eq!(s.user, "alice");
@@ -55,7 +72,15 @@ async fn sessions_live_expire_and_are_revoked() {
             .unwrap(),
         1
     );
-    assert!(store.session("a2").await.unwrap().unwrap().revoked_at.is_some());
+    assert!(
+        store
+            .session("a2")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
     assert_eq!(
         store
             .revoke_sessions(RevokeSessions::User("alice".into()), Utc::now())
@@ -102,7 +127,10 @@ async fn local_users_are_created_once_and_kept() {
         password_hash: "$argon2id$other".into(),
         ..u.clone()
     };
-    assert!(!store.create_local_user(other).await.unwrap(), "never replaced");
+    assert!(
+        !store.create_local_user(other).await.unwrap(),
+        "never replaced"
+    );
     store.close().await.unwrap();
     let store = open(dir.path());
     let got = store.local_user("admin").await.unwrap().unwrap();

@@ -15,7 +15,9 @@ pub fn run(_: HashPasswordArgs) -> anyhow::Result<u8> {
     std::io::stdin().lock().read_line(&mut line)?;
     let password = line.trim_end_matches(['\r', '\n']);
     if password.chars().count() < 8 {
-        eprintln!("the password must have at least 8 characters (give it on stdin: `echo -n ... | portwarden hash-password`)");
+        eprintln!(
+            "the password must have at least 8 characters (give it on stdin: `echo -n ... | portwarden hash-password`)"
+        );
         return Ok(EXIT_USAGE);
     }
     let hash = portwarden_server::auth::hash_password(password).map_err(anyhow::Error::msg)?;

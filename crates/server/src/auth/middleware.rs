@@ -104,7 +104,11 @@ fn is_api(path: &str) -> bool {
 }
 
 pub fn api_error(status: StatusCode, error: &'static str, detail: &str) -> Response {
-    let mut r = (status, axum::Json(json!({ "error": error, "detail": detail }))).into_response();
+    let mut r = (
+        status,
+        axum::Json(json!({ "error": error, "detail": detail })),
+    )
+        .into_response();
     if status == StatusCode::UNAUTHORIZED {
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -339,7 +343,10 @@ mod tests {
     #[test]
     fn cookies_and_forms() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=1; pw_session=abc; b=2"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; pw_session=abc; b=2"),
+        );
         assert_eq!(cookie(&h, "pw_session"), Some("abc"));
         assert_eq!(cookie(&h, "pw"), None);
         assert_eq!(form_field(b"x=1&csrf=t-_k&y=", "csrf"), Some("t-_k"));

@@ -61,7 +61,11 @@ fn percent_decode(v: &str) -> String {
 }
 
 fn cookie_header(s: &AppState, name: &str, value: &str, path: &str, max_age: i64) -> HeaderValue {
-    let secure = if s.auth.secure_cookies { "; Secure" } else { "" };
+    let secure = if s.auth.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
     let same_site = if name == SESSION_COOKIE {
         "Lax"
     } else {
@@ -113,7 +117,15 @@ pub async fn login(State(s): State<AppState>, req: Request) -> Response {
         .map(|v| v.chars().take(200).collect::<String>());
     let body = match axum::body::to_bytes(req.into_body(), 16 * 1024).await {
         Ok(b) => b,
-        Err(_) => return form(&s, StatusCode::PAYLOAD_TOO_LARGE, "/", "", "Request too large."),
+        Err(_) => {
+            return form(
+                &s,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "/",
+                "",
+                "Request too large.",
+            );
+        }
     };
     let field = |k: &str| form_field(&body, k).map(percent_decode).unwrap_or_default();
     let (user, password, next) = (field("user"), field("password"), field("next"));

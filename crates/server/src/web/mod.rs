@@ -32,7 +32,10 @@ pub fn router() -> Router<AppState> {
         .route("/incidents/{id}/ack", post(incidents::acknowledge))
         .route("/sessions", get(sessions::page))
         .route("/sessions/revoke", post(sessions::revoke))
-        .route("/login", get(crate::auth::pages::login_form).post(crate::auth::pages::login))
+        .route(
+            "/login",
+            get(crate::auth::pages::login_form).post(crate::auth::pages::login),
+        )
         .route("/logout", post(crate::auth::pages::logout))
         .route("/status", get(status::html))
         .route("/status.json", get(status::json))

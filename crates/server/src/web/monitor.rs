@@ -112,7 +112,11 @@ fn obs_row(o: &Observation) -> ObsRow {
         location: o.location.clone(),
         address: o.address.map(|a| a.to_string()).unwrap_or_default(),
         outcome: o.outcome.as_str(),
-        error: o.error.as_ref().map(|e| e.kind.to_string()).unwrap_or_default(),
+        error: o
+            .error
+            .as_ref()
+            .map(|e| e.kind.to_string())
+            .unwrap_or_default(),
         message: o.message().unwrap_or("").to_string(),
         dns: fmt_ms(o.phases.dns_ms),
         connect: fmt_ms(o.phases.connect_ms),
@@ -132,7 +136,10 @@ fn series_json(points: &[LatencyPoint], from: i64, to: i64) -> String {
     let col = |f: fn(&LatencyPoint) -> Option<f64>| -> Vec<Value> {
         points
             .iter()
-            .map(|p| f(p).map(|v| json!((v * 1000.0).round() / 1000.0)).unwrap_or(Value::Null))
+            .map(|p| {
+                f(p).map(|v| json!((v * 1000.0).round() / 1000.0))
+                    .unwrap_or(Value::Null)
+            })
             .collect()
     };
     json!({
@@ -161,8 +168,14 @@ pub async fn page(
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    match build(&s, &p, &name, q.get("range").map(String::as_str), q.get("checked").is_some())
-        .await
+    match build(
+        &s,
+        &p,
+        &name,
+        q.get("range").map(String::as_str),
+        q.contains_key("checked"),
+    )
+    .await
     {
         Ok(Some(page)) => render(&page),
         Ok(None) => error_page(
@@ -304,11 +317,7 @@ pub async fn build(
     if let Some(h) = &v.last_healthy {
         facts.push(Fact {
             label: "Last healthy",
-            value: format!(
-                "{} (connect {})",
-                fmt_ago(h.at),
-                fmt_ms(h.connect_ms)
-            ),
+            value: format!("{} (connect {})", fmt_ago(h.at), fmt_ms(h.connect_ms)),
         });
     }
     facts.push(Fact {

@@ -221,7 +221,10 @@ impl StatusPage {
     }
 }
 
-fn add_days(into: &mut BTreeMap<NaiveDate, Availability>, days: &[portwarden_store::DayAvailability]) {
+fn add_days(
+    into: &mut BTreeMap<NaiveDate, Availability>,
+    days: &[portwarden_store::DayAvailability],
+) {
     for d in days {
         into.entry(d.day).or_default().add(&d.availability);
     }
@@ -252,7 +255,8 @@ pub async fn snapshot(s: &AppState, settings: &StatusPageSettings) -> PublicStat
         .collect();
     let mut daily: HashMap<&str, Vec<portwarden_store::DayAvailability>> = HashMap::new();
     let mut incidents: HashMap<&str, Vec<Incident>> = HashMap::new();
-    let history = chrono::Duration::from_std(settings.history).unwrap_or(chrono::Duration::days(14));
+    let history =
+        chrono::Duration::from_std(settings.history).unwrap_or(chrono::Duration::days(14));
     for m in &monitors {
         if let Ok(d) = s
             .store
@@ -605,11 +609,7 @@ pub async fn json(State(s): State<AppState>) -> Response {
 pub async fn atom(State(s): State<AppState>) -> Response {
     let secs = s.web.status.settings().cache.as_secs();
     let r = s.web.status.get(&s).await;
-    cached(
-        r.atom.clone(),
-        "application/atom+xml; charset=utf-8",
-        secs,
-    )
+    cached(r.atom.clone(), "application/atom+xml; charset=utf-8", secs)
 }
 
 #[cfg(test)]

@@ -87,8 +87,14 @@ mod tests {
         let d = sparkline(&[Some(1.0), Some(2.0), None, Some(2.0), Some(1.0)]);
         assert!(d.starts_with("M0 "), "{d}");
         assert_eq!(d.matches('M').count(), 2, "{d}");
-        assert_eq!(sparkline(&[Some(1.0), Some(1.0), Some(2.0)]), "M0 8l30 0 30-7");
-        assert_eq!(sparkline(&[Some(1.0), None, Some(1.0)]), "M0 1l1 0M60 1l1 0");
+        assert_eq!(
+            sparkline(&[Some(1.0), Some(1.0), Some(2.0)]),
+            "M0 8l30 0 30-7"
+        );
+        assert_eq!(
+            sparkline(&[Some(1.0), None, Some(1.0)]),
+            "M0 1l1 0M60 1l1 0"
+        );
         assert!(!d.contains('<') && !d.contains('"'));
     }
 }

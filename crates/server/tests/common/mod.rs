@@ -28,7 +28,11 @@ pub fn with_auth(yaml: &str) -> String {
     if yaml.lines().any(|l| l.starts_with("auth:")) {
         yaml.to_string()
     } else {
-        let sep = if yaml.ends_with('\n') || yaml.is_empty() { "" } else { "\n" };
+        let sep = if yaml.ends_with('\n') || yaml.is_empty() {
+            ""
+        } else {
+            "\n"
+        };
         format!("{yaml}{sep}{}", auth_section())
     }
 }

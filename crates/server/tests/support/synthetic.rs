@@ -101,8 +101,16 @@ pub fn fill(data_dir: &Path, monitors: usize, days: i64, minute_hours: i64) {
 /// the test admin token.
 pub fn config(monitors: usize, target_port: u16) -> String {
     let mut y = String::from("monitors:\n");
-    let services = ["postgres", "redis", "rabbitmq", "nats", "mysql", "smtp", "dns", "kafka"];
-    let owners = ["team-data", "team-platform", "team-web", "team-iot", "team-finance"];
+    let services = [
+        "postgres", "redis", "rabbitmq", "nats", "mysql", "smtp", "dns", "kafka",
+    ];
+    let owners = [
+        "team-data",
+        "team-platform",
+        "team-web",
+        "team-iot",
+        "team-finance",
+    ];
     for i in 1..=monitors {
         y.push_str(&format!(
             "  - {{name: {}, target: \"tcp://127.0.0.1:{target_port}\", interval: 1h, timeout: 5s, service: {}, owner: {}}}\n",

@@ -11,9 +11,17 @@ use crate::{LocalUser, Result, RevokeSessions, SessionRecord};
 #[derive(Debug)]
 pub enum AuthWrite {
     CreateSession(Box<SessionRecord>),
-    Touch { id: String, at: DateTime<Utc> },
-    Revoke { which: RevokeSessions, at: DateTime<Utc> },
-    Purge { before: DateTime<Utc> },
+    Touch {
+        id: String,
+        at: DateTime<Utc>,
+    },
+    Revoke {
+        which: RevokeSessions,
+        at: DateTime<Utc>,
+    },
+    Purge {
+        before: DateTime<Utc>,
+    },
     CreateLocalUser(Box<LocalUser>),
 }
 
@@ -91,8 +99,9 @@ fn session_from_row(r: &Row<'_>) -> Result<SessionRecord> {
 }
 
 pub fn session(conn: &Connection, id: &str) -> Result<Option<SessionRecord>> {
-    let mut stmt =
-        conn.prepare_cached(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"
+    ))?;
     let mut rows = stmt.query([id])?;
     match rows.next()? {
         Some(r) => Ok(Some(session_from_row(r)?)),

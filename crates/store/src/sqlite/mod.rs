@@ -46,14 +46,15 @@ use tokio::sync::{mpsc, oneshot};
 pub use read::{DEFAULT_INCIDENT_PAGE, MAX_PAGE};
 pub use schema::{MIGRATIONS, Migration};
 
+use self::auth::AuthWrite;
 use self::writer::{
     Cmd, Reply, RetentionProgress, RetentionStep, RetentionTable, Shared, Submitted, Writer,
 };
-use self::auth::AuthWrite;
 use crate::{
-    Availability, DayAvailability, IncidentChange, LocalUser, RevokeSessions, SessionRecord, IncidentDetail, IncidentFilter, LatencyPoint,
-    MonitorId, MonitorRecord, NewIncident, ObservationQuery, Page, Record, Resolution, Result,
-    Retention, Store, StoreError, StoreHealth, StoreMetrics, WriterOptions,
+    Availability, DayAvailability, IncidentChange, IncidentDetail, IncidentFilter, LatencyPoint,
+    LocalUser, MonitorId, MonitorRecord, NewIncident, ObservationQuery, Page, Record, Resolution,
+    Result, Retention, RevokeSessions, SessionRecord, Store, StoreError, StoreHealth, StoreMetrics,
+    WriterOptions,
 };
 
 /// Idle read-only connections kept for reuse.

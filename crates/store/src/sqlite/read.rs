@@ -368,9 +368,10 @@ pub fn connect_sparklines(
     )?;
     let mut rows = stmt.query(params![from, to])?;
     let mut out: HashMap<String, Vec<Option<f64>>> = HashMap::new();
-    let mut cur: Option<(String, Vec<(LogHistogram, Option<f64>)>)> = None;
-    let finish = |out: &mut HashMap<String, Vec<Option<f64>>>,
-                  c: Option<(String, Vec<(LogHistogram, Option<f64>)>)>| {
+    /// A monitor's name and its slots (merged histogram, maximum).
+    type Slots = (String, Vec<(LogHistogram, Option<f64>)>);
+    let mut cur: Option<Slots> = None;
+    let finish = |out: &mut HashMap<String, Vec<Option<f64>>>, c: Option<Slots>| {
         if let Some((name, hs)) = c {
             let v = hs
                 .into_iter()
