@@ -236,6 +236,16 @@ pub struct LatencyPoint {
     /// Total probe duration quantiles (ms).
     pub duration_p50_ms: Option<f64>,
     pub duration_p95_ms: Option<f64>,
+    /// TLS handshake quantiles (ms), from probes that did one.
+    #[serde(default)]
+    pub tls_p50_ms: Option<f64>,
+    #[serde(default)]
+    pub tls_p95_ms: Option<f64>,
+    /// Protocol phase quantiles (ms), from probes that reached it.
+    #[serde(default)]
+    pub protocol_p50_ms: Option<f64>,
+    #[serde(default)]
+    pub protocol_p95_ms: Option<f64>,
 }
 
 /// Rollup resolution for series queries.

@@ -138,3 +138,48 @@ async fn local_users_are_created_once_and_kept() {
     assert!(store.local_user("root").await.unwrap().is_none());
     store.close().await.unwrap();
 }
+
+/// Rollups also keep the TLS and protocol phases (migration 3), and the sparkline query gives
+/// every monitor's median connect time per step.
+#[tokio::test]
+async fn rollups_keep_tls_and_protocol_phases_and_sparklines() {
+    use portwarden_core::Outcome;
+    use portwarden_store::Resolution;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let base = now_ms() / HOUR * HOUR - 2 * HOUR;
+    for i in 0..60 {
+        let mut o = obs("tls-db", base + i * MIN, Outcome::Up, Some(1.0 + (i % 3) as f64));
+        o.phases.tls_ms = Some(10.0 + (i % 5) as f64);
+        o.phases.protocol_ms = Some(3.0);
+        assert!(store.submit(rec(o)));
+        assert!(store.submit(rec(obs("plain", base + i * MIN, Outcome::Up, Some(0.5)))));
+    }
+    store.flush().await.unwrap();
+    let pts = store
+        .latency_series("tls-db", t(base), t(base + HOUR), Resolution::Hour)
+        .await
+        .unwrap();
+    assert_eq!(pts.len(), 1);
+    let p50 = pts[0].tls_p50_ms.unwrap();
+    assert!((11.5..=12.5).contains(&p50), "tls p50 {p50}");
+    assert!(pts[0].tls_p95_ms.unwrap() >= 13.5);
+    assert!((pts[0].protocol_p50_ms.unwrap() - 3.0).abs() < 0.1);
+    let minute = store
+        .latency_series("plain", t(base), t(base + HOUR), Resolution::Minute)
+        .await
+        .unwrap();
+    assert_eq!(minute.len(), 60);
+    assert!(minute[0].tls_p50_ms.is_none(), "no TLS, no TLS quantiles");
+
+    let sp = store
+        .connect_sparklines(t(base), t(base + HOUR), std::time::Duration::from_secs(300))
+        .await
+        .unwrap();
+    let plain = &sp["plain"];
+    assert!(plain.len() >= 12, "{plain:?}");
+    assert!(plain[..12].iter().all(|v| v.is_some_and(|v| (v - 0.5).abs() < 0.02)), "{plain:?}");
+    let db = &sp["tls-db"];
+    assert!(db[..12].iter().all(|v| v.is_some_and(|v| (1.0..=3.1).contains(&v))), "{db:?}");
+    store.close().await.unwrap();
+}

@@ -150,6 +150,10 @@ fn series_json(points: &[LatencyPoint], from: i64, to: i64) -> String {
         "c95": col(|p| p.connect_p95_ms),
         "d50": col(|p| p.duration_p50_ms),
         "d95": col(|p| p.duration_p95_ms),
+        "t50": col(|p| p.tls_p50_ms),
+        "t95": col(|p| p.tls_p95_ms),
+        "p50": col(|p| p.protocol_p50_ms),
+        "p95": col(|p| p.protocol_p95_ms),
         "fail": points.iter().map(|p| p.failures).collect::<Vec<_>>(),
     })
     .to_string()

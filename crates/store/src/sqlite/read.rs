@@ -347,6 +347,10 @@ pub fn latency_series(
                 connect_max_ms: a.connect_max,
                 duration_p50_ms: a.duration.quantile_clamped(0.5, a.duration_max),
                 duration_p95_ms: a.duration.quantile_clamped(0.95, a.duration_max),
+                tls_p50_ms: a.tls.quantile_clamped(0.5, None),
+                tls_p95_ms: a.tls.quantile_clamped(0.95, None),
+                protocol_p50_ms: a.protocol.quantile_clamped(0.5, None),
+                protocol_p95_ms: a.protocol.quantile_clamped(0.95, None),
             })
         })
         .collect()

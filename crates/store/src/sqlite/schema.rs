@@ -161,6 +161,18 @@ CREATE TABLE local_users (
 ) STRICT;
 "#,
     },
+    Migration {
+        version: 3,
+        name: "tls and protocol phase histograms in rollups",
+        sql: r#"
+-- histogram::LogHistogram of the TLS handshake and protocol phases (probes that reached them);
+-- NULL in rows written before this migration.
+ALTER TABLE rollup_minute ADD COLUMN tls_hist BLOB;
+ALTER TABLE rollup_minute ADD COLUMN protocol_hist BLOB;
+ALTER TABLE rollup_hour ADD COLUMN tls_hist BLOB;
+ALTER TABLE rollup_hour ADD COLUMN protocol_hist BLOB;
+"#,
+    },
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
