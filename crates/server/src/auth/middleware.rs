@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
@@ -329,11 +329,6 @@ pub async fn security_headers(State(s): State<AppState>, req: Request, next: Nex
         );
     }
     r
-}
-
-/// Whether a method changes something (used by pages to decide what to show).
-pub fn is_change(m: &Method) -> bool {
-    !m.is_safe()
 }
 
 #[cfg(test)]
