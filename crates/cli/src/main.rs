@@ -56,6 +56,7 @@ fn main() -> ExitCode {
     };
     init_tracing(match cli.command {
         Command::Serve(_) => "info",
+        Command::Bench(_) => "error",
         _ => "warn",
     });
     let rt = match tokio::runtime::Builder::new_multi_thread()

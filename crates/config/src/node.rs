@@ -262,7 +262,13 @@ pub fn parse(text: &str) -> Result<Node, (Option<Loc>, String)> {
         ));
     }
     // Strict booleans: only true/false are booleans (`on`, `y`, `no` stay text, as in YAML 1.2).
+    // Budgets against hostile YAML, sized for real inventories (100 000 monitors is ~1.5 M
+    // nodes); the library defaults (250 000 nodes) would refuse a 20 000-monitor config.
     let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_nodes: 10_000_000,
+            max_events: 40_000_000,
+        },
         strict_booleans: true,
         leading_zero_numbers_as_strings: true,
         underscored_numbers_as_strings: true,

@@ -115,6 +115,15 @@ struct Plan {
     spec: Arc<ProbeSpec>,
     host: Arc<str>,
     generation: u64,
+    /// Metric handles resolved once, so a run does no label allocation or family lookup.
+    metrics: PlanMetrics,
+}
+
+struct PlanMetrics {
+    up: prometheus_client::metrics::gauge::Gauge,
+    state: prometheus_client::metrics::gauge::Gauge,
+    /// Indexed like `Phase::ALL`.
+    phases: [prometheus_client::metrics::histogram::Histogram; 4],
 }
 
 enum SchedCmd {
@@ -287,7 +296,7 @@ impl Engine {
         let open = store.open_incidents().await?;
         let last = store.last_observations().await.unwrap_or_default();
         let plans = inner.build_plans(config)?;
-        let mut evals: HashMap<(String, String), MonitorEval> = HashMap::new();
+        let mut evals: HashMap<Arc<str>, HashMap<String, MonitorEval>> = HashMap::new();
         let mut open_map: HashMap<String, IncidentId> = HashMap::new();
         {
             let mut live = inner.live.write().unwrap_or_else(|p| p.into_inner());
@@ -303,7 +312,10 @@ impl Engine {
                     Some(p) => {
                         let mut e = MonitorEval::new(p.monitor.rules, p.monitor.interval);
                         e.resume(inc.state, inc.opened_at, inc.last_healthy.clone());
-                        evals.insert((inc.monitor.clone(), inner.opts.location.clone()), e);
+                        evals
+                            .entry(Arc::from(inc.monitor.as_str()))
+                            .or_default()
+                            .insert(inner.opts.location.clone(), e);
                         if let Some(l) = live.get_mut(&inc.monitor) {
                             l.view.state = inc.state;
                             l.view.since = Some(inc.opened_at);
@@ -384,7 +396,10 @@ impl Engine {
             match old.get(&m.name) {
                 Some(p) if *p.monitor == *m => plans.push(p.clone()),
                 prev => {
-                    if prev.is_some() {
+                    if let Some(p) = prev {
+                        if p.monitor.tier != m.tier {
+                            inner.forget_metrics(&m.name, p.monitor.tier.as_str());
+                        }
                         report.changed.push(m.name.clone());
                     } else {
                         report.added.push(m.name.clone());
@@ -592,11 +607,28 @@ impl Inner {
         let spec = m
             .probe_spec()
             .map_err(|e| EngineError::Spec(m.name.clone(), e.to_string()))?;
+        let labels = self.labels(&m.name, m.tier.as_str());
+        let phase = |p: portwarden_core::Phase| {
+            self.metrics
+                .phase_seconds
+                .get_or_create(&PhaseLabels {
+                    phase: p.as_str().to_string(),
+                    check: m.check.kind().to_string(),
+                    tier: m.tier.as_str().to_string(),
+                })
+                .clone()
+        };
+        let metrics = PlanMetrics {
+            up: self.metrics.monitor_up.get_or_create(&labels).clone(),
+            state: self.metrics.monitor_state.get_or_create(&labels).clone(),
+            phases: portwarden_core::Phase::ALL.map(phase),
+        };
         Ok(Arc::new(Plan {
             host: m.target.host.as_str().into(),
             monitor: Arc::new(m.clone()),
             spec: Arc::new(spec),
             generation: self.generation.fetch_add(1, Ordering::Relaxed),
+            metrics,
         }))
     }
 
@@ -746,6 +778,15 @@ fn first_due(epoch: Instant, now: Instant, name: &str, interval: Duration) -> In
 async fn scheduler_task(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<SchedCmd>) {
     let mut slots: HashMap<Arc<str>, Slot> = HashMap::new();
     let mut heap: BinaryHeap<Reverse<(Instant, u64, Arc<str>)>> = BinaryHeap::new();
+    let skipped = portwarden_core::Tier::ALL.map(|t| {
+        inner
+            .metrics
+            .skipped
+            .get_or_create(&TierLabels {
+                tier: t.as_str().to_string(),
+            })
+            .clone()
+    });
     loop {
         let next = heap.peek().map(|Reverse((t, _, _))| *t);
         tokio::select! {
@@ -800,11 +841,11 @@ async fn scheduler_task(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Sched
                         continue; // stale entry from before a reload
                     }
                     let interval = slot.plan.monitor.interval;
-                    let tier = slot.plan.monitor.tier.as_str();
+                    let tier = slot.plan.monitor.tier as usize;
                     if slot.running.swap(true, Ordering::AcqRel) {
                         // Still running: skip this run, never double it.
                         inner.skipped_total.fetch_add(1, Ordering::Relaxed);
-                        inner.metrics.skipped.get_or_create(&TierLabels { tier: tier.to_string() }).inc();
+                        skipped[tier].inc();
                     } else {
                         let plan = slot.plan.clone();
                         let running = slot.running.clone();
@@ -821,7 +862,7 @@ async fn scheduler_task(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Sched
                         let behind = (now - due).as_nanos() / interval.as_nanos().max(1);
                         let missed = behind as u64;
                         inner.skipped_total.fetch_add(missed, Ordering::Relaxed);
-                        inner.metrics.skipped.get_or_create(&TierLabels { tier: tier.to_string() }).inc_by(missed);
+                        skipped[tier].inc_by(missed);
                         next_due = due + Duration::from_nanos((interval.as_nanos() * (behind + 1)).min(u128::from(u64::MAX)) as u64);
                     }
                     slot.next_due = next_due;
@@ -868,10 +909,11 @@ async fn evaluator_task(
     mut results: mpsc::Receiver<EvalMsg>,
     mut cmds: mpsc::UnboundedReceiver<EvalCmd>,
     incidents: mpsc::UnboundedSender<IncidentCmd>,
-    mut evals: HashMap<(String, String), MonitorEval>,
+    mut evals: HashMap<Arc<str>, HashMap<String, MonitorEval>>,
 ) {
     let location = inner.opts.location.clone();
     let mut plans: HashMap<Arc<str>, Arc<Plan>> = HashMap::new();
+    let mut counters = CheckCounters::new();
     loop {
         let msg = tokio::select! {
             biased;
@@ -883,12 +925,14 @@ async fn evaluator_task(
                             let _ = incidents.send(IncidentCmd::Removed { monitor: name.to_string() });
                         }
                     }
-                    evals.retain(|(m, _), _| names.contains(m.as_str()));
+                    evals.retain(|m, _| names.contains(&**m));
                     plans = ps.into_iter().map(|p| (Arc::<str>::from(p.monitor.name.as_str()), p)).collect();
-                    for ((m, _), e) in evals.iter_mut() {
-                        if let Some(p) = plans.get(m.as_str()) {
-                            e.rules = p.monitor.rules;
-                            e.interval = p.monitor.interval;
+                    for (m, by_location) in evals.iter_mut() {
+                        if let Some(p) = plans.get(m) {
+                            for e in by_location.values_mut() {
+                                e.rules = p.monitor.rules;
+                                e.interval = p.monitor.interval;
+                            }
                         }
                     }
                 }
@@ -897,55 +941,57 @@ async fn evaluator_task(
             m = results.recv() => m,
         };
         match msg {
-            Some(EvalMsg::Run(done)) => {
-                handle_run(&inner, &location, &plans, &mut evals, &incidents, done)
-            }
+            Some(EvalMsg::Run(done)) => handle_run(
+                &inner,
+                &location,
+                &plans,
+                &mut evals,
+                &mut counters,
+                &incidents,
+                done,
+            ),
             Some(EvalMsg::Stop) | None => break,
         }
     }
 }
 
+type CheckCounters = HashMap<(Outcome, &'static str), prometheus_client::metrics::counter::Counter>;
+
 fn handle_run(
     inner: &Arc<Inner>,
     location: &str,
     plans: &HashMap<Arc<str>, Arc<Plan>>,
-    evals: &mut HashMap<(String, String), MonitorEval>,
+    evals: &mut HashMap<Arc<str>, HashMap<String, MonitorEval>>,
+    counters: &mut CheckCounters,
     incidents: &mpsc::UnboundedSender<IncidentCmd>,
     done: RunDone,
 ) {
     inner.runs_total.fetch_add(1, Ordering::Relaxed);
     let plan = plans.get(&done.monitor).cloned();
-    let tier = plan.as_ref().map(|p| p.monitor.tier.as_str()).unwrap_or("");
-    let check = plan.as_ref().map(|p| p.monitor.check.kind()).unwrap_or("");
     for o in &done.observations {
         inner.store.submit(Record {
             obs: o.clone(),
             maintenance: false,
         });
-        inner
-            .metrics
-            .checks
-            .get_or_create(&CheckLabels {
-                outcome: o.outcome.as_str().to_string(),
-                error_kind: o
-                    .error
-                    .as_ref()
-                    .map(|e| e.kind.as_str())
-                    .unwrap_or("")
-                    .to_string(),
-            })
-            .inc();
-        for phase in portwarden_core::Phase::ALL {
-            if let Some(ms) = o.phases.get(phase) {
+        let kind = o.error.as_ref().map(|e| e.kind.as_str()).unwrap_or("");
+        counters
+            .entry((o.outcome, kind))
+            .or_insert_with(|| {
                 inner
                     .metrics
-                    .phase_seconds
-                    .get_or_create(&PhaseLabels {
-                        phase: phase.as_str().to_string(),
-                        check: check.to_string(),
-                        tier: tier.to_string(),
+                    .checks
+                    .get_or_create(&CheckLabels {
+                        outcome: o.outcome.as_str().to_string(),
+                        error_kind: kind.to_string(),
                     })
-                    .observe(ms / 1000.0);
+                    .clone()
+            })
+            .inc();
+        if let Some(p) = &plan {
+            for (i, phase) in portwarden_core::Phase::ALL.into_iter().enumerate() {
+                if let Some(ms) = o.phases.get(phase) {
+                    p.metrics.phases[i].observe(ms / 1000.0);
+                }
             }
         }
     }
@@ -958,33 +1004,39 @@ fn handle_run(
         return;
     };
     let m = &plan.monitor;
-    let eval = evals
-        .entry((m.name.clone(), location.to_string()))
-        .or_insert_with(|| MonitorEval::new(m.rules, m.interval));
+    let by_location = match evals.get_mut(m.name.as_str()) {
+        Some(e) => e,
+        None => evals.entry(Arc::from(m.name.as_str())).or_default(),
+    };
+    let eval = match by_location.get_mut(location) {
+        Some(e) => e,
+        None => by_location
+            .entry(location.to_string())
+            .or_insert_with(|| MonitorEval::new(m.rules, m.interval)),
+    };
     let transition = RunResult::from_observations(done.mono, &done.observations)
         .and_then(|r| eval.observe(&r, location));
     let state = eval.state();
+    let (observations, reply) = match done.reply {
+        Some(r) => (done.observations.clone(), Some((r, done.observations))),
+        None => (done.observations, None),
+    };
     {
         let mut live = inner.live.write().unwrap_or_else(|p| p.into_inner());
         if let Some(l) = live.get_mut(&m.name) {
             l.view.state = state;
             l.view.since = eval.since();
-            l.view.reason = eval.reason().to_string();
+            if l.view.reason != eval.reason() {
+                l.view.reason = eval.reason().to_string();
+            }
             l.view.last_healthy = eval.last_healthy().cloned();
-            l.view.last = done.observations.clone();
+            l.view.last = observations;
             l.view.runs += 1;
         }
     }
-    let labels = inner.labels(&m.name, m.tier.as_str());
-    inner
-        .metrics
-        .monitor_state
-        .get_or_create(&labels)
-        .set(state.code());
-    inner
-        .metrics
-        .monitor_up
-        .get_or_create(&labels)
+    plan.metrics.state.set(state.code());
+    plan.metrics
+        .up
         .set(i64::from(matches!(state, State::Up | State::Degraded)));
     if let Some(t) = transition {
         tracing::info!(monitor = %m.name, from = %t.from, to = %t.to, reason = %t.reason, "state change");
@@ -994,8 +1046,8 @@ fn handle_run(
             t,
         });
     }
-    if let Some(r) = done.reply {
-        let _ = r.send(done.observations);
+    if let Some((r, obs)) = reply {
+        let _ = r.send(obs);
     }
 }
 
