@@ -97,6 +97,7 @@ async fn list_monitors(
     let tier = p.one_of("tier", &["critical", "important", "supporting"])?;
     let now = Utc::now();
     // The overview's background aggregate when fresh (it costs ~0.2 s per 10 000 monitors).
+    s.web.overview.touch();
     let (cached, at) = s.web.overview.avail_24h();
     let avail = if at.is_some_and(|t| now - t < ChronoDuration::seconds(60)) {
         cached

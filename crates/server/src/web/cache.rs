@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use portwarden_store::{Availability, Store};
 
 /// How often each aggregate is recomputed.
-pub const AVAIL_24H_EVERY: Duration = Duration::from_secs(15);
+pub const AVAIL_24H_EVERY: Duration = Duration::from_secs(30);
 pub const SPARK_EVERY: Duration = Duration::from_secs(30);
 pub const AVAIL_30D_EVERY: Duration = Duration::from_secs(300);
 /// Sparkline: the last hour in 5-minute steps.
@@ -39,12 +39,18 @@ impl<T: Default> Snapshot<T> {
 pub type AvailMap = HashMap<String, Availability>;
 pub type SparkMap = HashMap<String, Vec<Option<f64>>>;
 
+/// Nobody looked for this long: stop refreshing until someone does.
+pub const IDLE_AFTER: Duration = Duration::from_secs(600);
+
 /// The overview's shared aggregates.
 #[derive(Debug)]
 pub struct OverviewCache {
     pub avail_24h: RwLock<Snapshot<AvailMap>>,
     pub avail_30d: RwLock<Snapshot<AvailMap>>,
     pub sparks: RwLock<Snapshot<SparkMap>>,
+    epoch: Instant,
+    /// Seconds since `epoch` of the last reader.
+    last_used: std::sync::atomic::AtomicU64,
 }
 
 impl Default for OverviewCache {
@@ -53,6 +59,8 @@ impl Default for OverviewCache {
             avail_24h: RwLock::new(Snapshot::empty()),
             avail_30d: RwLock::new(Snapshot::empty()),
             sparks: RwLock::new(Snapshot::empty()),
+            epoch: Instant::now(),
+            last_used: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -70,6 +78,20 @@ fn store<T>(l: &RwLock<Snapshot<T>>, data: T, took: Duration) {
 }
 
 impl OverviewCache {
+    /// Someone is looking: keep the aggregates fresh.
+    pub fn touch(&self) {
+        self.last_used.store(
+            self.epoch.elapsed().as_secs(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Nobody read the aggregates for [`IDLE_AFTER`].
+    pub fn idle(&self) -> bool {
+        let last = self.last_used.load(std::sync::atomic::Ordering::Relaxed);
+        self.epoch.elapsed().as_secs().saturating_sub(last) > IDLE_AFTER.as_secs()
+    }
+
     pub fn avail_24h(&self) -> (Arc<AvailMap>, Option<DateTime<Utc>>) {
         read(&self.avail_24h)
     }
@@ -138,7 +160,8 @@ fn store_in<T>(l: &RwLock<Snapshot<T>>, data: T, took: Duration) {
     store(l, data, took);
 }
 
-/// Keeps the cache fresh until shutdown.
+/// Keeps the cache fresh until shutdown (computed once at start, then only while someone
+/// reads the overview or the monitor list: an unwatched daemon spends nothing on it).
 pub async fn refresher(
     cache: Arc<OverviewCache>,
     store: Arc<dyn Store>,
@@ -151,6 +174,9 @@ pub async fn refresher(
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = crate::stopped(&mut stop) => return,
+        }
+        if cache.idle() {
+            continue;
         }
         if last_24h.elapsed() >= AVAIL_24H_EVERY {
             cache.refresh_24h(&store).await;

@@ -134,6 +134,7 @@ pub fn build(
     search: &str,
     state_filter: &str,
 ) -> OverviewPage {
+    s.web.overview.touch();
     let views = s.engine.monitors();
     let (a24, at) = s.web.overview.avail_24h();
     let (a30, _) = s.web.overview.avail_30d();
