@@ -149,7 +149,12 @@ async fn rollups_keep_tls_and_protocol_phases_and_sparklines() {
     let store = open(dir.path());
     let base = now_ms() / HOUR * HOUR - 2 * HOUR;
     for i in 0..60 {
-        let mut o = obs("tls-db", base + i * MIN, Outcome::Up, Some(1.0 + (i % 3) as f64));
+        let mut o = obs(
+            "tls-db",
+            base + i * MIN,
+            Outcome::Up,
+            Some(1.0 + (i % 3) as f64),
+        );
         o.phases.tls_ms = Some(10.0 + (i % 5) as f64);
         o.phases.protocol_ms = Some(3.0);
         assert!(store.submit(rec(o)));
@@ -178,8 +183,18 @@ async fn rollups_keep_tls_and_protocol_phases_and_sparklines() {
         .unwrap();
     let plain = &sp["plain"];
     assert!(plain.len() >= 12, "{plain:?}");
-    assert!(plain[..12].iter().all(|v| v.is_some_and(|v| (v - 0.5).abs() < 0.02)), "{plain:?}");
+    assert!(
+        plain[..12]
+            .iter()
+            .all(|v| v.is_some_and(|v| (v - 0.5).abs() < 0.02)),
+        "{plain:?}"
+    );
     let db = &sp["tls-db"];
-    assert!(db[..12].iter().all(|v| v.is_some_and(|v| (1.0..=3.1).contains(&v))), "{db:?}");
+    assert!(
+        db[..12]
+            .iter()
+            .all(|v| v.is_some_and(|v| (1.0..=3.1).contains(&v))),
+        "{db:?}"
+    );
     store.close().await.unwrap();
 }
