@@ -244,7 +244,7 @@ pub async fn authenticate(State(s): State<AppState>, req: Request, next: Next) -
             None => return login_redirect(&req),
         },
     };
-    let need = required_role(req.method(), &path).unwrap_or(Role::Viewer);
+    let need = required_role(req.method(), &path);
     if principal.role < need {
         return forbidden(&path, need, principal.role);
     }

@@ -344,15 +344,15 @@ fn write_secret_file(path: &Path, content: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// The role a request needs, by method and path; `None` for public routes.
-pub fn required_role(method: &axum::http::Method, path: &str) -> Option<Role> {
+/// The role a non-public request needs, by path and method: session management is for
+/// admins, every other change for editors (logging out excepted), reading for viewers.
+pub fn required_role(method: &axum::http::Method, path: &str) -> Role {
     if path.starts_with("/sessions") {
-        return Some(Role::Admin);
-    }
-    if method.is_safe() || path == "/logout" {
-        Some(Role::Viewer)
+        Role::Admin
+    } else if method.is_safe() || path == "/logout" {
+        Role::Viewer
     } else {
-        Some(Role::Editor)
+        Role::Editor
     }
 }
 
