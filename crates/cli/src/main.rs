@@ -23,6 +23,8 @@ enum Command {
     Check(cmd::check::CheckArgs),
     /// Validate a config file and report every problem with file:line:col.
     Validate(cmd::validate::ValidateArgs),
+    /// Print the resolved monitor list after discovery, with the source of each monitor.
+    Inventory(cmd::inventory::InventoryArgs),
     /// Run the daemon: schedule every monitor, judge, keep history, serve the API and /metrics.
     Serve(cmd::serve::ServeArgs),
     /// Measure the engine on loopback: checks/s, CPU, RSS, lateness, store rows/s.
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Check(a) => cmd::check::run(a).await,
             Command::Validate(a) => cmd::validate::run(a),
+            Command::Inventory(a) => cmd::inventory::run(a).await,
             Command::Serve(a) => cmd::serve::run(a).await,
             Command::Bench(a) => cmd::bench::run(a).await,
             Command::HashPassword(a) => cmd::hash_password::run(a),

@@ -56,6 +56,8 @@ pub struct Monitor {
     pub enabled: bool,
     /// Where it is defined (`file:line`), for messages.
     pub defined_at: String,
+    /// The `discover:` block that made it; `None` for monitors written under `monitors:`.
+    pub source: Option<String>,
 }
 
 impl Monitor {
@@ -142,6 +144,12 @@ impl Default for RetentionSettings {
 pub struct Config {
     pub resolver: ResolverSpec,
     pub tiers: BTreeMap<Tier, TierDefaults>,
+    /// Each tier's rules after `rules:` and `tiers.<t>.rules:` (what a monitor starts from).
+    pub tier_rules: BTreeMap<Tier, Rules>,
+    /// `defaults:` (applied to every monitor, written or discovered).
+    pub defaults: RawDefaults,
+    /// Monitors written under `monitors:`. Discovered monitors are added by
+    /// `portwarden-discovery`, which reads the `discover:` section itself.
     pub monitors: Vec<Monitor>,
     pub engine: EngineSettings,
     pub server: ServerSettings,
@@ -183,6 +191,7 @@ const SECTIONS: &[&str] = &[
     "rules",
     "tiers",
     "monitors",
+    "discover",
     "engine",
     "server",
     "store",
@@ -525,6 +534,33 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
         },
     }
 
+    // `discover:` belongs to portwarden-discovery (sources and templates); here only its shape.
+    if let Some(n) = section("discover") {
+        match &n.kind {
+            NodeKind::Null => {}
+            NodeKind::Seq(items) => {
+                for item in items {
+                    if !matches!(item.kind, NodeKind::Map(_)) {
+                        diags.push(
+                            Diagnostic::error(item.loc, format!("a `discover` entry must be a mapping, found {}", item.describe()))
+                                .hint("write each entry as `- name: ...` with `source:` and `template:` (see docs/discovery.md)"),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            _ => {
+                diags.push(
+                    Diagnostic::error(
+                        n.loc,
+                        format!("`discover` must be a list, found {}", n.describe()),
+                    )
+                    .hint("write each discovery source as a list item starting with `- name: ...`"),
+                );
+                ok = false;
+            }
+        }
+    }
     let auth = match section("auth") {
         None => AuthSettings::default(),
         Some(n) if matches!(n.kind, NodeKind::Null) => AuthSettings::default(),
@@ -539,7 +575,9 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
         Some(n) => {
             let names: std::collections::HashSet<&str> =
                 monitors.iter().map(|m: &Monitor| m.name.as_str()).collect();
-            web::resolve_status_page(n, &sink, &names, diags).unwrap_or_else(|| {
+            // With `discover:`, components may name monitors that only discovery creates.
+            let strict = section("discover").is_none();
+            web::resolve_status_page(n, &sink, &names, strict, diags).unwrap_or_else(|| {
                 ok = false;
                 StatusPageSettings::default()
             })
@@ -550,6 +588,8 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
     ok.then_some(Config {
         resolver,
         tiers,
+        tier_rules,
+        defaults,
         monitors,
         engine,
         server,
@@ -796,7 +836,40 @@ fn resolve_monitor(
         rules,
         enabled: raw.enabled,
         defined_at: format!("{file}:{}", node.loc.line),
+        source: None,
     })
+}
+
+/// Resolves one monitor written as a located YAML mapping (the shape of a `monitors:` item)
+/// against `config`'s tiers, rules and defaults: how discovery turns a rendered template into
+/// a [`Monitor`]. Errors and warnings are located at the mapping's nodes.
+pub fn monitor_from_node(
+    config: &Config,
+    node: &Node,
+    file: &str,
+) -> Result<(Monitor, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let sink = Sink::default();
+    let mut diags = Vec::new();
+    let monitor = match from_node::<RawMonitor>(node, &sink) {
+        Ok(raw) => resolve_monitor(
+            raw,
+            node,
+            file,
+            &config.tiers,
+            &config.tier_rules,
+            &config.defaults,
+            &mut diags,
+        ),
+        Err(e) => {
+            diags.push(e.into_diagnostic());
+            None
+        }
+    };
+    diags.extend(sink.take());
+    match monitor {
+        Some(m) if !diags.iter().any(|d| d.level == Level::Error) => Ok((m, diags)),
+        _ => Err(diags),
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use portwarden_probe::checks::udp::NoResponse;
 use serde::Deserialize;
 
 /// `defaults:` — values every monitor gets unless it says otherwise.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDefaults {
     /// `first` or `all` addresses of a name (default `all`).

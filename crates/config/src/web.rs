@@ -401,6 +401,7 @@ pub(crate) fn resolve_status_page(
     n: &Node,
     sink: &Sink,
     monitor_names: &HashSet<&str>,
+    strict: bool,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<StatusPageSettings> {
     let raw: RawStatusPage = match from_node(n, sink) {
@@ -438,14 +439,18 @@ pub(crate) fn resolve_status_page(
             for (mi, m) in c.monitors.iter().enumerate() {
                 if !monitor_names.contains(m.as_str()) {
                     let known: Vec<&str> = monitor_names.iter().copied().collect();
-                    diags.push(
-                        Diagnostic::error(
-                            n.loc_of(&format!("{path}.monitors[{mi}]")),
-                            format!("component `{}`: no monitor named `{m}`", c.name),
-                        )
-                        .hint(crate::diag::did_you_mean(m, &known)),
-                    );
-                    ok = false;
+                    let loc = n.loc_of(&format!("{path}.monitors[{mi}]"));
+                    let msg = format!("component `{}`: no monitor named `{m}`", c.name);
+                    if strict {
+                        diags.push(
+                            Diagnostic::error(loc, msg).hint(crate::diag::did_you_mean(m, &known)),
+                        );
+                        ok = false;
+                    } else {
+                        diags.push(Diagnostic::warning(loc, msg).hint(
+                            "fine if discovery creates it; until then the component shows `unknown`",
+                        ));
+                    }
                 }
             }
             components.push(Component {

@@ -16,6 +16,6 @@ pub mod runtime;
 
 pub use metrics::EngineMetrics;
 pub use runtime::{
-    Engine, EngineError, EngineHealth, EngineOptions, MonitorView, ReloadReport,
+    ApplyNotes, Engine, EngineError, EngineHealth, EngineOptions, MonitorView, ReloadReport,
     default_concurrency, raise_nofile,
 };

@@ -131,7 +131,8 @@ enum SchedCmd {
 }
 
 enum EvalCmd {
-    Sync(Vec<Arc<Plan>>),
+    /// The new set of plans, and why some monitors left (resolves their incidents).
+    Sync(Vec<Arc<Plan>>, Arc<HashMap<String, String>>),
 }
 
 enum EvalMsg {
@@ -154,8 +155,12 @@ enum IncidentCmd {
         severity: portwarden_core::Severity,
         t: Transition,
     },
-    /// The monitor left the config: resolve its incident.
-    Removed { monitor: String },
+    /// The monitor left the config: resolve its incident (with `reason`, or "monitor removed
+    /// from the config").
+    Removed {
+        monitor: String,
+        reason: Option<String>,
+    },
 }
 
 struct Live {
@@ -329,6 +334,7 @@ impl Engine {
                         open_map.insert(inc.monitor.clone(), inc.id);
                         let _ = inc_tx.send(IncidentCmd::Removed {
                             monitor: inc.monitor.clone(),
+                            reason: None,
                         });
                     }
                 }
@@ -373,7 +379,9 @@ impl Engine {
             tokio::spawn(lag_task(inner.clone())),
         ];
         *engine.background.lock().unwrap_or_else(|p| p.into_inner()) = bg;
-        let _ = inner.eval_tx.send(EvalCmd::Sync(plans.clone()));
+        let _ = inner
+            .eval_tx
+            .send(EvalCmd::Sync(plans.clone(), Arc::new(HashMap::new())));
         let _ = inner.sched_tx.send(SchedCmd::Sync(plans));
         Ok(engine)
     }
@@ -382,9 +390,19 @@ impl Engine {
     /// resolved), changed ones take the new settings; unchanged monitors keep their state and
     /// schedule. Returns `(added, removed, changed)` names.
     pub async fn apply_config(&self, config: &Config) -> Result<ReloadReport, EngineError> {
+        self.apply_config_with(config, &ApplyNotes::default()).await
+    }
+
+    /// [`apply_config`](Self::apply_config) with notes from whoever composed the monitor list
+    /// (discovery): why disabled monitors are paused, and why removed ones left. Only added
+    /// and changed monitors are written to the store's registry (unchanged ones are there
+    /// already), so applying 10 000 unchanged monitors costs comparisons, not writes.
+    pub async fn apply_config_with(
+        &self,
+        config: &Config,
+        notes: &ApplyNotes,
+    ) -> Result<ReloadReport, EngineError> {
         let inner = &self.inner;
-        let records: Vec<MonitorRecord> = config.monitors.iter().map(record_of).collect();
-        inner.store.sync_monitors(&records).await?;
         let old: HashMap<String, Arc<Plan>> = inner
             .plans
             .read()
@@ -414,6 +432,18 @@ impl Engine {
                 report.removed.push(name.clone());
             }
         }
+        report.removed.sort();
+        let records: Vec<MonitorRecord> = plans
+            .iter()
+            .filter(|p| {
+                old.get(&p.monitor.name)
+                    .is_none_or(|o| o.generation != p.generation)
+            })
+            .map(|p| record_of(&p.monitor))
+            .collect();
+        if !records.is_empty() {
+            inner.store.sync_monitors(&records).await?;
+        }
         {
             let mut live = inner.live.write().unwrap_or_else(|p| p.into_inner());
             for name in &report.removed {
@@ -424,8 +454,10 @@ impl Engine {
                 );
             }
             for p in &plans {
+                let paused_note = notes.paused.get(&p.monitor.name);
                 match live.get_mut(&p.monitor.name) {
                     Some(l) => {
+                        let resumed = !l.view.enabled && p.monitor.enabled;
                         l.view.monitor = p.monitor.clone();
                         l.view.enabled = p.monitor.enabled;
                         l.view.target = p.monitor.target.to_string();
@@ -435,15 +467,21 @@ impl Engine {
                         l.view.timeout_ms = p.monitor.timeout.as_millis() as u64;
                         if !p.monitor.enabled {
                             l.view.state = State::Paused;
+                            l.view.reason = paused_note
+                                .cloned()
+                                .unwrap_or_else(|| "disabled in config".into());
+                        } else if resumed {
+                            // Its evaluation state is kept; the view waits for the next run.
+                            l.view.state = State::Pending;
+                            l.view.reason = "resumed; no result yet".into();
                         }
                     }
                     None => {
-                        live.insert(
-                            p.monitor.name.clone(),
-                            Live {
-                                view: view_of(&p.monitor),
-                            },
-                        );
+                        let mut view = view_of(&p.monitor);
+                        if let (false, Some(n)) = (p.monitor.enabled, paused_note) {
+                            view.reason = n.clone();
+                        }
+                        live.insert(p.monitor.name.clone(), Live { view });
                     }
                 }
             }
@@ -459,13 +497,26 @@ impl Engine {
             .metrics
             .monitors
             .set(plans.iter().filter(|p| p.monitor.enabled).count() as i64);
-        let added: Vec<Arc<Plan>> = plans
+        let touched: HashSet<&str> = report
+            .added
             .iter()
-            .filter(|p| report.added.contains(&p.monitor.name))
+            .chain(&report.changed)
+            .map(String::as_str)
+            .collect();
+        let fresh: Vec<Arc<Plan>> = plans
+            .iter()
+            .filter(|p| touched.contains(p.monitor.name.as_str()))
             .cloned()
             .collect();
-        inner.publish_initial_metrics(&added);
-        let _ = inner.eval_tx.send(EvalCmd::Sync(plans.clone()));
+        inner.publish_initial_metrics(&fresh);
+        let removed_notes: HashMap<String, String> = report
+            .removed
+            .iter()
+            .filter_map(|n| notes.removed.get(n).map(|r| (n.clone(), r.clone())))
+            .collect();
+        let _ = inner
+            .eval_tx
+            .send(EvalCmd::Sync(plans.clone(), Arc::new(removed_notes)));
         let _ = inner.sched_tx.send(SchedCmd::Sync(plans));
         Ok(report)
     }
@@ -592,6 +643,16 @@ impl Engine {
             tracing::warn!(error = %e, "final store flush failed");
         }
     }
+}
+
+/// Notes that come with an applied monitor list (see [`Engine::apply_config_with`]).
+#[derive(Debug, Clone, Default)]
+pub struct ApplyNotes {
+    /// Why a disabled monitor is paused (its `reason`); default "disabled in config".
+    pub paused: HashMap<String, String>,
+    /// Why a monitor left (the message that resolves its open incident); default "monitor
+    /// removed from the config".
+    pub removed: HashMap<String, String>,
 }
 
 /// What a reload changed.
@@ -918,11 +979,14 @@ async fn evaluator_task(
         let msg = tokio::select! {
             biased;
             cmd = cmds.recv() => {
-                if let Some(EvalCmd::Sync(ps)) = cmd {
+                if let Some(EvalCmd::Sync(ps, removed_notes)) = cmd {
                     let names: HashSet<&str> = ps.iter().map(|p| p.monitor.name.as_str()).collect();
                     for name in plans.keys() {
                         if !names.contains(&**name) {
-                            let _ = incidents.send(IncidentCmd::Removed { monitor: name.to_string() });
+                            let _ = incidents.send(IncidentCmd::Removed {
+                                monitor: name.to_string(),
+                                reason: removed_notes.get(&**name).cloned(),
+                            });
                         }
                     }
                     evals.retain(|m, _| names.contains(&**m));
@@ -1098,7 +1162,7 @@ async fn apply_incident(
         }
     };
     match cmd {
-        IncidentCmd::Removed { monitor } => {
+        IncidentCmd::Removed { monitor, reason } => {
             if let Some(id) = open.get(monitor).copied() {
                 let now = Utc::now();
                 inner
@@ -1110,7 +1174,9 @@ async fn apply_incident(
                             event: IncidentEvent::new(
                                 now,
                                 EventKind::Resolved,
-                                "monitor removed from the config",
+                                reason
+                                    .clone()
+                                    .unwrap_or_else(|| "monitor removed from the config".into()),
                             ),
                         },
                     )

@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/incidents/{id}", get(get_incident))
         .route("/api/v1/incidents/{id}/ack", post(ack_incident))
         .route("/api/v1/health", get(health))
+        .route("/api/v1/discovery", get(discovery))
         .route("/api/v1/openapi.json", get(openapi))
 }
 
@@ -49,6 +50,9 @@ struct MonitorSummary<'a> {
     since: Option<chrono::DateTime<Utc>>,
     reason: &'a str,
     incident: Option<i64>,
+    /// The `discover:` entry that made it (absent for written monitors).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a str>,
     #[serde(flatten)]
     meta: &'a portwarden_core::MonitorMeta,
     interval_ms: u64,
@@ -68,6 +72,7 @@ fn summary<'a>(v: &'a MonitorView, avail: Option<&Availability>) -> MonitorSumma
         since: v.since,
         reason: &v.reason,
         incident: v.incident,
+        source: v.monitor.source.as_deref(),
         meta: &v.monitor.meta,
         interval_ms: v.interval_ms,
         timeout_ms: v.timeout_ms,
@@ -159,20 +164,13 @@ async fn get_monitor(State(s): State<AppState>, Path(name): Path<String>) -> Api
     Ok(Json(body).into_response())
 }
 
-fn require_monitor(s: &AppState, name: &str) -> ApiResult<()> {
-    if s.engine.monitor(name).is_some() {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(format!("no monitor named `{name}`")))
-    }
-}
-
 async fn observations(
     State(s): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Page<Observation>>> {
-    require_monitor(&s, &name)?;
+    // No live-monitor check: history of removed and retired (discovered) monitors stays
+    // queryable; the store answers 404 for names it never saw.
     let p = Params::new(q, &["from", "to", "limit", "cursor", "location"])?;
     let from = p.time("from")?;
     let to = p.time("to")?;
@@ -196,7 +194,6 @@ async fn availability(
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    require_monitor(&s, &name)?;
     let p = Params::new(q, &["period"])?;
     let period = p
         .one_of("period", &["24h", "7d", "30d", "90d"])?
@@ -318,6 +315,7 @@ async fn health(State(s): State<AppState>) -> Response {
             store.pending_rows
         ));
     }
+    problems.extend(s.discovery.problems());
     if !reload.ok {
         problems.push(format!(
             "last config reload failed, the previous config keeps running: {}",
@@ -338,9 +336,15 @@ async fn health(State(s): State<AppState>) -> Response {
         "engine": engine,
         "store": store,
         "config": reload,
+        "discovery": s.discovery.status(),
     });
     // Always 200: the process answers; `status` says how it feels.
     (StatusCode::OK, Json(body)).into_response()
+}
+
+async fn discovery(State(s): State<AppState>) -> Response {
+    let sources = s.discovery.status();
+    Json(json!({ "sources": sources, "count": sources.len() })).into_response()
 }
 
 static OPENAPI: &str = include_str!("openapi.json");

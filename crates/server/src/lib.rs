@@ -18,7 +18,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
-use portwarden_config::Config;
+use portwarden_discovery::{Discovery, DiscoveryMetrics};
 use portwarden_engine::{Engine, EngineMetrics, EngineOptions, ReloadReport};
 use portwarden_probe::{Prober, Resolver};
 use portwarden_store::sqlite::SqliteStore;
@@ -84,6 +84,8 @@ pub struct ReloadStatus {
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Engine,
+    /// The `discover:` sources; every change of the monitor list goes through it.
+    pub discovery: Discovery,
     pub store: Arc<dyn Store>,
     pub registry: Arc<Registry>,
     pub reload: Arc<RwLock<ReloadStatus>>,
@@ -214,12 +216,12 @@ pub struct Daemon {
 impl Daemon {
     /// Loads the config, opens the store, starts the engine and the HTTP listener.
     pub async fn start(opts: ServeOptions) -> Result<Daemon, ServeError> {
-        let loaded = portwarden_config::load_file(&opts.config)
+        let loaded = portwarden_discovery::load_file(&opts.config)
             .map_err(|d| ServeError::Config(d.to_string()))?;
         if !loaded.warnings.is_empty() {
             tracing::warn!("{}", loaded.render_warnings());
         }
-        let config = loaded.config;
+        let config = loaded.config.clone();
         let data_dir = opts
             .data_dir
             .clone()
@@ -244,6 +246,8 @@ impl Daemon {
         engine_metrics.register(&mut registry);
         let self_metrics = selfmetrics::SelfMetrics::default();
         self_metrics.register(&mut registry);
+        let discovery_metrics = DiscoveryMetrics::default();
+        discovery_metrics.register(&mut registry);
 
         let retention = Retention {
             raw: config.retention.raw,
@@ -257,8 +261,20 @@ impl Daemon {
             store_metrics,
         )?);
         let prober = Prober::new(Resolver::new(&config.resolver)?, &config.engine.location);
-        let engine =
-            Engine::start(&config, engine_opts, prober, store.clone(), engine_metrics).await?;
+        // Discovered monitors start from each source's cached last good set, so a restart
+        // keeps them (and their open incidents) even while a source is down.
+        let prepared =
+            Discovery::prepare(&loaded, Some(data_dir.join("discovery")), discovery_metrics);
+        let start_config = prepared.config();
+        let engine = Engine::start(
+            &start_config,
+            engine_opts,
+            prober,
+            store.clone(),
+            engine_metrics,
+        )
+        .await?;
+        let discovery = Discovery::start(prepared, engine.clone());
 
         let now = Utc::now();
         let reload = Arc::new(RwLock::new(ReloadStatus {
@@ -287,6 +303,7 @@ impl Daemon {
         };
         let state = AppState {
             engine: engine.clone(),
+            discovery,
             store: store.clone(),
             registry: Arc::new(registry),
             reload: reload.clone(),
@@ -329,7 +346,7 @@ impl Daemon {
                 }
             }),
         };
-        tracing::info!(%addr, tls = state.auth.secure_cookies, monitors = config.monitors.len(), data_dir = %data_dir.display(), "portwarden serving");
+        tracing::info!(%addr, tls = state.auth.secure_cookies, monitors = start_config.monitors.len(), discover = loaded.discover.len(), data_dir = %data_dir.display(), "portwarden serving");
 
         let background = vec![
             tokio::spawn(reload::watch(
@@ -362,6 +379,7 @@ impl Daemon {
     /// writer flushes.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
+        self.state.discovery.stop();
         self.state.engine.shutdown().await;
         if let Err(e) = self.state.store.close().await {
             tracing::warn!(error = %e, "store close failed");
@@ -431,11 +449,10 @@ async fn wait_for_signal() {
     }
 }
 
-/// Loads a config for a reload; `Err` holds the rendered diagnostics.
-pub fn load_config(path: &std::path::Path) -> Result<Config, String> {
-    portwarden_config::load_file(path)
-        .map(|l| l.config)
-        .map_err(|d| d.to_string())
+/// Loads a config (with its `discover:` entries) for a reload; `Err` holds the rendered
+/// diagnostics.
+pub fn load_config(path: &std::path::Path) -> Result<portwarden_discovery::Loaded, String> {
+    portwarden_discovery::load_file(path).map_err(|d| d.to_string())
 }
 
 #[cfg(test)]

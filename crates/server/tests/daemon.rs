@@ -286,6 +286,7 @@ fn every_route_is_documented() {
         "/api/v1/incidents/{id}",
         "/api/v1/incidents/{id}/ack",
         "/api/v1/health",
+        "/api/v1/discovery",
         "/api/v1/openapi.json",
         "/metrics",
     ] {

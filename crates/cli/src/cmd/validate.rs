@@ -14,14 +14,23 @@ pub struct ValidateArgs {
 }
 
 pub fn run(a: ValidateArgs) -> anyhow::Result<u8> {
-    match portwarden_config::load_file(&a.config) {
+    match portwarden_discovery::load_file(&a.config) {
         Ok(loaded) => {
             if !loaded.warnings.is_empty() {
                 eprintln!("{}", loaded.render_warnings());
             }
             let n = loaded.config.monitors.len();
+            let d = loaded.discover.len();
+            let discover = if d == 0 {
+                String::new()
+            } else {
+                format!(
+                    ", {d} discovery source{} (templates checked; `portwarden inventory` asks them)",
+                    if d == 1 { "" } else { "s" }
+                )
+            };
             println!(
-                "{}: OK, {n} monitor{} ({} warning{})",
+                "{}: OK, {n} monitor{}{discover} ({} warning{})",
                 loaded.file,
                 if n == 1 { "" } else { "s" },
                 loaded.warnings.len(),
