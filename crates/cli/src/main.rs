@@ -29,6 +29,8 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Measure the engine on loopback: checks/s, CPU, RSS, lateness, store rows/s.
     Bench(cmd::bench::BenchArgs),
+    /// Print the argon2 hash of a password (read from stdin) for `auth.users[].password_hash`.
+    HashPassword(cmd::hash_password::HashPasswordArgs),
 }
 
 fn init_tracing(default: &str) {
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
             Command::Inventory(a) => cmd::inventory::run(a).await,
             Command::Serve(a) => cmd::serve::run(a).await,
             Command::Bench(a) => cmd::bench::run(a).await,
+            Command::HashPassword(a) => cmd::hash_password::run(a),
         }
     });
     match code {

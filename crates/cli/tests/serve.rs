@@ -33,6 +33,40 @@ fn addr(port: u16) -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], port))
 }
 
+/// API token of the configs these tests write.
+const TOKEN: &str = "pw-cli-test-token-5d0c8e2a71";
+
+/// Logs in through the form as `user` and returns a client carrying the session cookie.
+fn login(port: u16, user: &str, password: &str) -> tk::http::Client {
+    let anon = tk::http::Client::new(addr(port));
+    let form = anon.get("/login");
+    assert_eq!(form.status, 200, "{}", form.body);
+    let (_, login_cookie) = form
+        .cookies()
+        .into_iter()
+        .find(|(n, _)| n == "pw_login")
+        .expect("login form sets its CSRF cookie");
+    let r = anon
+        .clone()
+        .with_header("Cookie", &format!("pw_login={login_cookie}"))
+        .post_form(
+            "/login",
+            &[
+                ("csrf", &login_cookie),
+                ("user", user),
+                ("password", password),
+                ("next", "/"),
+            ],
+        );
+    assert_eq!(r.status, 303, "login: {}", r.body);
+    let (_, session) = r
+        .cookies()
+        .into_iter()
+        .find(|(n, v)| n == "pw_session" && !v.is_empty())
+        .expect("session cookie");
+    tk::http::Client::new(addr(port)).with_header("Cookie", &format!("pw_session={session}"))
+}
+
 #[test]
 fn readme_command_serves_the_example_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -43,7 +77,21 @@ fn readme_command_serves_the_example_and_stops_on_sigterm() {
         tk::wait_for_port(port, Duration::from_secs(20)),
         "API listening"
     );
-    let v = tk::http::get(addr(port), "/api/v1/monitors").json();
+    // Without credentials the API refuses; the first start created `admin` with a random
+    // password written (mode 0600) to the data directory.
+    assert_eq!(
+        tk::http::get(addr(port), "/api/v1/monitors").status,
+        401,
+        "the API needs credentials"
+    );
+    let pw_file = dir.path().join("data/admin-password");
+    let password = std::fs::read_to_string(&pw_file).expect("generated admin password file");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&pw_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "password file mode {mode:o}");
+    let c = login(port, "admin", password.trim());
+    let v = c.json("/api/v1/monitors");
     assert_eq!(v["count"], 7, "{v:#}");
     let h = tk::http::get(addr(port), "/api/v1/health").json();
     assert_eq!(h["store"]["ok"], true);
@@ -71,6 +119,9 @@ fn kill_9_during_a_write_burst_keeps_history() {
     for i in 0..200 {
         yaml.push_str(&format!("  - {{name: m{i}, target: \"tcp://127.0.0.1:{target}\", interval: 1s, timeout: 500ms}}\n"));
     }
+    yaml.push_str(&format!(
+        "auth:\n  tokens:\n    - {{name: test, secret: \"{TOKEN}\", role: viewer}}\n"
+    ));
     std::fs::write(&config, yaml).unwrap();
     let data = dir.path().join("data");
     let port = tk::free_port();
@@ -79,7 +130,8 @@ fn kill_9_during_a_write_burst_keeps_history() {
     // Let it write for a while, remember what is committed, then kill -9 mid-burst.
     std::thread::sleep(Duration::from_secs(4));
     let count = |port: u16| -> usize {
-        let v = tk::http::get(addr(port), "/api/v1/monitors/m7/observations?limit=1000").json();
+        let v = tk::http::Client::bearer(addr(port), TOKEN)
+            .json("/api/v1/monitors/m7/observations?limit=1000");
         v["items"].as_array().unwrap().len()
     };
     let committed = count(port);

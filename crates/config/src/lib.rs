@@ -27,9 +27,14 @@ pub mod de;
 pub mod diag;
 pub mod model;
 pub mod node;
+pub mod web;
 
 pub use diag::{Diagnostic, Diagnostics, Level};
 pub use node::{Loc, Node};
+pub use web::{
+    AuthSettings, Component, ComponentGroup, Expose, MetricsAccess, Role, StatusPageSettings,
+    TlsFiles, Token, User,
+};
 
 use de::{Sink, from_node};
 use model::{RawDefaults, RawEngine, RawMonitor, RawServer, RawStore, RawTiers};
@@ -102,6 +107,8 @@ impl Default for EngineSettings {
 pub struct ServerSettings {
     pub listen: SocketAddr,
     pub data_dir: std::path::PathBuf,
+    /// Serve HTTPS with these PEM files (`server.tls`).
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServerSettings {
@@ -109,6 +116,7 @@ impl Default for ServerSettings {
         ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 9797)),
             data_dir: "portwarden-data".into(),
+            tls: None,
         }
     }
 }
@@ -146,6 +154,10 @@ pub struct Config {
     pub engine: EngineSettings,
     pub server: ServerSettings,
     pub retention: RetentionSettings,
+    /// Users, API tokens and sessions (`auth:`).
+    pub auth: AuthSettings,
+    /// The public status page (`status_page:`).
+    pub status_page: StatusPageSettings,
 }
 
 impl Config {
@@ -174,7 +186,17 @@ impl Loaded {
 
 /// Top-level sections and what they hold.
 const SECTIONS: &[&str] = &[
-    "resolver", "defaults", "rules", "tiers", "monitors", "discover", "engine", "server", "store",
+    "resolver",
+    "defaults",
+    "rules",
+    "tiers",
+    "monitors",
+    "discover",
+    "engine",
+    "server",
+    "store",
+    "auth",
+    "status_page",
 ];
 
 /// Reads and validates a config file.
@@ -393,6 +415,21 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
                 if let Some(d) = raw.data_dir {
                     s.data_dir = d.into();
                 }
+                if let Some(t) = raw.tls {
+                    for (field, p) in [("tls.cert", &t.cert), ("tls.key", &t.key)] {
+                        if let Err(e) = std::fs::metadata(p) {
+                            diags.push(
+                                Diagnostic::error(
+                                    n.loc_of(field),
+                                    format!("cannot read `{}`: {e}", p.display()),
+                                )
+                                .hint("give the path of a PEM file readable by Portwarden"),
+                            );
+                            ok = false;
+                        }
+                    }
+                    s.tls = Some(t);
+                }
                 s
             }
             Err(e) => {
@@ -524,6 +561,28 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
             }
         }
     }
+    let auth = match section("auth") {
+        None => AuthSettings::default(),
+        Some(n) if matches!(n.kind, NodeKind::Null) => AuthSettings::default(),
+        Some(n) => web::resolve_auth(n, &sink, diags).unwrap_or_else(|| {
+            ok = false;
+            AuthSettings::default()
+        }),
+    };
+    let status_page = match section("status_page") {
+        None => StatusPageSettings::default(),
+        Some(n) if matches!(n.kind, NodeKind::Null) => StatusPageSettings::default(),
+        Some(n) => {
+            let names: std::collections::HashSet<&str> =
+                monitors.iter().map(|m: &Monitor| m.name.as_str()).collect();
+            // With `discover:`, components may name monitors that only discovery creates.
+            let strict = section("discover").is_none();
+            web::resolve_status_page(n, &sink, &names, strict, diags).unwrap_or_else(|| {
+                ok = false;
+                StatusPageSettings::default()
+            })
+        }
+    };
 
     diags.extend(sink.take());
     ok.then_some(Config {
@@ -535,6 +594,8 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
         engine,
         server,
         retention,
+        auth,
+        status_page,
     })
 }
 

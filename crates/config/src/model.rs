@@ -131,6 +131,9 @@ pub struct RawServer {
     /// Where the embedded database lives (default `./portwarden-data`).
     #[serde(default)]
     pub data_dir: Option<String>,
+    /// HTTPS: `{cert: chain.pem, key: key.pem}`.
+    #[serde(default)]
+    pub tls: Option<crate::web::TlsFiles>,
 }
 
 /// `store.retention:`.

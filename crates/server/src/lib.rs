@@ -27,10 +27,13 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 pub mod api;
+pub mod auth;
 pub mod error;
 pub mod params;
 pub mod reload;
 pub mod selfmetrics;
+pub mod tls;
+pub mod web;
 
 /// How `serve` was asked to run.
 #[derive(Debug, Clone, Default)]
@@ -61,6 +64,8 @@ pub enum ServeError {
     Resolver(#[from] portwarden_probe::ResolverSetupError),
     #[error("http server: {0}")]
     Http(String),
+    #[error("server.tls: {0}")]
+    Tls(String),
 }
 
 /// The outcome of the last config (re)load, shown in `/api/v1/health`.
@@ -86,17 +91,35 @@ pub struct AppState {
     pub reload: Arc<RwLock<ReloadStatus>>,
     pub self_metrics: selfmetrics::SelfMetrics,
     pub started_at: DateTime<Utc>,
+    /// Users, tokens, login limiting (replaced on reload).
+    pub auth: Arc<auth::Auth>,
+    /// The UI's caches and the status page.
+    pub web: Arc<Web>,
+    pub data_dir: PathBuf,
 }
 
-/// The HTTP routes (API, metrics).
+/// What the UI keeps between requests.
+#[derive(Debug)]
+pub struct Web {
+    pub overview: Arc<web::cache::OverviewCache>,
+    pub status: web::status::StatusPage,
+}
+
+/// The HTTP routes: API, UI, status page, metrics — behind authentication (public routes
+/// excepted) and security headers.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api::router())
+        .merge(web::router())
         .route("/metrics", get(metrics))
-        .route(
-            "/",
-            get(|| async { axum::response::Redirect::temporary("/api/v1/monitors") }),
-        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::middleware::authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::middleware::security_headers,
+        ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
         .with_state(state)
 }
@@ -265,6 +288,19 @@ impl Daemon {
         }));
         self_metrics.reload_ok.set(1);
         self_metrics.last_reload.set(now.timestamp());
+        let tls = match &config.server.tls {
+            Some(t) => Some(tls::server_config(&t.cert, &t.key).map_err(ServeError::Tls)?),
+            None => None,
+        };
+        // A store that refuses writes must not keep the daemon from probing: without the
+        // generated admin, API tokens still work and the next start tries again.
+        let generated = match auth::ensure_admin(&store, &data_dir, &config.auth).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create the first-start admin; only API tokens can log in until a restart");
+                None
+            }
+        };
         let state = AppState {
             engine: engine.clone(),
             discovery,
@@ -273,6 +309,12 @@ impl Daemon {
             reload: reload.clone(),
             self_metrics: self_metrics.clone(),
             started_at: now,
+            auth: Arc::new(auth::Auth::new(&config.auth, generated, tls.is_some())),
+            web: Arc::new(Web {
+                overview: Arc::new(web::cache::OverviewCache::default()),
+                status: web::status::StatusPage::new(config.status_page.clone()),
+            }),
+            data_dir: data_dir.clone(),
         };
 
         let listener = tokio::net::TcpListener::bind(listen)
@@ -282,17 +324,29 @@ impl Daemon {
             .local_addr()
             .map_err(|e| ServeError::Listen(listen, e.to_string()))?;
         let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
-        let app = router(state.clone());
-        let http = tokio::spawn(async move {
-            let graceful = async move { stopped(&mut shutdown_rx).await };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(graceful)
-                .await
-            {
-                tracing::error!(error = %e, "http server stopped");
+        let app = router(state.clone()).into_make_service_with_connect_info::<tls::ClientAddr>();
+        let http = match tls {
+            Some(cfg) => {
+                let l = tls::TlsListener::new(listener, cfg)
+                    .map_err(|e| ServeError::Listen(listen, e.to_string()))?;
+                tokio::spawn(async move {
+                    let graceful = async move { stopped(&mut shutdown_rx).await };
+                    if let Err(e) = axum::serve(l, app).with_graceful_shutdown(graceful).await {
+                        tracing::error!(error = %e, "https server stopped");
+                    }
+                })
             }
-        });
-        tracing::info!(%addr, monitors = start_config.monitors.len(), discover = loaded.discover.len(), data_dir = %data_dir.display(), "portwarden serving");
+            None => tokio::spawn(async move {
+                let graceful = async move { stopped(&mut shutdown_rx).await };
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(graceful)
+                    .await
+                {
+                    tracing::error!(error = %e, "http server stopped");
+                }
+            }),
+        };
+        tracing::info!(%addr, tls = state.auth.secure_cookies, monitors = start_config.monitors.len(), discover = loaded.discover.len(), data_dir = %data_dir.display(), "portwarden serving");
 
         let background = vec![
             tokio::spawn(reload::watch(
@@ -301,6 +355,11 @@ impl Daemon {
                 shutdown.subscribe(),
             )),
             tokio::spawn(retention_task(store.clone(), shutdown.subscribe())),
+            tokio::spawn(web::cache::refresher(
+                state.web.overview.clone(),
+                store.clone(),
+                shutdown.subscribe(),
+            )),
         ];
         Ok(Daemon {
             state,
@@ -349,6 +408,15 @@ async fn retention_task(store: Arc<dyn Store>, mut stop: tokio::sync::watch::Rec
             Ok(n) if n > 0 => tracing::info!(deleted = n, "retention applied"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "retention failed; will retry"),
+        }
+        // Sessions expired or revoked more than a day ago.
+        match store
+            .purge_sessions(Utc::now() - chrono::Duration::days(1))
+            .await
+        {
+            Ok(n) if n > 0 => tracing::info!(deleted = n, "old sessions purged"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "session purge failed; will retry"),
         }
         wait = Duration::from_secs(3600);
     }

@@ -24,7 +24,34 @@ pub async fn reload_now(state: &AppState) -> bool {
     let now = Utc::now();
     // Through discovery: it owns the whole monitor list (written + discovered).
     let result = match crate::load_config(&path) {
-        Ok(loaded) => state.discovery.apply(loaded).await,
+        Ok(loaded) => {
+            let (auth, status_page) = (
+                loaded.config.auth.clone(),
+                loaded.config.status_page.clone(),
+            );
+            match state.discovery.apply(loaded).await {
+                Ok(report) => {
+                    // Users and tokens, then the status page, follow the new config.
+                    let generated = match crate::auth::ensure_admin(
+                        &state.store,
+                        &state.data_dir,
+                        &auth,
+                    )
+                    .await
+                    {
+                        Ok(g) => g,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reload: cannot prepare the generated admin");
+                            None
+                        }
+                    };
+                    state.auth.update(&auth, generated);
+                    state.web.status.update(status_page);
+                    Ok(report)
+                }
+                Err(e) => Err(e),
+            }
+        }
         Err(diags) => Err(diags),
     };
     let mut st = state.reload.write().unwrap_or_else(|p| p.into_inner());

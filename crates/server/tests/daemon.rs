@@ -82,7 +82,7 @@ async fn killed_server_opens_an_incident_and_recovery_resolves_it() {
     })
     .await;
     let inc = tk::http::wait_until(Duration::from_secs(5), || {
-        let r = tk::http::get(d.addr, &format!("/api/v1/incidents/{incident_id}"));
+        let r = d.client().get(&format!("/api/v1/incidents/{incident_id}"));
         let v = r.json();
         (v["status"] == "resolved").then_some(v)
     })
@@ -171,7 +171,7 @@ async fn overload_makes_results_unknown_not_down() {
     }
     let mut d = TestDaemon::start(&yaml).await;
     let health = tk::http::wait_until(Duration::from_secs(30), || {
-        let v = tk::http::get(d.addr, "/api/v1/health").json();
+        let v = d.client().get("/api/v1/health").json();
         (v["engine"]["lagging"] == true).then_some(v)
     })
     .expect("engine reports lagging");
@@ -284,6 +284,7 @@ fn every_route_is_documented() {
         "/api/v1/monitors/{name}/check",
         "/api/v1/incidents",
         "/api/v1/incidents/{id}",
+        "/api/v1/incidents/{id}/ack",
         "/api/v1/health",
         "/api/v1/discovery",
         "/api/v1/openapi.json",

@@ -564,11 +564,8 @@ async fn http_sd_source_with_auth_adds_and_removes_live() {
     );
     // Fix the token (a reload), and targets arrive.
     std::fs::write(d.dir.path().join("token"), "s3cret-token").unwrap();
-    std::fs::write(
-        &cfg_path,
-        http_config(d.dir.path(), sd.port, "s3cret-token", None),
-    )
-    .unwrap();
+    // Through the helper, so the rewritten config keeps the test API token.
+    d.write_config(&http_config(d.dir.path(), sd.port, "s3cret-token", None));
     assert!(d.daemon.as_ref().unwrap().reload().await);
     let a1 = format!("api-{}", l1.port);
     let a2 = format!("api-{}", l2.port);

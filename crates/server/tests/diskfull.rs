@@ -38,7 +38,7 @@ async fn disk_full_keeps_monitoring_and_recovers() {
     // Fill the disk.
     let filler = fs.fill();
     let h = tk::http::wait_until(Duration::from_secs(20), || {
-        let v = tk::http::get(d.addr, "/api/v1/health").json();
+        let v = d.client().get("/api/v1/health").json();
         (v["store"]["ok"] == false).then_some(v)
     })
     .expect("store failure reported");
@@ -71,13 +71,13 @@ async fn disk_full_keeps_monitoring_and_recovers() {
     // Space returns: writes resume, the incident lands, health is ok again.
     std::fs::remove_file(&filler).unwrap();
     let h = tk::http::wait_until(Duration::from_secs(30), || {
-        let v = tk::http::get(d.addr, "/api/v1/health").json();
+        let v = d.client().get("/api/v1/health").json();
         (v["store"]["ok"] == true).then_some(v)
     })
     .expect("store recovered without restart");
     assert_eq!(h["store"]["ok"], true);
     let inc = tk::http::wait_until(Duration::from_secs(30), || {
-        let v = tk::http::get(d.addr, "/api/v1/incidents?monitor=cache").json();
+        let v = d.client().get("/api/v1/incidents?monitor=cache").json();
         (!v["incidents"].as_array().unwrap().is_empty()).then_some(v)
     })
     .expect("the incident was written once space returned");

@@ -539,7 +539,7 @@ async fn kubernetes_services_and_endpointslices_through_list_and_watch() {
     )
     .await;
     tk::http::wait_until(Duration::from_secs(10), || {
-        let v = tk::http::get(d.addr, "/api/v1/monitors").json();
+        let v = d.client().get("/api/v1/monitors").json();
         (!v.to_string().contains("svc-pg-b-sql")).then_some(())
     })
     .expect("svc-pg-b retired");
@@ -549,7 +549,7 @@ async fn kubernetes_services_and_endpointslices_through_list_and_watch() {
     // health says so. When it is back, the watcher relists and the source is healthy again.
     api.set_failing(true);
     let failing = tk::http::wait_until(Duration::from_secs(15), || {
-        let v = tk::http::get(d.addr, "/api/v1/health").json();
+        let v = d.client().get("/api/v1/health").json();
         v["problems"]
             .as_array()
             .unwrap()
@@ -571,7 +571,7 @@ async fn kubernetes_services_and_endpointslices_through_list_and_watch() {
     );
     api.set_failing(false);
     tk::http::wait_until(Duration::from_secs(40), || {
-        let v = tk::http::get(d.addr, "/api/v1/health").json();
+        let v = d.client().get("/api/v1/health").json();
         (v["status"] == "ok").then_some(())
     })
     .expect("healthy again after relist");

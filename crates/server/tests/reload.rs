@@ -37,7 +37,7 @@ async fn reload_adds_removes_and_survives_a_broken_config() {
     )
     .unwrap();
     let ok = tk::http::wait_until(Duration::from_secs(10), || {
-        let v = tk::http::get(d.addr, "/api/v1/monitors").json();
+        let v = d.client().get("/api/v1/monitors").json();
         let names: Vec<String> = v["monitors"]
             .as_array()
             .unwrap()
@@ -82,7 +82,7 @@ async fn reload_adds_removes_and_survives_a_broken_config() {
     )
     .unwrap();
     let h = tk::http::wait_until(Duration::from_secs(10), || {
-        let v = tk::http::get(d.addr, "/api/v1/health").json();
+        let v = d.client().get("/api/v1/health").json();
         (v["config"]["ok"] == false).then_some(v)
     })
     .expect("failed reload reported");
@@ -105,7 +105,7 @@ async fn reload_adds_removes_and_survives_a_broken_config() {
     // SAFETY: raising SIGHUP in our own process; the daemon's handler is installed.
     unsafe { libc::raise(libc::SIGHUP) };
     let h = tk::http::wait_until(Duration::from_secs(10), || {
-        let v = tk::http::get(d.addr, "/api/v1/health").json();
+        let v = d.client().get("/api/v1/health").json();
         (v["config"]["ok"] == true).then_some(v)
     })
     .expect("reload after fix");

@@ -236,6 +236,16 @@ pub struct LatencyPoint {
     /// Total probe duration quantiles (ms).
     pub duration_p50_ms: Option<f64>,
     pub duration_p95_ms: Option<f64>,
+    /// TLS handshake quantiles (ms), from probes that did one.
+    #[serde(default)]
+    pub tls_p50_ms: Option<f64>,
+    #[serde(default)]
+    pub tls_p95_ms: Option<f64>,
+    /// Protocol phase quantiles (ms), from probes that reached it.
+    #[serde(default)]
+    pub protocol_p50_ms: Option<f64>,
+    #[serde(default)]
+    pub protocol_p95_ms: Option<f64>,
 }
 
 /// Rollup resolution for series queries.
@@ -262,6 +272,48 @@ pub struct StoreHealth {
     pub dropped_rows: u64,
     /// Age of the oldest row not yet committed.
     pub lag_seconds: f64,
+}
+
+/// A web login session. `id` is the SHA-256 (hex) of the cookie value, never the value itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub id: String,
+    pub user: String,
+    /// The anti-CSRF token every form of this session carries.
+    #[serde(skip_serializing)]
+    pub csrf: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Client address at login.
+    pub remote: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// A user Portwarden created itself (the first-start `admin`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalUser {
+    pub name: String,
+    /// argon2 PHC string.
+    pub password_hash: String,
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which sessions to revoke.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RevokeSessions {
+    /// One session by id.
+    One(String),
+    /// Every session of a user.
+    User(String),
+    /// Every session.
+    All,
+}
+
+fn unsupported<T>(what: &str) -> Result<T> {
+    Err(StoreError::Db(format!("this store does not keep {what}")))
 }
 
 /// Everything that reads or writes Portwarden's data.
@@ -338,4 +390,55 @@ pub trait Store: Send + Sync + 'static {
 
     /// Flushes and stops the writer.
     async fn close(&self) -> Result<()>;
+
+    /// Median connect time of every monitor per `step` over `[from, to)` (minute rollups), one
+    /// slot per step, `None` where nothing connected: the overview's sparklines.
+    async fn connect_sparklines(
+        &self,
+        _from: DateTime<Utc>,
+        _to: DateTime<Utc>,
+        _step: Duration,
+    ) -> Result<HashMap<String, Vec<Option<f64>>>> {
+        unsupported("sparklines")
+    }
+
+    /// Saves a new login session; committed before this returns.
+    async fn create_session(&self, _session: SessionRecord) -> Result<()> {
+        unsupported("sessions")
+    }
+
+    /// A session by id (revoked and expired ones too: the caller judges).
+    async fn session(&self, _id: &str) -> Result<Option<SessionRecord>> {
+        unsupported("sessions")
+    }
+
+    /// Records activity on a session (the idle timeout counts from here).
+    async fn touch_session(&self, _id: &str, _at: DateTime<Utc>) -> Result<()> {
+        unsupported("sessions")
+    }
+
+    /// Revokes sessions; returns how many were active.
+    async fn revoke_sessions(&self, _which: RevokeSessions, _at: DateTime<Utc>) -> Result<u64> {
+        unsupported("sessions")
+    }
+
+    /// Sessions neither revoked nor expired at `now`, newest first.
+    async fn active_sessions(&self, _now: DateTime<Utc>) -> Result<Vec<SessionRecord>> {
+        unsupported("sessions")
+    }
+
+    /// Deletes sessions that expired or were revoked before `before`; returns how many.
+    async fn purge_sessions(&self, _before: DateTime<Utc>) -> Result<u64> {
+        unsupported("sessions")
+    }
+
+    /// A user Portwarden created itself.
+    async fn local_user(&self, _name: &str) -> Result<Option<LocalUser>> {
+        unsupported("local users")
+    }
+
+    /// Creates a local user unless one with that name exists; returns whether it was created.
+    async fn create_local_user(&self, _user: LocalUser) -> Result<bool> {
+        unsupported("local users")
+    }
 }

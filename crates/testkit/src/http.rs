@@ -19,6 +19,28 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every `Set-Cookie` as `(name, value)`.
+    pub fn cookies(&self) -> Vec<(String, String)> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .filter_map(|(_, v)| {
+                let first = v.split(';').next()?;
+                let (n, val) = first.split_once('=')?;
+                Some((n.trim().to_string(), val.trim().to_string()))
+            })
+            .collect()
+    }
+
+    /// The full `Set-Cookie` header of a cookie (with its attributes).
+    pub fn set_cookie(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .map(|(_, v)| v.as_str())
+            .find(|v| v.starts_with(&format!("{name}=")))
+    }
+
     /// The body as JSON (panics with the body when it is not JSON: tests only).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
@@ -106,6 +128,104 @@ pub fn post(addr: SocketAddr, path: &str, body: &str) -> Response {
         body.as_bytes(),
     )
     .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+}
+
+/// A blocking client that sends the same headers (credentials) on every request; cheap to
+/// clone, usable inside [`wait_until`] closures.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub addr: SocketAddr,
+    headers: Vec<(String, String)>,
+}
+
+impl Client {
+    /// No credentials.
+    pub fn new(addr: SocketAddr) -> Client {
+        Client {
+            addr,
+            headers: Vec::new(),
+        }
+    }
+
+    /// `Authorization: Bearer <token>` on every request.
+    pub fn bearer(addr: SocketAddr, token: &str) -> Client {
+        Client::new(addr).with_header("Authorization", &format!("Bearer {token}"))
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Client {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<Response> {
+        let mut h: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        h.extend_from_slice(extra);
+        request(self.addr, method, path, &h, body)
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.request("GET", path, &[], b"")
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// GET, asserting 200, as JSON.
+    pub fn json(&self, path: &str) -> serde_json::Value {
+        let r = self.get(path);
+        assert_eq!(r.status, 200, "GET {path}: {}", r.body);
+        r.json()
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> Response {
+        self.request(
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
+    /// POST `application/x-www-form-urlencoded` (values are percent-encoded here).
+    pub fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        let body = form_encode(fields);
+        self.request(
+            "POST",
+            path,
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            body.as_bytes(),
+        )
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+}
+
+/// `a=1&b=x%20y`.
+pub fn form_encode(fields: &[(&str, &str)]) -> String {
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Polls `f` every 100 ms until it returns `Some` or `limit` passes.

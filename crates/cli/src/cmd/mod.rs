@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod check;
+pub mod hash_password;
 pub mod inventory;
 pub mod serve;
 pub mod validate;

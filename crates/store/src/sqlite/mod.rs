@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+mod auth;
 mod codec;
 mod read;
 mod rollup;
@@ -45,13 +46,15 @@ use tokio::sync::{mpsc, oneshot};
 pub use read::{DEFAULT_INCIDENT_PAGE, MAX_PAGE};
 pub use schema::{MIGRATIONS, Migration};
 
+use self::auth::AuthWrite;
 use self::writer::{
     Cmd, Reply, RetentionProgress, RetentionStep, RetentionTable, Shared, Submitted, Writer,
 };
 use crate::{
     Availability, DayAvailability, IncidentChange, IncidentDetail, IncidentFilter, LatencyPoint,
-    MonitorId, MonitorRecord, NewIncident, ObservationQuery, Page, Record, Resolution, Result,
-    Retention, Store, StoreError, StoreHealth, StoreMetrics, WriterOptions,
+    LocalUser, MonitorId, MonitorRecord, NewIncident, ObservationQuery, Page, Record, Resolution,
+    Result, Retention, RevokeSessions, SessionRecord, Store, StoreError, StoreHealth, StoreMetrics,
+    WriterOptions,
 };
 
 /// Idle read-only connections kept for reuse.
@@ -399,5 +402,59 @@ impl Store for SqliteStore {
 
     async fn close(&self) -> Result<()> {
         self.request(Cmd::Close).await
+    }
+
+    async fn connect_sparklines(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        step: std::time::Duration,
+    ) -> Result<HashMap<String, Vec<Option<f64>>>> {
+        let (from, to, step) = (codec::to_ms(from), codec::to_ms(to), ms(step));
+        self.read(move |c| read::connect_sparklines(c, from, to, step))
+            .await
+    }
+
+    async fn create_session(&self, session: SessionRecord) -> Result<()> {
+        self.request(|r| Cmd::Auth(AuthWrite::CreateSession(Box::new(session)), r))
+            .await
+            .map(|_| ())
+    }
+
+    async fn session(&self, id: &str) -> Result<Option<SessionRecord>> {
+        let id = id.to_string();
+        self.read(move |c| auth::session(c, &id)).await
+    }
+
+    async fn touch_session(&self, id: &str, at: DateTime<Utc>) -> Result<()> {
+        let id = id.to_string();
+        self.request(|r| Cmd::Auth(AuthWrite::Touch { id, at }, r))
+            .await
+            .map(|_| ())
+    }
+
+    async fn revoke_sessions(&self, which: RevokeSessions, at: DateTime<Utc>) -> Result<u64> {
+        self.request(|r| Cmd::Auth(AuthWrite::Revoke { which, at }, r))
+            .await
+    }
+
+    async fn active_sessions(&self, now: DateTime<Utc>) -> Result<Vec<SessionRecord>> {
+        self.read(move |c| auth::active_sessions(c, now)).await
+    }
+
+    async fn purge_sessions(&self, before: DateTime<Utc>) -> Result<u64> {
+        self.request(|r| Cmd::Auth(AuthWrite::Purge { before }, r))
+            .await
+    }
+
+    async fn local_user(&self, name: &str) -> Result<Option<LocalUser>> {
+        let name = name.to_string();
+        self.read(move |c| auth::local_user(c, &name)).await
+    }
+
+    async fn create_local_user(&self, user: LocalUser) -> Result<bool> {
+        self.request(|r| Cmd::Auth(AuthWrite::CreateLocalUser(Box::new(user)), r))
+            .await
+            .map(|n| n > 0)
     }
 }

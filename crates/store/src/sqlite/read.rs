@@ -13,6 +13,7 @@ use super::codec::{
     event_from_row, floor_to, from_ms, incident_from_row, observation_from_row, to_ms,
 };
 use super::rollup::{AGG_COLUMNS, Agg};
+use crate::histogram::LogHistogram;
 use crate::{
     Availability, DayAvailability, IncidentDetail, IncidentFilter, LatencyPoint, ObservationQuery,
     Page, Resolution, Result, StoreError,
@@ -346,9 +347,74 @@ pub fn latency_series(
                 connect_max_ms: a.connect_max,
                 duration_p50_ms: a.duration.quantile_clamped(0.5, a.duration_max),
                 duration_p95_ms: a.duration.quantile_clamped(0.95, a.duration_max),
+                tls_p50_ms: a.tls.quantile_clamped(0.5, None),
+                tls_p95_ms: a.tls.quantile_clamped(0.95, None),
+                protocol_p50_ms: a.protocol.quantile_clamped(0.5, None),
+                protocol_p95_ms: a.protocol.quantile_clamped(0.95, None),
             })
         })
         .collect()
+}
+
+/// Median connect time of every monitor per `step` over `[from, to)` from minute rollups, one
+/// slot per step (`None` where nothing connected). Each monitor is one index range read.
+pub fn connect_sparklines(
+    conn: &Connection,
+    from: i64,
+    to: i64,
+    step: i64,
+) -> Result<HashMap<String, Vec<Option<f64>>>> {
+    let step = step.max(MINUTE_MS);
+    let from = floor_to(from, step);
+    let slots = usize::try_from((to - from).div_euclid(step).max(0) + 1).unwrap_or(0);
+    let mut stmt = conn.prepare_cached(
+        "SELECT m.name, r.bucket, r.connect_hist, r.connect_max FROM monitors m          CROSS JOIN rollup_minute r WHERE r.monitor_id = m.id AND r.bucket >= ?1          AND r.bucket < ?2 AND r.connect_hist IS NOT NULL ORDER BY m.id, r.bucket",
+    )?;
+    let mut rows = stmt.query(params![from, to])?;
+    let mut out: HashMap<String, Vec<Option<f64>>> = HashMap::new();
+    /// A monitor's name and its slots (merged histogram, maximum).
+    type Slots = (String, Vec<(LogHistogram, Option<f64>)>);
+    let mut cur: Option<Slots> = None;
+    let finish = |out: &mut HashMap<String, Vec<Option<f64>>>, c: Option<Slots>| {
+        if let Some((name, hs)) = c {
+            let v = hs
+                .into_iter()
+                .map(|(h, max)| {
+                    if h.is_empty() {
+                        None
+                    } else {
+                        h.quantile_clamped(0.5, max)
+                    }
+                })
+                .collect();
+            out.insert(name, v);
+        }
+    };
+    while let Some(row) = rows.next()? {
+        let name: String = row.get(0)?;
+        let bucket: i64 = row.get(1)?;
+        let blob: Vec<u8> = row.get(2)?;
+        let max: Option<f64> = row.get(3)?;
+        if cur.as_ref().is_none_or(|(n, _)| *n != name) {
+            finish(&mut out, cur.take());
+            cur = Some((name, vec![(LogHistogram::new(), None); slots]));
+        }
+        let Ok(h) = LogHistogram::decode(&blob) else {
+            continue;
+        };
+        if let Some((_, hs)) = cur.as_mut() {
+            let i = usize::try_from((bucket - from) / step).unwrap_or(usize::MAX);
+            if let Some(slot) = hs.get_mut(i) {
+                slot.0.merge(&h);
+                slot.1 = match (slot.1, max) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
+    }
+    finish(&mut out, cur.take());
+    Ok(out)
 }
 
 const INCIDENT_FROM: &str = "FROM incidents i JOIN monitors m ON m.id = i.monitor_id";

@@ -47,6 +47,10 @@ pub struct Agg {
     pub connect_max: Option<f64>,
     pub duration: LogHistogram,
     pub duration_max: Option<f64>,
+    /// TLS handshake time of probes that reached it.
+    pub tls: LogHistogram,
+    /// Protocol phase time of probes that reached it.
+    pub protocol: LogHistogram,
 }
 
 fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -76,6 +80,12 @@ impl Agg {
             self.connect.record(c);
             self.connect_max = max_opt(self.connect_max, Some(c));
         }
+        if let Some(t) = o.phases.tls_ms.filter(|t| t.is_finite()) {
+            self.tls.record(t);
+        }
+        if let Some(p) = o.phases.protocol_ms.filter(|p| p.is_finite()) {
+            self.protocol.record(p);
+        }
         if matches!(o.outcome, Outcome::Up | Outcome::Degraded) && o.duration_ms.is_finite() {
             self.duration.record(o.duration_ms);
             self.duration_max = max_opt(self.duration_max, Some(o.duration_ms));
@@ -92,6 +102,8 @@ impl Agg {
         self.connect_max = max_opt(self.connect_max, other.connect_max);
         self.duration.merge(&other.duration);
         self.duration_max = max_opt(self.duration_max, other.duration_max);
+        self.tls.merge(&other.tls);
+        self.protocol.merge(&other.protocol);
     }
 
     pub fn count(&self) -> u64 {
@@ -99,7 +111,7 @@ impl Agg {
     }
 
     /// Reads `up, degraded, down, unknown, maintenance, connect_max, duration_max,
-    /// connect_hist, duration_hist` starting at column `at`. A damaged histogram is logged and
+    /// connect_hist, duration_hist, tls_hist, protocol_hist` starting at column `at`. A damaged histogram is logged and
     /// read as empty (the counts stay right).
     pub fn from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<Agg> {
         let count = |i: usize| -> rusqlite::Result<u64> {
@@ -126,12 +138,14 @@ impl Agg {
             duration_max: row.get(at + 6)?,
             connect: hist(7)?,
             duration: hist(8)?,
+            tls: hist(9)?,
+            protocol: hist(10)?,
         })
     }
 }
 
 /// The column list [`Agg::from_row`] expects.
-pub const AGG_COLUMNS: &str = "up, degraded, down, unknown, maintenance, connect_max, duration_max, connect_hist, duration_hist";
+pub const AGG_COLUMNS: &str = "up, degraded, down, unknown, maintenance, connect_max, duration_max, connect_hist, duration_hist, tls_hist, protocol_hist";
 
 fn load_sql(g: Grain) -> &'static str {
     fn make(table: &str) -> String {
@@ -152,12 +166,13 @@ fn upsert_sql(g: Grain) -> &'static str {
     fn make(table: &str) -> String {
         format!(
             "INSERT INTO {table} (monitor_id, bucket, location, {AGG_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
              ON CONFLICT (monitor_id, bucket, location) DO UPDATE SET
                up = excluded.up, degraded = excluded.degraded, down = excluded.down,
                unknown = excluded.unknown, maintenance = excluded.maintenance,
                connect_max = excluded.connect_max, duration_max = excluded.duration_max,
-               connect_hist = excluded.connect_hist, duration_hist = excluded.duration_hist"
+               connect_hist = excluded.connect_hist, duration_hist = excluded.duration_hist,
+               tls_hist = excluded.tls_hist, protocol_hist = excluded.protocol_hist"
         )
     }
     static MINUTE: LazyLock<String> = LazyLock::new(|| make("rollup_minute"));
@@ -211,6 +226,8 @@ pub fn upsert(
             a.duration_max,
             blob(&a.connect),
             blob(&a.duration),
+            blob(&a.tls),
+            blob(&a.protocol),
         ])?;
     Ok(())
 }

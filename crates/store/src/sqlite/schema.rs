@@ -21,10 +21,11 @@ pub struct Migration {
 /// the minute/hour. Counts in rollups: a row taken in maintenance counts only in `maintenance`.
 /// Rollups are `WITHOUT ROWID`: the table is its (monitor, bucket, location) B-tree, so a
 /// monitor's time range is one contiguous read.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: r#"
 CREATE TABLE monitors (
     id          INTEGER PRIMARY KEY,
     name        TEXT NOT NULL UNIQUE,
@@ -130,7 +131,49 @@ CREATE TABLE incident_events (
 ) STRICT;
 CREATE INDEX incident_events_incident ON incident_events (incident_id, at);
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "web sessions and generated users",
+        sql: r#"
+-- Login sessions of the web UI. `id` is the SHA-256 (hex) of the cookie value: the cookie
+-- itself is never stored. Roles are not stored: they come from the current config.
+CREATE TABLE sessions (
+    id          TEXT PRIMARY KEY,
+    user_name   TEXT NOT NULL,
+    csrf        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    last_seen   INTEGER NOT NULL,
+    revoked_at  INTEGER,
+    remote      TEXT,
+    user_agent  TEXT
+) STRICT, WITHOUT ROWID;
+CREATE INDEX sessions_user ON sessions (user_name);
+CREATE INDEX sessions_expiry ON sessions (expires_at);
+
+-- Users Portwarden made itself (the first-start `admin` when the config names none).
+CREATE TABLE local_users (
+    name          TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    created_at    INTEGER NOT NULL
+) STRICT;
+"#,
+    },
+    Migration {
+        version: 3,
+        name: "tls and protocol phase histograms in rollups",
+        sql: r#"
+-- histogram::LogHistogram of the TLS handshake and protocol phases (probes that reached them);
+-- NULL in rows written before this migration.
+ALTER TABLE rollup_minute ADD COLUMN tls_hist BLOB;
+ALTER TABLE rollup_minute ADD COLUMN protocol_hist BLOB;
+ALTER TABLE rollup_hour ADD COLUMN tls_hist BLOB;
+ALTER TABLE rollup_hour ADD COLUMN protocol_hist BLOB;
+"#,
+    },
+];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -80,6 +80,8 @@ pub enum Cmd {
     OpenIncident(Box<NewIncident>, Reply<IncidentId>),
     ChangeIncident(IncidentId, Box<IncidentChange>, Reply<()>),
     Retention(RetentionStep, Reply<RetentionProgress>),
+    /// Sessions and local users (one transaction each).
+    Auth(super::auth::AuthWrite, Reply<u64>),
     Close(Reply<()>),
 }
 
@@ -390,6 +392,10 @@ impl Writer {
                 if step.table != RetentionTable::Observations {
                     self.caches.rollups.clear();
                 }
+                let _ = reply.send(r);
+            }
+            Cmd::Auth(w, reply) => {
+                let r = self.transact(|tx, _| super::auth::apply(tx, &w));
                 let _ = reply.send(r);
             }
             Cmd::Close(reply) => {
