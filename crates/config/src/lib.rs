@@ -27,10 +27,12 @@ pub mod de;
 pub mod diag;
 pub mod model;
 pub mod node;
+pub mod receivers;
 pub mod web;
 
 pub use diag::{Diagnostic, Diagnostics, Level};
 pub use node::{Loc, Node};
+pub use receivers::{Receiver, ReceiverSpec};
 pub use web::{
     AuthSettings, Component, ComponentGroup, Expose, MetricsAccess, Role, StatusPageSettings,
     TlsFiles, Token, User,
@@ -158,6 +160,8 @@ pub struct Config {
     pub auth: AuthSettings,
     /// The public status page (`status_page:`).
     pub status_page: StatusPageSettings,
+    /// Where notifications go (`receivers:`), by name.
+    pub receivers: BTreeMap<String, Receiver>,
 }
 
 impl Config {
@@ -197,6 +201,7 @@ const SECTIONS: &[&str] = &[
     "store",
     "auth",
     "status_page",
+    "receivers",
 ];
 
 /// Reads and validates a config file.
@@ -584,6 +589,15 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
         }
     };
 
+    let receivers = match section("receivers") {
+        None => BTreeMap::new(),
+        Some(n) if matches!(n.kind, NodeKind::Null) => BTreeMap::new(),
+        Some(n) => receivers::resolve_receivers(n, file, &sink, diags).unwrap_or_else(|| {
+            ok = false;
+            BTreeMap::new()
+        }),
+    };
+
     diags.extend(sink.take());
     ok.then_some(Config {
         resolver,
@@ -596,6 +610,7 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
         retention,
         auth,
         status_page,
+        receivers,
     })
 }
 
