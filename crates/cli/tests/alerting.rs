@@ -29,7 +29,7 @@ fn serve(config: &std::path::Path, data: &std::path::Path, port: u16) -> Proc {
             .arg("--data-dir")
             .arg(data)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("PORTWARDEN_LOG", "warn")
+            .env("PORTWARDEN_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -123,7 +123,7 @@ fn kill_9_while_the_receiver_is_down_delivers_every_pending_notification_once() 
         let mut id = None;
         assert!(wait(Duration::from_secs(10), || {
             let v = api.json("/api/v1/incidents?monitor=svc");
-            id = v["items"][0]["id"].as_i64();
+            id = v["incidents"][0]["id"].as_i64();
             let Some(i) = id else { return false };
             let d = api.json(&format!("/api/v1/incidents/{i}"));
             d["notifications"][0]["attempts"].as_u64().unwrap_or(0) >= 2
