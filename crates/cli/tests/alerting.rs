@@ -75,7 +75,9 @@ fn receiver(port: u16, counts: Counts) {
                 let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                 let event = v["event"].as_str().unwrap_or("").to_string();
                 *counts.0.lock().unwrap().entry((key, event)).or_default() += 1;
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                );
             });
         }
     });
@@ -115,26 +117,34 @@ fn kill_9_while_the_receiver_is_down_delivers_every_pending_notification_once() 
     let mut p = serve(&config, &data, port);
     assert!(tk::wait_for_port(port, Duration::from_secs(20)));
     let api = tk::http::Client::bearer(std::net::SocketAddr::from(([127, 0, 0, 1], port)), TOKEN);
-    assert!(wait(Duration::from_secs(10), || api.json("/api/v1/monitors/svc")["state"] == "up"));
+    assert!(wait(Duration::from_secs(10), || api
+        .json("/api/v1/monitors/svc")["state"]
+        == "up"));
 
     // Down → trigger queued, failing (receiver refuses); back up → resolve queued too.
     drop(target);
     let incident = {
         let mut id = None;
-        assert!(wait(Duration::from_secs(10), || {
-            let v = api.json("/api/v1/incidents?monitor=svc");
-            id = v["incidents"][0]["id"].as_i64();
-            let Some(i) = id else { return false };
-            let d = api.json(&format!("/api/v1/incidents/{i}"));
-            d["notifications"][0]["attempts"].as_u64().unwrap_or(0) >= 2
-        }), "the trigger is failing against the dead receiver");
+        assert!(
+            wait(Duration::from_secs(10), || {
+                let v = api.json("/api/v1/incidents?monitor=svc");
+                id = v["incidents"][0]["id"].as_i64();
+                let Some(i) = id else { return false };
+                let d = api.json(&format!("/api/v1/incidents/{i}"));
+                d["notifications"][0]["attempts"].as_u64().unwrap_or(0) >= 2
+            }),
+            "the trigger is failing against the dead receiver"
+        );
         id.unwrap()
     };
     let target = std::net::TcpListener::bind(("127.0.0.1", tport)).unwrap();
-    assert!(wait(Duration::from_secs(10), || {
-        let d = api.json(&format!("/api/v1/incidents/{incident}"));
-        d["status"] == "resolved" && d["notifications"].as_array().is_some_and(|n| n.len() == 2)
-    }), "resolved, with its resolve queued");
+    assert!(
+        wait(Duration::from_secs(10), || {
+            let d = api.json(&format!("/api/v1/incidents/{incident}"));
+            d["status"] == "resolved" && d["notifications"].as_array().is_some_and(|n| n.len() == 2)
+        }),
+        "resolved, with its resolve queued"
+    );
     std::thread::sleep(Duration::from_millis(500));
 
     let _ = p.0.kill(); // SIGKILL, with both notifications pending
@@ -147,19 +157,32 @@ fn kill_9_while_the_receiver_is_down_delivers_every_pending_notification_once() 
     let _p2 = serve(&config, &data, port2);
     assert!(tk::wait_for_port(port2, Duration::from_secs(20)));
     assert!(
-        wait(Duration::from_secs(15), || counts.0.lock().unwrap().len() == 2),
+        wait(Duration::from_secs(15), || counts.0.lock().unwrap().len()
+            == 2),
         "both pending notifications delivered after the restart: {:?}",
         counts.0.lock().unwrap()
     );
     std::thread::sleep(Duration::from_secs(3));
     let c = counts.0.lock().unwrap().clone();
-    assert_eq!(c.get(&(format!("pw-{incident}-trigger"), "trigger".into())), Some(&1), "{c:?}");
-    assert_eq!(c.get(&(format!("pw-{incident}-resolve"), "resolve".into())), Some(&1), "{c:?}");
+    assert_eq!(
+        c.get(&(format!("pw-{incident}-trigger"), "trigger".into())),
+        Some(&1),
+        "{c:?}"
+    );
+    assert_eq!(
+        c.get(&(format!("pw-{incident}-resolve"), "resolve".into())),
+        Some(&1),
+        "{c:?}"
+    );
     assert!(c.values().all(|n| *n == 1), "none twice: {c:?}");
     let api2 = tk::http::Client::bearer(std::net::SocketAddr::from(([127, 0, 0, 1], port2)), TOKEN);
     let d = api2.json(&format!("/api/v1/incidents/{incident}"));
     assert!(
-        d["notifications"].as_array().unwrap().iter().all(|n| n["status"] == "delivered"),
+        d["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["status"] == "delivered"),
         "{d:#}"
     );
     drop(target);

@@ -26,6 +26,9 @@ const LEASE: Duration = Duration::from_secs(120);
 /// Most rows claimed per round.
 const CLAIM_LIMIT: usize = 500;
 
+/// Finds a monitor's current definition by name.
+pub type MonitorLookup = Arc<dyn Fn(&str) -> Option<Arc<Monitor>> + Send + Sync>;
+
 /// What the alerting side needs from the current config.
 pub struct AlertSetup {
     pub settings: AlertingSettings,
@@ -184,7 +187,11 @@ impl Alerting {
     }
 
     /// The open incident of a parent this monitor depends on, if one is down.
-    fn parent_down(&self, m: &Monitor, all: &HashMap<String, Arc<Monitor>>) -> Option<(IncidentId, String)> {
+    fn parent_down(
+        &self,
+        m: &Monitor,
+        all: &HashMap<String, Arc<Monitor>>,
+    ) -> Option<(IncidentId, String)> {
         if m.depends_on.is_empty() {
             return None;
         }
@@ -210,7 +217,12 @@ impl Alerting {
         None
     }
 
-    fn hold(&self, m: &Monitor, all: &HashMap<String, Arc<Monitor>>, now: DateTime<Utc>) -> Option<Hold> {
+    fn hold(
+        &self,
+        m: &Monitor,
+        all: &HashMap<String, Arc<Monitor>>,
+        now: DateTime<Utc>,
+    ) -> Option<Hold> {
         if let Some((id, parent)) = self.parent_down(m, all) {
             return Some(Hold::Folded(id, parent));
         }
@@ -278,13 +290,29 @@ impl Alerting {
         };
         let mut rows = Vec::new();
         for r in routes {
-            rows.extend(rows_for_route(r, m, "trigger", "trigger", &item, now, status, note.clone()));
+            rows.extend(rows_for_route(
+                r,
+                m,
+                "trigger",
+                "trigger",
+                &item,
+                now,
+                status,
+                note.clone(),
+            ));
         }
         (rows, note, parent)
     }
 
     /// After the store gave the incident its id.
-    pub(crate) fn opened(&self, id: IncidentId, m: &Arc<Monitor>, item: &AlertItem, rows: &[NewOutbox], parent: Option<IncidentId>) {
+    pub(crate) fn opened(
+        &self,
+        id: IncidentId,
+        m: &Arc<Monitor>,
+        item: &AlertItem,
+        rows: &[NewOutbox],
+        parent: Option<IncidentId>,
+    ) {
         let told = rows
             .iter()
             .filter(|r| r.status == OutboxStatus::Pending)
@@ -322,7 +350,11 @@ impl Alerting {
     /// Rows for a resolve: every receiver that was told about the incident.
     /// The incident resolved (its rows are committed): forget it.
     pub(crate) fn resolved(&self, id: IncidentId) {
-        let info = self.open.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        let info = self
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
         let Some(info) = info else {
             return;
         };
@@ -344,7 +376,12 @@ impl Alerting {
 
     /// Rows for a resolve: every receiver that was told about the incident.
     pub(crate) fn on_resolve(&self, id: IncidentId, at: DateTime<Utc>) -> Vec<NewOutbox> {
-        let info = self.open.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
+        let info = self
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned();
         let Some(info) = info else {
             return Vec::new();
         };
@@ -481,7 +518,12 @@ pub(crate) fn item_for(
 }
 
 /// Builds the message for rows claimed together (same receiver, event and group).
-fn build_notification(al: &Alerting, setup: &AlertSetup, rows: &[OutboxRow], now: DateTime<Utc>) -> Notification {
+fn build_notification(
+    al: &Alerting,
+    setup: &AlertSetup,
+    rows: &[OutboxRow],
+    now: DateTime<Utc>,
+) -> Notification {
     let first = &rows[0];
     let event = Event::parse(&first.event).unwrap_or(Event::Trigger);
     let mut items: Vec<AlertItem> = Vec::new();
@@ -554,10 +596,16 @@ fn build_notification(al: &Alerting, setup: &AlertSetup, rows: &[OutboxRow], now
 }
 
 /// Claims due rows and delivers them until `cancel`.
-pub(crate) async fn dispatcher(al: Arc<Alerting>, store: Arc<dyn Store>, cancel: CancellationToken) {
+pub(crate) async fn dispatcher(
+    al: Arc<Alerting>,
+    store: Arc<dyn Store>,
+    cancel: CancellationToken,
+) {
     // The one dispatcher of this store: claims of a process that died are void now.
     match store.release_outbox_claims().await {
-        Ok(n) if n > 0 => tracing::info!(rows = n, "released notification claims of a previous run"),
+        Ok(n) if n > 0 => {
+            tracing::info!(rows = n, "released notification claims of a previous run")
+        }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot release notification claims"),
     }
@@ -612,7 +660,11 @@ async fn deliver(al: &Alerting, store: &dyn Store, setup: &AlertSetup, batch: Ve
             retry_at: None,
         };
         let _ = store
-            .finish_outbox_attempt(ids, a, AttemptResult::GiveUp("receiver no longer configured".into()))
+            .finish_outbox_attempt(
+                ids,
+                a,
+                AttemptResult::GiveUp("receiver no longer configured".into()),
+            )
             .await;
         return;
     };
@@ -642,10 +694,14 @@ async fn deliver(al: &Alerting, store: &dyn Store, setup: &AlertSetup, batch: Ve
             let next = at + chrono::Duration::from_std(delay).unwrap_or_default();
             let oldest = batch.iter().map(|r| r.created_at).min().unwrap_or(at);
             let give_up_at = oldest
-                + chrono::Duration::from_std(policy.give_up_after).unwrap_or(chrono::Duration::days(1));
+                + chrono::Duration::from_std(policy.give_up_after)
+                    .unwrap_or(chrono::Duration::days(1));
             let latency_ms = e.latency.unwrap_or_else(|| started.elapsed()).as_secs_f64() * 1000.0;
             let (retry_at, outcome) = if !e.retryable {
-                (None, AttemptResult::GiveUp(format!("not retryable: {}", e.message)))
+                (
+                    None,
+                    AttemptResult::GiveUp(format!("not retryable: {}", e.message)),
+                )
             } else if next > give_up_at {
                 (
                     None,
@@ -692,7 +748,7 @@ async fn deliver(al: &Alerting, store: &dyn Store, setup: &AlertSetup, batch: Ve
 pub(crate) async fn ticker(
     al: Arc<Alerting>,
     store: Arc<dyn Store>,
-    monitors: Arc<dyn Fn(&str) -> Option<Arc<Monitor>> + Send + Sync>,
+    monitors: MonitorLookup,
     cancel: CancellationToken,
 ) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -727,12 +783,19 @@ pub(crate) async fn ticker(
             if inc.acknowledged_at.is_some() {
                 continue;
             }
-            let info = al.open.lock().unwrap_or_else(|p| p.into_inner()).get(&inc.id).cloned();
+            let info = al
+                .open
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&inc.id)
+                .cloned();
             let Some(info) = info else { continue };
             if info.folded_into.is_some() {
                 continue;
             }
-            let Some(m) = monitors(&inc.monitor) else { continue };
+            let Some(m) = monitors(&inc.monitor) else {
+                continue;
+            };
             let elapsed = (now - info.opened_at).to_std().unwrap_or_default();
             let item = {
                 let mut i = item_for(
@@ -749,16 +812,28 @@ pub(crate) async fn ticker(
                 i
             };
             let routes: Vec<&Route> = setup.settings.routes_for(&m.name, m.tier, &m.meta);
-            let mut told_routes: BTreeSet<&str> = info.told.iter().map(|(r, _)| r.as_str()).collect();
+            let mut told_routes: BTreeSet<&str> =
+                info.told.iter().map(|(r, _)| r.as_str()).collect();
             for r in routes {
                 told_routes.insert(&r.name);
             }
             for rname in told_routes.clone() {
-                let Some(r) = setup.settings.route(rname) else { continue };
+                let Some(r) = setup.settings.route(rname) else {
+                    continue;
+                };
                 if let Some(every) = r.repeat_interval {
                     let n = elapsed.as_secs() / every.as_secs().max(1);
                     if n >= 1 {
-                        let rows = rows_for_route(r, &m, "repeat", &format!("repeat-{}-{n}", r.name), &item, now, OutboxStatus::Pending, None);
+                        let rows = rows_for_route(
+                            r,
+                            &m,
+                            "repeat",
+                            &format!("repeat-{}-{n}", r.name),
+                            &item,
+                            now,
+                            OutboxStatus::Pending,
+                            None,
+                        );
                         let _ = store.enqueue_outbox(Some(inc.id), rows, None).await;
                         al.wake.notify_one();
                     }
@@ -766,12 +841,26 @@ pub(crate) async fn ticker(
                 // Escalation: each step of the chain waits its route's `escalate_after`.
                 let mut at = r;
                 let mut wait = Duration::ZERO;
-                while let (Some(after), Some(next)) = (at.escalate_after, at.escalate_to.as_deref().and_then(|n| setup.settings.route(n))) {
+                while let (Some(after), Some(next)) = (
+                    at.escalate_after,
+                    at.escalate_to
+                        .as_deref()
+                        .and_then(|n| setup.settings.route(n)),
+                ) {
                     wait += after;
                     if elapsed < wait {
                         break;
                     }
-                    let rows = rows_for_route(next, &m, "escalate", &format!("escalate-{}", next.name), &item, now, OutboxStatus::Pending, None);
+                    let rows = rows_for_route(
+                        next,
+                        &m,
+                        "escalate",
+                        &format!("escalate-{}", next.name),
+                        &item,
+                        now,
+                        OutboxStatus::Pending,
+                        None,
+                    );
                     let ev = IncidentEvent::new(
                         now,
                         EventKind::Escalated,
@@ -783,10 +872,18 @@ pub(crate) async fn ticker(
                         ),
                     )
                     .with_data(serde_json::json!({"from": at.name, "to": next.name}));
-                    match store.enqueue_outbox(Some(inc.id), rows.clone(), Some(ev)).await {
+                    match store
+                        .enqueue_outbox(Some(inc.id), rows.clone(), Some(ev))
+                        .await
+                    {
                         Ok(n) if n > 0 => {
                             tracing::warn!(incident = inc.id, monitor = %m.name, route = %next.name, "incident escalated");
-                            if let Some(o) = al.open.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&inc.id) {
+                            if let Some(o) = al
+                                .open
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .get_mut(&inc.id)
+                            {
                                 for row in &rows {
                                     o.told.insert((row.route.clone(), row.receiver.clone()));
                                 }
@@ -830,7 +927,10 @@ pub(crate) async fn heartbeat(al: Arc<Alerting>, cancel: CancellationToken) {
                         incident_url: None,
                         ack_url: None,
                         route: None,
-                        note: Some(format!("next heartbeat in {}", portwarden_core::format_duration(hb.interval))),
+                        note: Some(format!(
+                            "next heartbeat in {}",
+                            portwarden_core::format_duration(hb.interval)
+                        )),
                     };
                     if let Err(e) = c.send(&n).await {
                         tracing::warn!(receiver = %r, error = %e.message, "heartbeat not delivered");
@@ -850,7 +950,9 @@ pub(crate) async fn heartbeat(al: Arc<Alerting>, cancel: CancellationToken) {
                 .await
             {
                 Ok(r) if r.status().is_success() => {}
-                Ok(r) => tracing::warn!(host = %host, status = r.status().as_u16(), "heartbeat refused"),
+                Ok(r) => {
+                    tracing::warn!(host = %host, status = r.status().as_u16(), "heartbeat refused")
+                }
                 Err(_) => tracing::warn!(host = %host, "heartbeat request failed"),
             }
         }

@@ -281,9 +281,10 @@ impl Engine {
         let (results_tx, results_rx) = mpsc::channel(16_384);
         let (inc_tx, inc_rx) = mpsc::unbounded_channel();
         let setup = AlertSetup::from_config(config).map_err(EngineError::Receivers)?;
-        let key = opts.link_key.clone().unwrap_or_else(|| {
-            (0..32).map(|_| fastrand::u8(..)).collect()
-        });
+        let key = opts
+            .link_key
+            .clone()
+            .unwrap_or_else(|| (0..32).map(|_| fastrand::u8(..)).collect());
         let alerting = Arc::new(Alerting::new(setup, &key));
         let inner = Arc::new(Inner {
             alerting: alerting.clone(),
@@ -360,7 +361,10 @@ impl Engine {
                 .iter()
                 .find(|p| p.monitor.name == inc.monitor)
                 .map(|p| p.monitor.clone());
-            let rows = store.incident_notifications(inc.id).await.unwrap_or_default();
+            let rows = store
+                .incident_notifications(inc.id)
+                .await
+                .unwrap_or_default();
             let told = rows
                 .iter()
                 .filter(|r| {
@@ -405,15 +409,14 @@ impl Engine {
             background: Arc::new(Mutex::new(Vec::new())),
         };
         let lookup_inner = inner.clone();
-        let lookup: Arc<dyn Fn(&str) -> Option<Arc<Monitor>> + Send + Sync> =
-            Arc::new(move |name: &str| {
-                lookup_inner
-                    .plans
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(name)
-                    .map(|p| p.monitor.clone())
-            });
+        let lookup: crate::alerting::MonitorLookup = Arc::new(move |name: &str| {
+            lookup_inner
+                .plans
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(name)
+                .map(|p| p.monitor.clone())
+        });
         let bg = vec![
             tokio::spawn(crate::alerting::dispatcher(
                 alerting.clone(),
@@ -1106,7 +1109,11 @@ fn handle_run(
     // Inside a maintenance window: recorded (apart from availability), not judged.
     let maintenance = plan.as_ref().and_then(|p| {
         let m = &p.monitor;
-        let at = done.observations.first().map(|o| o.started_at).unwrap_or_else(Utc::now);
+        let at = done
+            .observations
+            .first()
+            .map(|o| o.started_at)
+            .unwrap_or_else(Utc::now);
         let setup = inner.alerting.setup();
         setup
             .settings
@@ -1269,7 +1276,7 @@ async fn apply_incident(
             if let Some(id) = open.get(monitor).copied() {
                 let now = Utc::now();
                 let rows = inner.alerting.on_resolve(id, now);
-                if let Err(e) = inner
+                inner
                     .store
                     .change_incident_with(
                         id,
@@ -1285,10 +1292,7 @@ async fn apply_incident(
                         },
                         rows.clone(),
                     )
-                    .await
-                {
-                    return Err(e);
-                }
+                    .await?;
                 inner.alerting.resolved(id);
                 open.remove(monitor);
             }
@@ -1379,7 +1383,7 @@ async fn apply_incident(
                 }
                 (Some(id), false) if t.to == State::Up => {
                     let rows = inner.alerting.on_resolve(id, t.at);
-                    if let Err(e) = inner
+                    inner
                         .store
                         .change_incident_with(
                             id,
@@ -1389,11 +1393,7 @@ async fn apply_incident(
                             },
                             rows.clone(),
                         )
-                        .await
-                    {
-                        // Retried by the caller, with the same rows.
-                        return Err(e);
-                    }
+                        .await?;
                     inner.alerting.resolved(id);
                     tracing::info!(monitor = %monitor, incident = id, "incident resolved");
                     open.remove(monitor);

@@ -60,12 +60,30 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
 async fn ack_page(State(s): State<AppState>, Path(token): Path<String>) -> Response {
     let id = match s.engine.alerting().verify_ack(&token, Utc::now()) {
         Ok(id) => id,
-        Err(why) => return page(StatusCode::FORBIDDEN, "Link not valid", &format!("<p>{}</p>", escape(why))),
+        Err(why) => {
+            return page(
+                StatusCode::FORBIDDEN,
+                "Link not valid",
+                &format!("<p>{}</p>", escape(why)),
+            );
+        }
     };
     let d = match s.store.incident(id).await {
         Ok(Some(d)) => d,
-        Ok(None) => return page(StatusCode::NOT_FOUND, "No such incident", "<p>The incident no longer exists.</p>"),
-        Err(e) => return page(StatusCode::SERVICE_UNAVAILABLE, "Try again", &format!("<p>{}</p>", escape(&e.to_string()))),
+        Ok(None) => {
+            return page(
+                StatusCode::NOT_FOUND,
+                "No such incident",
+                "<p>The incident no longer exists.</p>",
+            );
+        }
+        Err(e) => {
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again",
+                &format!("<p>{}</p>", escape(&e.to_string())),
+            );
+        }
     };
     let i = &d.incident;
     let what = format!(
@@ -79,24 +97,48 @@ async fn ack_page(State(s): State<AppState>, Path(token): Path<String>) -> Respo
         return page(StatusCode::OK, "Already resolved", &what);
     }
     if let Some(by) = &i.acknowledged_by {
-        return page(StatusCode::OK, "Already acknowledged", &format!("{what}<p>Acknowledged by {}.</p>", escape(by)));
+        return page(
+            StatusCode::OK,
+            "Already acknowledged",
+            &format!("{what}<p>Acknowledged by {}.</p>", escape(by)),
+        );
     }
     page(
         StatusCode::OK,
         "Acknowledge incident",
-        &format!("{what}<form method=\"post\"><button type=\"submit\">Acknowledge</button></form><p>Acknowledging stops repeats and escalation of this incident.</p>"),
+        &format!(
+            "{what}<form method=\"post\"><button type=\"submit\">Acknowledge</button></form><p>Acknowledging stops repeats and escalation of this incident.</p>"
+        ),
     )
 }
 
 async fn ack_by_link(State(s): State<AppState>, Path(token): Path<String>) -> Response {
     let id = match s.engine.alerting().verify_ack(&token, Utc::now()) {
         Ok(id) => id,
-        Err(why) => return page(StatusCode::FORBIDDEN, "Link not valid", &format!("<p>{}</p>", escape(why))),
+        Err(why) => {
+            return page(
+                StatusCode::FORBIDDEN,
+                "Link not valid",
+                &format!("<p>{}</p>", escape(why)),
+            );
+        }
     };
     match crate::api::acknowledge_incident(&s, id, "signed link").await {
-        Ok(()) => page(StatusCode::OK, "Acknowledged", &format!("<p>Incident #{id} is acknowledged: no more repeats or escalation.</p>")),
-        Err(e) if e.status == StatusCode::CONFLICT => page(StatusCode::OK, "Already resolved", &format!("<p>Incident #{id} is resolved.</p>")),
-        Err(e) => page(e.status, "Not acknowledged", &format!("<p>{}</p>", escape(&e.detail))),
+        Ok(()) => page(
+            StatusCode::OK,
+            "Acknowledged",
+            &format!("<p>Incident #{id} is acknowledged: no more repeats or escalation.</p>"),
+        ),
+        Err(e) if e.status == StatusCode::CONFLICT => page(
+            StatusCode::OK,
+            "Already resolved",
+            &format!("<p>Incident #{id} is resolved.</p>"),
+        ),
+        Err(e) => page(
+            e.status,
+            "Not acknowledged",
+            &format!("<p>{}</p>", escape(&e.detail)),
+        ),
     }
 }
 
@@ -133,10 +175,16 @@ async fn create_silence(
     })?;
     let now = Utc::now();
     if req.monitors.is_empty() && req.hosts.is_empty() && req.labels.is_empty() {
-        return Err(ApiError::bad_parameter("monitors", "a silence needs `monitors`, `hosts` or `labels`"));
+        return Err(ApiError::bad_parameter(
+            "monitors",
+            "a silence needs `monitors`, `hosts` or `labels`",
+        ));
     }
     if req.comment.trim().is_empty() {
-        return Err(ApiError::bad_parameter("comment", "say why (`comment`), so others know"));
+        return Err(ApiError::bad_parameter(
+            "comment",
+            "say why (`comment`), so others know",
+        ));
     }
     let expires_at = match (req.expires_at, req.duration.as_deref()) {
         (Some(t), None) => t,
@@ -154,10 +202,16 @@ async fn create_silence(
         }
     };
     if expires_at <= now {
-        return Err(ApiError::bad_parameter("expires_at", "the silence would already be over"));
+        return Err(ApiError::bad_parameter(
+            "expires_at",
+            "the silence would already be over",
+        ));
     }
     if expires_at - now > MAX_SILENCE {
-        return Err(ApiError::bad_parameter("duration", "silences last at most 90 days; use a maintenance window for more"));
+        return Err(ApiError::bad_parameter(
+            "duration",
+            "silences last at most 90 days; use a maintenance window for more",
+        ));
     }
     let mut silence = Silence {
         id: 0,

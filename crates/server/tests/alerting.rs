@@ -139,7 +139,11 @@ impl Receiver {
     }
 
     fn plan(&self, answers: &[(u16, Option<u64>)]) {
-        self.state.lock().unwrap().plan.extend(answers.iter().copied());
+        self.state
+            .lock()
+            .unwrap()
+            .plan
+            .extend(answers.iter().copied());
     }
 
     fn got(&self) -> Vec<Got> {
@@ -164,7 +168,9 @@ impl Receiver {
             if start.elapsed() > limit {
                 panic!(
                     "timed out after {limit:?} waiting for {what}; got {:#?}",
-                    g.iter().map(|g| (&g.path, g.status, &g.body["event"], &g.body["title"])).collect::<Vec<_>>()
+                    g.iter()
+                        .map(|g| (&g.path, g.status, &g.body["event"], &g.body["title"]))
+                        .collect::<Vec<_>>()
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -193,7 +199,10 @@ fn redis_on(port: u16) -> Option<tk::process::Server> {
 }
 
 fn have_redis() -> bool {
-    tk::need(tk::which("redis-server").is_some(), "redis-server (apt-get install redis-server)")
+    tk::need(
+        tk::which("redis-server").is_some(),
+        "redis-server (apt-get install redis-server)",
+    )
 }
 
 /// A monitor of a real redis on `port`, with every metadata field, judged fast.
@@ -217,8 +226,19 @@ fn webhook(name: &str, r: &Receiver, path: &str) -> String {
 
 fn assert_every_field(item: &Value, resolved: bool) {
     for f in [
-        "monitor", "target", "check", "state", "service", "capability", "owner", "severity",
-        "scope", "since", "runbook", "incident_id", "incident_url",
+        "monitor",
+        "target",
+        "check",
+        "state",
+        "service",
+        "capability",
+        "owner",
+        "severity",
+        "scope",
+        "since",
+        "runbook",
+        "incident_id",
+        "incident_url",
     ] {
         assert!(!item[f].is_null(), "field `{f}` missing in {item:#}");
     }
@@ -230,12 +250,23 @@ fn assert_every_field(item: &Value, resolved: bool) {
     assert_eq!(item["runbook"], "https://runbooks.example/redis");
     assert_eq!(item["check"], "redis");
     assert!(item["target"].as_str().unwrap().contains("127.0.0.1"));
-    assert!(item["incident_url"].as_str().unwrap().contains("/incidents/"));
+    assert!(
+        item["incident_url"]
+            .as_str()
+            .unwrap()
+            .contains("/incidents/")
+    );
     assert!(!item["error_kind"].is_null(), "error kind in {item:#}");
-    assert!(!item["error_message"].is_null(), "error message in {item:#}");
+    assert!(
+        !item["error_message"].is_null(),
+        "error message in {item:#}"
+    );
     let lh = &item["last_healthy"];
     assert!(!lh["at"].is_null(), "last healthy time in {item:#}");
-    assert!(!lh["connect_ms"].is_null(), "last healthy latency in {item:#}");
+    assert!(
+        !lh["connect_ms"].is_null(),
+        "last healthy latency in {item:#}"
+    );
     if resolved {
         assert!(!item["recovered_at"].is_null(), "recovered_at in {item:#}");
         assert_eq!(item["state"], "up");
@@ -264,14 +295,17 @@ async fn one_trigger_and_one_resolve_per_receiver_across_restarts() {
         webhook("hook-b", &b, "b"),
     );
     let d = TestDaemon::start(&yaml).await;
-    d.wait_monitor("cache", Duration::from_secs(10), "cache up", |v| v["state"] == "up")
-        .await;
+    d.wait_monitor("cache", Duration::from_secs(10), "cache up", |v| {
+        v["state"] == "up"
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     redis.kill();
     for r in [&a, &b] {
         r.wait("a trigger", Duration::from_secs(15), |g| {
-            g.iter().any(|g| g.status == 200 && g.body["event"] == "trigger")
+            g.iter()
+                .any(|g| g.status == 200 && g.body["event"] == "trigger")
         })
         .await;
     }
@@ -280,7 +314,10 @@ async fn one_trigger_and_one_resolve_per_receiver_across_restarts() {
     let item = &trig.body["items"][0];
     assert_every_field(item, false);
     let incident = item["incident_id"].as_i64().unwrap();
-    assert_eq!(trig.key.as_deref(), Some(format!("pw-{incident}-trigger").as_str()));
+    assert_eq!(
+        trig.key.as_deref(),
+        Some(format!("pw-{incident}-trigger").as_str())
+    );
 
     // Acceptance 4a: a restart while down and notified sends no second trigger.
     let mut d = d;
@@ -294,7 +331,11 @@ async fn one_trigger_and_one_resolve_per_receiver_across_restarts() {
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     for r in [&a, &b] {
-        assert_eq!(r.delivered("trigger").len(), 1, "one trigger, even after a restart");
+        assert_eq!(
+            r.delivered("trigger").len(),
+            1,
+            "one trigger, even after a restart"
+        );
     }
 
     // Acceptance 4b: recovery while the daemon is stopped → resolved and notified once.
@@ -305,7 +346,8 @@ async fn one_trigger_and_one_resolve_per_receiver_across_restarts() {
     let mut d = TestDaemon::start_with(dir, config, Some(data)).await;
     for r in [&a, &b] {
         r.wait("a resolve", Duration::from_secs(15), |g| {
-            g.iter().any(|g| g.status == 200 && g.body["event"] == "resolve")
+            g.iter()
+                .any(|g| g.status == 200 && g.body["event"] == "resolve")
         })
         .await;
     }
@@ -316,7 +358,10 @@ async fn one_trigger_and_one_resolve_per_receiver_across_restarts() {
         assert_eq!(res.len(), 1, "exactly one resolve");
         assert_eq!(res[0].body["change"], "recovered");
         assert_every_field(&res[0].body["items"][0], true);
-        assert_eq!(res[0].key.as_deref(), Some(format!("pw-{incident}-resolve").as_str()));
+        assert_eq!(
+            res[0].key.as_deref(),
+            Some(format!("pw-{incident}-resolve").as_str())
+        );
         assert_eq!(r.got().len(), 2, "nothing else was sent");
     }
     let inc = d.json(&format!("/api/v1/incidents/{incident}")).await;
@@ -348,7 +393,10 @@ async fn retries_until_delivered_and_honours_retry_after() {
         })
         .await;
     assert_eq!(got.len(), 6, "5 × 500 then 200");
-    assert!(got.iter().all(|g| g.key == got[0].key), "one idempotency key for every attempt");
+    assert!(
+        got.iter().all(|g| g.key == got[0].key),
+        "one idempotency key for every attempt"
+    );
     let b = busy
         .wait("delivery after 429", Duration::from_secs(20), |g| {
             g.iter().any(|g| g.status == 200)
@@ -356,7 +404,10 @@ async fn retries_until_delivered_and_honours_retry_after() {
         .await;
     assert_eq!(b.len(), 2);
     let gap = b[1].at - b[0].at;
-    assert!(gap >= Duration::from_millis(1900), "Retry-After: 2 honoured, waited {gap:?}");
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "Retry-After: 2 honoured, waited {gap:?}"
+    );
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(flaky.got().len(), 6, "delivered once, never again");
@@ -367,14 +418,22 @@ async fn retries_until_delivered_and_honours_retry_after() {
     assert_eq!(f["status"], "delivered");
     let log = f["attempt_log"].as_array().unwrap();
     assert_eq!(log.len(), 6, "6 attempts recorded: {f:#}");
-    assert!(log[..5].iter().all(|a| a["ok"] == false && a["http_status"] == 500 && !a["error"].is_null()));
+    assert!(
+        log[..5]
+            .iter()
+            .all(|a| a["ok"] == false && a["http_status"] == 500 && !a["error"].is_null())
+    );
     assert!(log[..5].iter().all(|a| !a["retry_at"].is_null()));
     assert_eq!(log[5]["ok"], true);
     assert!(log.iter().all(|a| a["latency_ms"].as_f64().is_some()));
     let bz = n.iter().find(|r| r["receiver"] == "busy").unwrap();
     assert_eq!(bz["attempt_log"][0]["http_status"], 429);
     assert!(
-        inc["timeline"].as_array().unwrap().iter().any(|e| e["kind"] == "notified"),
+        inc["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "notified"),
         "the timeline says it was delivered"
     );
     d.stop().await;
@@ -399,7 +458,10 @@ async fn thirty_monitors_on_one_host_make_one_message_per_route() {
         webhook("dba", &dba, "dba"),
     );
     let mut d = TestDaemon::start(&yaml).await;
-    d.wait_monitor("port-29", Duration::from_secs(10), "up", |v| v["state"] == "up").await;
+    d.wait_monitor("port-29", Duration::from_secs(10), "up", |v| {
+        v["state"] == "up"
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     drop(listeners); // the host "dies": every port refuses at once
 
@@ -412,15 +474,28 @@ async fn thirty_monitors_on_one_host_make_one_message_per_route() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     for r in [&ops, &dba] {
         let got = r.got();
-        assert_eq!(got.len(), 1, "one message per route, not 30: {:#?}", got.iter().map(|g| &g.body["title"]).collect::<Vec<_>>());
+        assert_eq!(
+            got.len(),
+            1,
+            "one message per route, not 30: {:#?}",
+            got.iter().map(|g| &g.body["title"]).collect::<Vec<_>>()
+        );
         let items = got[0].body["items"].as_array().unwrap();
         assert_eq!(items.len(), 30, "with every monitor's detail");
-        let mut names: Vec<&str> = items.iter().map(|i| i["monitor"].as_str().unwrap()).collect();
+        let mut names: Vec<&str> = items
+            .iter()
+            .map(|i| i["monitor"].as_str().unwrap())
+            .collect();
         names.sort();
         names.dedup();
         assert_eq!(names.len(), 30);
         assert!(items.iter().all(|i| i["error_kind"] == "refused"));
-        assert!(got[0].body["title"].as_str().unwrap().contains("30 monitors"));
+        assert!(
+            got[0].body["title"]
+                .as_str()
+                .unwrap()
+                .contains("30 monitors")
+        );
     }
     d.stop().await;
 }
@@ -442,8 +517,10 @@ async fn maintenance_window_silences_and_excludes_from_availability() {
         end.to_rfc3339(),
     );
     let mut d = TestDaemon::start(&yaml).await;
-    d.wait_monitor("svc", Duration::from_secs(5), "in maintenance", |v| v["state"] == "maintenance")
-        .await;
+    d.wait_monitor("svc", Duration::from_secs(5), "in maintenance", |v| {
+        v["state"] == "maintenance"
+    })
+    .await;
     drop(l); // killed inside the window
     tokio::time::sleep(Duration::from_secs(2)).await;
     let v = d.monitor("svc").await;
@@ -453,16 +530,29 @@ async fn maintenance_window_silences_and_excludes_from_availability() {
     let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let wait = (end - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(300);
     tokio::time::sleep(wait).await;
-    d.wait_monitor("svc", Duration::from_secs(5), "up after the window", |v| v["state"] == "up")
-        .await;
+    d.wait_monitor("svc", Duration::from_secs(5), "up after the window", |v| {
+        v["state"] == "up"
+    })
+    .await;
     assert!(hook.got().is_empty(), "nothing notified inside the window");
     let av = d.json("/api/v1/monitors/svc/availability?period=24h").await;
     let text = av.to_string();
     assert!(av.to_string().contains("maintenance"), "{text}");
-    let m = av.pointer("/availability/maintenance").or_else(|| av.get("maintenance")).and_then(Value::as_u64).unwrap_or(0);
-    let down = av.pointer("/availability/down").or_else(|| av.get("down")).and_then(Value::as_u64).unwrap_or(0);
+    let m = av
+        .pointer("/availability/maintenance")
+        .or_else(|| av.get("maintenance"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let down = av
+        .pointer("/availability/down")
+        .or_else(|| av.get("down"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
     assert!(m > 0, "maintenance samples counted apart: {text}");
-    assert_eq!(down, 0, "the outage inside the window is not downtime: {text}");
+    assert_eq!(
+        down, 0,
+        "the outage inside the window is not downtime: {text}"
+    );
 
     drop(l); // killed after the window → notified
     hook.wait("a trigger after the window", Duration::from_secs(10), |g| {
@@ -495,7 +585,10 @@ async fn unacknowledged_incidents_escalate_acknowledged_ones_do_not() {
         .iter()
         .find(|g| g.body["items"][0]["monitor"] == "handled")
         .unwrap();
-    let ack = handled.body["items"][0]["ack_url"].as_str().unwrap().to_string();
+    let ack = handled.body["items"][0]["ack_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let path = &ack[ack.find("/ack/").unwrap()..];
     // The signed link needs no login; GET only shows a button, POST acknowledges.
     let anon = d.anonymous();
@@ -509,11 +602,15 @@ async fn unacknowledged_incidents_escalate_acknowledged_ones_do_not() {
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("<form method=\"post\""));
     let p = path.to_string();
-    let r = tokio::task::spawn_blocking(move || anon.post(&p, "")).await.unwrap();
+    let r = tokio::task::spawn_blocking(move || anon.post(&p, ""))
+        .await
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     let forged = format!("{}0", path);
     let anon = d.anonymous();
-    let r = tokio::task::spawn_blocking(move || anon.post(&forged, "")).await.unwrap();
+    let r = tokio::task::spawn_blocking(move || anon.post(&forged, ""))
+        .await
+        .unwrap();
     assert_eq!(r.status, 403);
 
     let esc = boss
@@ -521,12 +618,24 @@ async fn unacknowledged_incidents_escalate_acknowledged_ones_do_not() {
         .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let esc_all = boss.got();
-    assert_eq!(esc_all.len(), 1, "only the unacknowledged incident escalates: {:#?}", esc_all.iter().map(|g| &g.body["title"]).collect::<Vec<_>>());
+    assert_eq!(
+        esc_all.len(),
+        1,
+        "only the unacknowledged incident escalates: {:#?}",
+        esc_all.iter().map(|g| &g.body["title"]).collect::<Vec<_>>()
+    );
     assert_eq!(esc[0].body["event"], "escalate");
     assert_eq!(esc[0].body["items"][0]["monitor"], "ignored");
     let id = esc[0].body["items"][0]["incident_id"].as_i64().unwrap();
     let inc = d.json(&format!("/api/v1/incidents/{id}")).await;
-    assert!(inc["timeline"].as_array().unwrap().iter().any(|e| e["kind"] == "escalated"), "{inc:#}");
+    assert!(
+        inc["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "escalated"),
+        "{inc:#}"
+    );
     let hid = handled.body["items"][0]["incident_id"].as_i64().unwrap();
     let inc = d.json(&format!("/api/v1/incidents/{hid}")).await;
     assert_eq!(inc["acknowledged_by"], "signed link");
@@ -557,10 +666,15 @@ async fn secrets_never_reach_logs_or_the_api() {
         tk::free_port(),
     );
     // A silence created before `quiet` goes down keeps it from notifying.
-    let mut d = TestDaemon::start(&yaml.replace("  - name: quiet", "  - name: quiet\n    enabled: true")).await;
+    let mut d =
+        TestDaemon::start(&yaml.replace("  - name: quiet", "  - name: quiet\n    enabled: true"))
+            .await;
     let c = d.client();
     let r = tokio::task::spawn_blocking(move || {
-        c.post("/api/v1/silences", r#"{"monitors": ["quiet"], "comment": "moving racks", "duration": "1h"}"#)
+        c.post(
+            "/api/v1/silences",
+            r#"{"monitors": ["quiet"], "comment": "moving racks", "duration": "1h"}"#,
+        )
     })
     .await
     .unwrap();
@@ -570,30 +684,49 @@ async fn secrets_never_reach_logs_or_the_api() {
     let list = d.json("/api/v1/silences").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     let c = d.client();
-    let r = tokio::task::spawn_blocking(move || c.post("/api/v1/silences", r#"{"comment": "x", "duration": "1h"}"#))
-        .await
-        .unwrap();
+    let r = tokio::task::spawn_blocking(move || {
+        c.post("/api/v1/silences", r#"{"comment": "x", "duration": "1h"}"#)
+    })
+    .await
+    .unwrap();
     assert_eq!(r.status, 400, "{}", r.body);
 
     let got = hook
-        .wait("delivery after failures", Duration::from_secs(15), |g| g.iter().any(|g| g.status == 200))
+        .wait("delivery after failures", Duration::from_secs(15), |g| {
+            g.iter().any(|g| g.status == 200)
+        })
         .await;
     assert_eq!(got[0].path, format!("/hooks/{url_token}"));
-    assert!(got.iter().all(|g| g.body["items"][0]["monitor"] == "a"), "the silenced monitor sent nothing");
+    assert!(
+        got.iter().all(|g| g.body["items"][0]["monitor"] == "a"),
+        "the silenced monitor sent nothing"
+    );
     let id = got[0].body["items"][0]["incident_id"].as_i64().unwrap();
     // `dead` refuses connections until it is given up (give_up_after 2s).
     let start = Instant::now();
     let inc = loop {
         let inc = d.json(&format!("/api/v1/incidents/{id}")).await;
-        let dead = inc["notifications"].as_array().unwrap().iter().find(|n| n["receiver"] == "dead").cloned();
+        let dead = inc["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["receiver"] == "dead")
+            .cloned();
         if dead.as_ref().is_some_and(|n| n["status"] == "given_up") {
             break inc;
         }
-        assert!(start.elapsed() < Duration::from_secs(15), "not given up: {inc:#}");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "not given up: {inc:#}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(
-        inc["timeline"].as_array().unwrap().iter().any(|e| e["message"].as_str().unwrap_or("").contains("given up")),
+        inc["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["message"].as_str().unwrap_or("").contains("given up")),
         "the incident says so: {inc:#}"
     );
     // The silenced incident exists but its notifications are suppressed.
@@ -603,18 +736,31 @@ async fn secrets_never_reach_logs_or_the_api() {
         .as_i64()
         .unwrap_or_else(|| panic!("quiet has an incident: {quiet:#} {view:#}"));
     let q = d.json(&format!("/api/v1/incidents/{qid}")).await;
-    assert!(q["notifications"].as_array().unwrap().iter().all(|n| n["status"] == "suppressed"), "{q:#}");
+    assert!(
+        q["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["status"] == "suppressed"),
+        "{q:#}"
+    );
     let sid = sil["id"].as_i64().unwrap();
     let c = d.client();
-    let r = tokio::task::spawn_blocking(move || c.request("DELETE", &format!("/api/v1/silences/{sid}"), &[], b"").unwrap())
-        .await
-        .unwrap();
+    let r = tokio::task::spawn_blocking(move || {
+        c.request("DELETE", &format!("/api/v1/silences/{sid}"), &[], b"")
+            .unwrap()
+    })
+    .await
+    .unwrap();
     assert_eq!(r.status, 204, "{}", r.body);
 
     let api = format!("{inc}{q}{}", d.json("/api/v1/incidents").await);
     d.stop().await;
     let logs = String::from_utf8_lossy(&cap.0.lock().unwrap()).to_string();
-    assert!(logs.contains("notification failed"), "the capture holds the failures");
+    assert!(
+        logs.contains("notification failed"),
+        "the capture holds the failures"
+    );
     for s in [url_token, header_secret, signing, signing_raw] {
         assert!(!logs.contains(s), "secret `{s}` in the logs");
         assert!(!api.contains(s), "secret `{s}` in the API");
