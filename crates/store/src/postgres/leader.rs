@@ -92,15 +92,16 @@ pub struct Leadership {
     rx: watch::Receiver<bool>,
     inner: Arc<Inner>,
     task: Option<Arc<tokio::task::JoinHandle<()>>>,
+    /// Keeps the channel open for [`Leadership::always`] (no task sends).
+    _always: Option<Arc<watch::Sender<bool>>>,
 }
 
 impl Leadership {
     /// A single process (SQLite): always the leader.
     pub fn always() -> Leadership {
         let (tx, rx) = watch::channel(true);
-        // Keep the sender alive so `changed()` never reports a closed channel.
-        std::mem::forget(tx);
         Leadership {
+            _always: Some(Arc::new(tx)),
             rx,
             inner: Arc::new(Inner {
                 mode: "single",
@@ -131,6 +132,7 @@ impl Leadership {
             rx,
             inner,
             task: Some(Arc::new(task)),
+            _always: None,
         }
     }
 
