@@ -143,7 +143,9 @@ fn kill_9_of_the_leader_during_an_incident_hands_over_within_the_bound() {
 
     // Replica A starts first and leads; B follows.
     let (mut a, pa) = replica(dir.path(), "replica-a", &db.url(), target.port);
-    wait(Duration::from_secs(20), "A becomes leader", || is_leader(pa));
+    wait(Duration::from_secs(20), "A becomes leader", || {
+        is_leader(pa)
+    });
     let (_b, pb) = replica(dir.path(), "replica-b", &db.url(), target.port);
     let h = health(pb);
     assert_eq!(h["leadership"]["leader"], false, "{h:#}");
@@ -165,9 +167,16 @@ fn kill_9_of_the_leader_during_an_incident_hands_over_within_the_bound() {
     assert!(
         m.contains("portwarden_leader_is_leader 0"),
         "follower metric: {}",
-        m.lines().filter(|l| l.contains("leader")).collect::<Vec<_>>().join("\n")
+        m.lines()
+            .filter(|l| l.contains("leader"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
-    assert!(tk::http::get(addr(pa), "/metrics").body.contains("portwarden_leader_is_leader 1"));
+    assert!(
+        tk::http::get(addr(pa), "/metrics")
+            .body
+            .contains("portwarden_leader_is_leader 1")
+    );
 
     // An incident opens under A.
     target.set(false);
@@ -188,10 +197,16 @@ fn kill_9_of_the_leader_during_an_incident_hands_over_within_the_bound() {
     let took = killed.elapsed();
     eprintln!("takeover after kill -9: {took:?}");
     assert!(took < Duration::from_secs(15), "takeover took {took:?}");
-    assert!(tk::http::get(addr(pb), "/metrics").body.contains("portwarden_leader_is_leader 1"));
+    assert!(
+        tk::http::get(addr(pb), "/metrics")
+            .body
+            .contains("portwarden_leader_is_leader 1")
+    );
 
     // B probes now, keeps the same incident open (no second one)...
-    wait(Duration::from_secs(10), "B probes", || probed("replica-b") >= 3);
+    wait(Duration::from_secs(10), "B probes", || {
+        probed("replica-b") >= 3
+    });
     std::thread::sleep(Duration::from_secs(3));
     let during = incidents(pb);
     assert_eq!(during.len(), 1, "no second incident: {during:#?}");

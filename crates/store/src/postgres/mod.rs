@@ -20,6 +20,7 @@
 
 pub mod leader;
 mod ops;
+mod outbox;
 mod read;
 pub mod schema;
 mod writer;
@@ -33,7 +34,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use portwarden_core::{Incident, IncidentId, Observation};
+use portwarden_core::{Incident, IncidentEvent, IncidentId, Observation};
 use tokio::sync::{mpsc, oneshot};
 
 use self::ops::RetentionTable;
@@ -42,9 +43,10 @@ use crate::sqlite::codec::to_ms;
 use crate::sqlite::read::Window;
 use crate::sqlite::writer::{Shared, Submitted};
 use crate::{
-    Availability, DayAvailability, IncidentChange, IncidentDetail, IncidentFilter, LatencyPoint,
-    LocalUser, MonitorId, MonitorRecord, NewIncident, ObservationQuery, Page, Record, Resolution,
-    Result, Retention, RevokeSessions, SessionRecord, Store, StoreError, StoreHealth, StoreMetrics,
+    AttemptRecord, AttemptResult, Availability, DayAvailability, IncidentChange, IncidentDetail,
+    IncidentFilter, LatencyPoint, LocalUser, MonitorId, MonitorRecord, NewIncident, NewOutbox,
+    NotificationRecord, ObservationQuery, OutboxRow, Page, Record, Resolution, Result, Retention,
+    RevokeSessions, SessionRecord, Silence, Store, StoreError, StoreHealth, StoreMetrics,
     WriterOptions,
 };
 
@@ -324,7 +326,74 @@ impl Store for PgStore {
 
     async fn change_incident(&self, id: IncidentId, change: IncidentChange) -> Result<()> {
         let mut c = self.client().await?;
-        self.track(ops::change_incident(&mut c, id, &change).await)
+        self.track(ops::change_incident(&mut c, id, &change, &[]).await)
+    }
+
+    async fn change_incident_with(
+        &self,
+        id: IncidentId,
+        change: IncidentChange,
+        outbox: Vec<NewOutbox>,
+    ) -> Result<()> {
+        let mut c = self.client().await?;
+        self.track(ops::change_incident(&mut c, id, &change, &outbox).await)
+    }
+
+    async fn enqueue_outbox(
+        &self,
+        incident: Option<IncidentId>,
+        rows: Vec<NewOutbox>,
+        event: Option<IncidentEvent>,
+    ) -> Result<u64> {
+        let mut c = self.client().await?;
+        self.track(outbox::enqueue(&mut c, incident, &rows, event.as_ref()).await)
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>> {
+        let c = self.client().await?;
+        self.track(outbox::claim(&c, to_ms(now), ms(lease), limit).await)
+    }
+
+    async fn release_outbox_claims(&self) -> Result<u64> {
+        let c = self.client().await?;
+        self.track(outbox::release_claims(&c).await)
+    }
+
+    async fn finish_outbox_attempt(
+        &self,
+        ids: Vec<i64>,
+        attempt: AttemptRecord,
+        result: AttemptResult,
+    ) -> Result<()> {
+        let mut c = self.client().await?;
+        self.track(outbox::finish(&mut c, &ids, &attempt, &result).await)
+    }
+
+    async fn incident_notifications(&self, id: IncidentId) -> Result<Vec<NotificationRecord>> {
+        outbox::incident_notifications(&*self.client().await?, id).await
+    }
+
+    async fn outbox_pending(&self) -> Result<u64> {
+        outbox::pending(&*self.client().await?).await
+    }
+
+    async fn create_silence(&self, silence: Silence) -> Result<i64> {
+        let c = self.client().await?;
+        self.track(outbox::create_silence(&c, &silence).await)
+    }
+
+    async fn silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>> {
+        outbox::silences(&*self.client().await?, now).await
+    }
+
+    async fn delete_silence(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
+        let c = self.client().await?;
+        self.track(outbox::delete_silence(&c, id, now).await)
     }
 
     async fn open_incidents(&self) -> Result<Vec<Incident>> {

@@ -67,7 +67,11 @@ async fn monitor_id(tx: &Transaction<'_>, name: &str) -> Result<i64> {
         .try_get(0)?)
 }
 
-async fn insert_event(tx: &Transaction<'_>, incident: IncidentId, e: &IncidentEvent) -> Result<()> {
+pub(crate) async fn insert_event(
+    tx: &Transaction<'_>,
+    incident: IncidentId,
+    e: &IncidentEvent,
+) -> Result<()> {
     let st = tx
         .prepare_cached(
             "INSERT INTO incident_events (incident_id, at, kind, message, data)
@@ -119,6 +123,7 @@ pub async fn open_incident(c: &mut Client, new: &NewIncident) -> Result<Incident
         .await?
         .try_get(0)?;
     insert_event(&tx, id, &new.event).await?;
+    super::outbox::insert_rows(&tx, Some(id), &new.outbox, Utc::now()).await?;
     tx.commit().await?;
     Ok(id)
 }
@@ -136,6 +141,7 @@ pub async fn change_incident(
     c: &mut Client,
     id: IncidentId,
     change: &IncidentChange,
+    outbox: &[crate::NewOutbox],
 ) -> Result<()> {
     let tx = c.transaction().await?;
     // FOR UPDATE: two replicas changing one incident apply their changes one after the other.
@@ -210,6 +216,7 @@ pub async fn change_incident(
             }
         }
     }
+    super::outbox::insert_rows(&tx, Some(id), outbox, Utc::now()).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -433,5 +433,10 @@ pub async fn incident(c: &Client, id: IncidentId) -> Result<Option<IncidentDetai
         .iter()
         .map(event_from_row)
         .collect::<Result<Vec<_>>>()?;
-    Ok(Some(IncidentDetail { incident, timeline }))
+    let notifications = super::outbox::incident_notifications(c, id).await?;
+    Ok(Some(IncidentDetail {
+        incident,
+        timeline,
+        notifications,
+    }))
 }
