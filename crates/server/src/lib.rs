@@ -26,6 +26,7 @@ use portwarden_store::{Retention, Store, StoreMetrics, WriterOptions};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
+pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod error;
@@ -96,6 +97,8 @@ pub struct AppState {
     /// The UI's caches and the status page.
     pub web: Arc<Web>,
     pub data_dir: PathBuf,
+    /// Enrolled probe agents: tokens, assignments, who is silent.
+    pub agents: Arc<agents::Agents>,
 }
 
 /// What the UI keeps between requests.
@@ -121,6 +124,8 @@ pub fn router(state: AppState) -> Router {
             auth::middleware::security_headers,
         ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+        // Agents authenticate with their own tokens and upload bigger bodies.
+        .merge(agents::router())
         .with_state(state)
 }
 
@@ -248,6 +253,8 @@ impl Daemon {
         self_metrics.register(&mut registry);
         let discovery_metrics = DiscoveryMetrics::default();
         discovery_metrics.register(&mut registry);
+        let agents = Arc::new(agents::Agents::new(&config));
+        agents.metrics.register(&mut registry);
 
         let retention = Retention {
             raw: config.retention.raw,
@@ -315,7 +322,9 @@ impl Daemon {
                 status: web::status::StatusPage::new(config.status_page.clone()),
             }),
             data_dir: data_dir.clone(),
+            agents,
         };
+        state.agents.tick(&state.engine);
 
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -355,6 +364,7 @@ impl Daemon {
                 shutdown.subscribe(),
             )),
             tokio::spawn(retention_task(store.clone(), shutdown.subscribe())),
+            tokio::spawn(agents::watch(state.clone(), shutdown.subscribe())),
             tokio::spawn(web::cache::refresher(
                 state.web.overview.clone(),
                 store.clone(),

@@ -173,6 +173,21 @@ ALTER TABLE rollup_hour ADD COLUMN tls_hist BLOB;
 ALTER TABLE rollup_hour ADD COLUMN protocol_hist BLOB;
 "#,
     },
+    Migration {
+        version: 4,
+        name: "agent upload streams",
+        sql: r#"
+-- The highest committed batch sequence number per (agent, stream): a batch is stored in the
+-- same transaction that raises it, so a repeated upload is recognised and stored once.
+CREATE TABLE agent_streams (
+    agent       TEXT NOT NULL,
+    stream      TEXT NOT NULL,
+    last_seq    INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (agent, stream)
+);
+"#,
+    },
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
