@@ -199,6 +199,7 @@ pub fn monitor_of(a: &wire::AssignedMonitor) -> Result<Monitor, String> {
         source: None,
         locations: Vec::new(),
         confirm: Default::default(),
+        depends_on: Vec::new(),
     };
     // The engine would refuse the whole list for one bad monitor: check each here.
     m.probe_spec().map_err(|e| e.to_string())?;

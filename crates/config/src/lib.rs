@@ -23,12 +23,17 @@ use portwarden_core::{
 use portwarden_probe::checks::send_expect::SeTransport;
 use portwarden_probe::{CheckSpec, ProbeSpec, ResolverSpec, SpecError};
 
+pub mod alerting;
 pub mod de;
 pub mod diag;
 pub mod model;
 pub mod node;
 pub mod web;
 
+pub use alerting::{
+    AlertingSettings, GroupBy, Heartbeat, MaintenanceScope, MaintenanceWindow,
+    NotificationSettings, Route, RouteMatch, WindowTime,
+};
 pub use diag::{Diagnostic, Diagnostics, Level};
 pub use node::{Loc, Node};
 pub use web::{
@@ -62,6 +67,9 @@ pub struct Monitor {
     pub locations: Vec<String>,
     /// Multi-location confirmation (`confirm:`).
     pub confirm: Confirm,
+    /// Monitors (by name) or hosts (`host:NAME`) this one depends on: while one of them is
+    /// down, this monitor's alerts are folded into that incident.
+    pub depends_on: Vec<String>,
 }
 
 /// How failures seen from several locations are judged.
@@ -194,6 +202,8 @@ pub struct Config {
     pub status_page: StatusPageSettings,
     /// Enrolled probe agents (`agents:`).
     pub agents: Vec<AgentEntry>,
+    /// `routes:`, `maintenance:`, `heartbeat:`, `notifications:`.
+    pub alerting: AlertingSettings,
 }
 
 impl Config {
@@ -250,6 +260,11 @@ const SECTIONS: &[&str] = &[
     "auth",
     "status_page",
     "agents",
+    "receivers",
+    "routes",
+    "maintenance",
+    "heartbeat",
+    "notifications",
 ];
 
 /// Reads and validates a config file.
@@ -671,6 +686,18 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
             }
         }
     }
+    let alerting = {
+        let names: std::collections::HashSet<&str> =
+            monitors.iter().map(|m: &Monitor| m.name.as_str()).collect();
+        let strict = section("discover").is_none();
+        if strict {
+            check_depends_on(&monitors, root, diags, &mut ok);
+        }
+        alerting::resolve(root, &sink, &names, strict, diags).unwrap_or_else(|| {
+            ok = false;
+            AlertingSettings::default()
+        })
+    };
 
     diags.extend(sink.take());
     ok.then_some(Config {
@@ -685,7 +712,59 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
         retention,
         auth,
         status_page,
+        alerting,
     })
+}
+
+/// `depends_on` entries must name another written monitor (or a host as `host:NAME`).
+fn check_depends_on(monitors: &[Monitor], root: &Node, diags: &mut Vec<Diagnostic>, ok: &mut bool) {
+    let names: Vec<&str> = monitors.iter().map(|m| m.name.as_str()).collect();
+    let items = match root.get("monitors").map(|n| &n.kind) {
+        Some(NodeKind::Seq(items)) => items.as_slice(),
+        _ => &[],
+    };
+    for m in monitors {
+        let node = items
+            .iter()
+            .find(|i| i.get("name").and_then(Node::as_str) == Some(m.name.as_str()));
+        let loc = node.map(|n| n.loc_of("depends_on"));
+        for d in &m.depends_on {
+            if let Some(h) = d.strip_prefix("host:") {
+                if h.is_empty() {
+                    diags.push(
+                        Diagnostic::error(
+                            loc,
+                            format!("monitor `{}`: `host:` needs a host name", m.name),
+                        )
+                        .hint("write e.g. `host:db1.internal`"),
+                    );
+                    *ok = false;
+                }
+            } else if d == &m.name {
+                diags.push(
+                    Diagnostic::error(loc, format!("monitor `{}` depends on itself", m.name)).hint(
+                        "name the monitor of what it needs (a host, a gateway), or `host:NAME`",
+                    ),
+                );
+                *ok = false;
+            } else if !names.contains(&d.as_str()) {
+                diags.push(
+                    Diagnostic::error(
+                        loc,
+                        format!(
+                            "monitor `{}`: `depends_on` names unknown monitor `{d}`",
+                            m.name
+                        ),
+                    )
+                    .hint(format!(
+                        "{} (or write `host:NAME` for a host)",
+                        diag::did_you_mean(d, &names)
+                    )),
+                );
+                *ok = false;
+            }
+        }
+    }
 }
 
 /// Parses `IP:PORT` (or a bare IP, port 53) for `resolver:`.
@@ -961,6 +1040,7 @@ fn resolve_monitor(
             min_locations: raw.confirm.and_then(|c| c.min_locations),
             regional_severity: raw.confirm.and_then(|c| c.regional_severity),
         },
+        depends_on: raw.depends_on,
     })
 }
 

@@ -98,6 +98,9 @@ pub struct RawMonitor {
     /// `false` keeps the monitor in config but does not run it.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Monitors (or `host:NAME`) this one depends on.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
     /// Where it is probed from: location names (`local` is the server itself, others are
     /// agents' locations). Default: every location.
     #[serde(default)]

@@ -1580,6 +1580,7 @@ async fn apply_incident(
                     let id = inner
                         .store
                         .open_incident(NewIncident {
+                            outbox: Vec::new(),
                             monitor: monitor.clone(),
                             state: t.to,
                             severity: if matches!(scope, Scope::Regional(_)) {
