@@ -28,6 +28,7 @@ pub mod de;
 pub mod diag;
 pub mod model;
 pub mod node;
+pub mod receivers;
 pub mod web;
 
 pub use alerting::{
@@ -36,6 +37,7 @@ pub use alerting::{
 };
 pub use diag::{Diagnostic, Diagnostics, Level};
 pub use node::{Loc, Node};
+pub use receivers::{Receiver, ReceiverSpec};
 pub use web::{
     AuthSettings, Component, ComponentGroup, Expose, MetricsAccess, Role, StatusPageSettings,
     TlsFiles, Token, User,
@@ -202,6 +204,8 @@ pub struct Config {
     pub status_page: StatusPageSettings,
     /// Enrolled probe agents (`agents:`).
     pub agents: Vec<AgentEntry>,
+    /// Where notifications go (`receivers:`), by name.
+    pub receivers: BTreeMap<String, Receiver>,
     /// `routes:`, `maintenance:`, `heartbeat:`, `notifications:`.
     pub alerting: AlertingSettings,
 }
@@ -686,6 +690,14 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
             }
         }
     }
+    let receivers = match section("receivers") {
+        None => BTreeMap::new(),
+        Some(n) if matches!(n.kind, NodeKind::Null) => BTreeMap::new(),
+        Some(n) => receivers::resolve_receivers(n, file, &sink, diags).unwrap_or_else(|| {
+            ok = false;
+            BTreeMap::new()
+        }),
+    };
     let alerting = {
         let names: std::collections::HashSet<&str> =
             monitors.iter().map(|m: &Monitor| m.name.as_str()).collect();
@@ -712,6 +724,7 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
         retention,
         auth,
         status_page,
+        receivers,
         alerting,
     })
 }
