@@ -1,11 +1,12 @@
 //! Agent uploads: a batch is stored exactly once per (agent, stream, sequence), with its
-//! rollups, in one transaction; the sequence survives a restart.
+//! rollups, in one transaction; the sequence survives a restart. On both backends.
 
+#[macro_use]
 mod common;
 
 use common::*;
 use portwarden_core::Outcome;
-use portwarden_store::{IngestBatch, Store};
+use portwarden_store::IngestBatch;
 
 fn batch(agent: &str, stream: &str, seq: u64, base: i64, n: i64) -> IngestBatch {
     IngestBatch {
@@ -22,12 +23,10 @@ fn batch(agent: &str, stream: &str, seq: u64, base: i64, n: i64) -> IngestBatch 
     }
 }
 
-#[tokio::test]
-async fn batches_are_stored_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
+async fn batches_are_stored_exactly_once(db: Db) {
     let base = now_ms() - 3_600_000;
     {
-        let s = open(dir.path());
+        let s = db.open().await;
         assert_eq!(s.agent_last_seq("a", "s1").await.unwrap(), 0);
         let o = s.ingest_batch(batch("a", "s1", 1, base, 5)).await.unwrap();
         assert!(!o.duplicate);
@@ -55,7 +54,7 @@ async fn batches_are_stored_exactly_once() {
         );
         s.close().await.unwrap();
     }
-    let s = open(dir.path());
+    let s = db.open().await;
     assert_eq!(s.agent_last_seq("a", "s1").await.unwrap(), 2);
     assert!(
         s.ingest_batch(batch("a", "s1", 2, base, 5))
@@ -64,18 +63,18 @@ async fn batches_are_stored_exactly_once() {
             .duplicate
     );
     s.close().await.unwrap();
-    let c = raw(&dir.path().join("portwarden.db"));
-    assert_eq!(count(&c, "SELECT COUNT(*) FROM observations"), 12);
+    assert_eq!(db.count("SELECT COUNT(*) FROM observations").await, 12);
     assert_eq!(
-        count(
-            &c,
-            "SELECT COUNT(*) FROM observations WHERE location = 'eu-west'"
-        ),
+        db.count("SELECT COUNT(*) FROM observations WHERE location = 'eu-west'")
+            .await,
         12
     );
     // Rollups count every stored observation once.
     assert_eq!(
-        count(&c, "SELECT COALESCE(SUM(up), 0) FROM rollup_hour"),
+        db.count("SELECT COALESCE(SUM(up), 0) FROM rollup_hour")
+            .await,
         12
     );
 }
+
+on_both_backends!(batches_are_stored_exactly_once);
