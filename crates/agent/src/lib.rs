@@ -268,6 +268,7 @@ impl Agent {
             shutdown_grace: Duration::from_secs(5),
             location: opts.location.clone(),
             evaluate: false,
+            link_key: None,
         };
         let prober = Prober::new(Resolver::new(&ResolverSpec::System)?, &opts.location);
         let engine = Engine::start(

@@ -265,6 +265,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
         shutdown_grace: Duration::from_secs(5),
         location: "local".into(),
         evaluate: true,
+        link_key: None,
     };
     let engine = Engine::start(
         &config,

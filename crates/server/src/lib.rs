@@ -29,6 +29,7 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 pub mod agents;
+pub mod alerting;
 pub mod api;
 pub mod auth;
 pub mod error;
@@ -119,6 +120,7 @@ pub struct Web {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api::router())
+        .merge(alerting::router())
         .merge(web::router())
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(
@@ -242,7 +244,8 @@ impl Daemon {
         let listen = opts.listen.unwrap_or(config.server.listen);
 
         let nofile = portwarden_engine::raise_nofile();
-        let engine_opts = EngineOptions::from_config(&config, nofile);
+        let mut engine_opts = EngineOptions::from_config(&config, nofile);
+        engine_opts.link_key = Some(portwarden_engine::alerting::link_key(&data_dir));
         tracing::info!(
             nofile,
             concurrency = engine_opts.concurrency,
