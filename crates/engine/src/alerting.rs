@@ -96,6 +96,10 @@ pub struct Alerting {
     /// Dependents folded into a parent incident.
     dependents: Mutex<HashMap<IncidentId, BTreeSet<String>>>,
     silences: RwLock<Vec<Silence>>,
+    /// False on a follower replica: the leader dispatches, repeats and escalates.
+    active: std::sync::atomic::AtomicBool,
+    /// Bumped each time this replica becomes active (the dispatcher then releases claims).
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 /// Why a notification is not sent.
@@ -114,6 +118,65 @@ impl Alerting {
             by_monitor: Mutex::new(HashMap::new()),
             dependents: Mutex::new(HashMap::new()),
             silences: RwLock::new(Vec::new()),
+            active: std::sync::atomic::AtomicBool::new(true),
+            epoch: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Leadership: only the active replica dispatches, repeats, escalates and beats.
+    pub fn set_active(&self, active: bool) {
+        use std::sync::atomic::Ordering;
+        if active && !self.active.swap(true, Ordering::AcqRel) {
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+            self.wake.notify_one();
+        } else if !active {
+            self.active.store(false, Ordering::Release);
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Rebuilds what is known about open incidents from the store (start, leadership taken):
+    /// who was told (they hear the resolve) and which incidents are folded into a parent.
+    pub async fn resume_all(
+        &self,
+        store: &dyn Store,
+        defs: &HashMap<String, Arc<Monitor>>,
+        open: &[portwarden_core::Incident],
+    ) {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.by_monitor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.dependents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        for inc in open {
+            let rows = store
+                .incident_notifications(inc.id)
+                .await
+                .unwrap_or_default();
+            let told = rows
+                .iter()
+                .filter(|r| {
+                    matches!(r.row.event.as_str(), "trigger" | "escalate")
+                        && r.row.status != OutboxStatus::Suppressed
+                })
+                .map(|r| (r.row.route.clone(), r.row.receiver.clone()))
+                .collect();
+            let folded = rows.iter().find_map(|r| {
+                r.row
+                    .last_error
+                    .as_deref()
+                    .and_then(|n| n.strip_prefix("folded into incident #"))
+                    .and_then(|n| n.split(':').next())
+                    .and_then(|n| n.parse().ok())
+            });
+            self.resume(inc, defs.get(&inc.monitor).cloned(), told, folded);
         }
     }
 
@@ -601,17 +664,32 @@ pub(crate) async fn dispatcher(
     store: Arc<dyn Store>,
     cancel: CancellationToken,
 ) {
-    // The one dispatcher of this store: claims of a process that died are void now.
-    match store.release_outbox_claims().await {
-        Ok(n) if n > 0 => {
-            tracing::info!(rows = n, "released notification claims of a previous run")
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot release notification claims"),
-    }
+    let mut epoch = None;
     loop {
         let setup = al.setup();
         let poll = setup.settings.notifications.poll;
+        if !al.is_active() {
+            // A follower replica: the leader dispatches.
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = al.wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+            continue;
+        }
+        let now_epoch = al.epoch.load(std::sync::atomic::Ordering::Acquire);
+        if epoch != Some(now_epoch) {
+            // The one dispatcher of this store (the leader): claims of a process that died
+            // or stepped down are void now.
+            match store.release_outbox_claims().await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(rows = n, "released notification claims of a previous run")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot release notification claims"),
+            }
+            epoch = Some(now_epoch);
+        }
         let now = Utc::now();
         let rows = match store.claim_outbox(now, LEASE, CLAIM_LIMIT).await {
             Ok(r) => r,
@@ -757,6 +835,9 @@ pub(crate) async fn ticker(
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = every.tick() => {}
+        }
+        if !al.is_active() {
+            continue;
         }
         let now = Utc::now();
         match store.silences(now).await {
@@ -912,7 +993,9 @@ pub(crate) async fn heartbeat(al: Arc<Alerting>, cancel: CancellationToken) {
             }
         };
         let now = Utc::now();
-        if let Some(r) = &hb.receiver {
+        if !al.is_active() {
+            // The leader beats; a follower stays quiet.
+        } else if let Some(r) = &hb.receiver {
             match setup.channels.get(r) {
                 Some(c) => {
                     let n = Notification {

@@ -422,33 +422,12 @@ impl Engine {
         }
         inner.metrics.incidents_open.set(open_map.len() as i64);
         // Who was told about each open incident (they hear its resolve), from the outbox.
-        for inc in &open {
-            let def = plans
-                .iter()
-                .find(|p| p.monitor.name == inc.monitor)
-                .map(|p| p.monitor.clone());
-            let rows = store
-                .incident_notifications(inc.id)
-                .await
-                .unwrap_or_default();
-            let told = rows
-                .iter()
-                .filter(|r| {
-                    matches!(r.row.event.as_str(), "trigger" | "escalate")
-                        && r.row.status != portwarden_store::OutboxStatus::Suppressed
-                })
-                .map(|r| (r.row.route.clone(), r.row.receiver.clone()))
-                .collect();
-            let folded = rows.iter().find_map(|r| {
-                r.row
-                    .last_error
-                    .as_deref()
-                    .and_then(|n| n.strip_prefix("folded into incident #"))
-                    .and_then(|n| n.split(':').next())
-                    .and_then(|n| n.parse().ok())
-            });
-            alerting.resume(inc, def, told, folded);
-        }
+        let defs: HashMap<String, Arc<Monitor>> = plans
+            .iter()
+            .map(|p| (p.monitor.name.clone(), p.monitor.clone()))
+            .collect();
+        alerting.resume_all(&*store, &defs, &open).await;
+        alerting.set_active(active);
         {
             let mut pm = inner.plans.write().unwrap_or_else(|p| p.into_inner());
             for p in &plans {
@@ -729,6 +708,7 @@ impl Engine {
     pub async fn set_active(&self, active: bool) -> Result<(), EngineError> {
         let inner = &self.inner;
         if !active {
+            inner.alerting.set_active(false);
             if inner.active.swap(false, Ordering::AcqRel) {
                 tracing::info!("engine on standby: another replica leads");
             }
@@ -738,10 +718,20 @@ impl Engine {
             return Ok(());
         }
         let open = inner.store.open_incidents().await?;
+        let defs: HashMap<String, Arc<Monitor>> = inner
+            .plans
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, p)| (k.clone(), p.monitor.clone()))
+            .collect();
+        inner.alerting.resume_all(&*inner.store, &defs, &open).await;
         let (tx, rx) = oneshot::channel();
         let _ = inner.eval_tx.send(EvalCmd::Resume(open, tx));
         // The evaluator turns the engine active once its state is rebuilt.
         let _ = rx.await;
+        // Notifications too: the dispatcher takes over the outbox (leftover claims released).
+        inner.alerting.set_active(true);
         tracing::info!("engine active: probing, judging and writing incidents here");
         Ok(())
     }
