@@ -226,6 +226,21 @@ CREATE TABLE silences (
 CREATE INDEX silences_expiry ON silences (expires_at);
 "#,
     },
+    Migration {
+        version: 5,
+        name: "agent upload streams",
+        sql: r#"
+-- The highest committed batch sequence number per (agent, stream): a batch is stored in the
+-- same transaction that raises it, so a repeated upload is recognised and stored once.
+CREATE TABLE agent_streams (
+    agent       TEXT NOT NULL,
+    stream      TEXT NOT NULL,
+    last_seq    INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (agent, stream)
+);
+"#,
+    },
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
