@@ -229,6 +229,19 @@ impl Alerting {
         self.silenced(m, now).map(Hold::Silenced)
     }
 
+    /// Forgets every open incident (a replica taking over leadership relearns them).
+    pub(crate) fn forget_open(&self) {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.by_monitor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.dependents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     /// Remembers incidents that were open before a restart, with who was told.
     pub(crate) fn resume(
         &self,
@@ -595,23 +608,37 @@ fn build_notification(
     }
 }
 
-/// Claims due rows and delivers them until `cancel`.
+/// Claims due rows and delivers them until `cancel` — while this replica leads (`active`;
+/// always with one process): followers of a replicated store send nothing.
 pub(crate) async fn dispatcher(
     al: Arc<Alerting>,
     store: Arc<dyn Store>,
+    active: Arc<std::sync::atomic::AtomicBool>,
     cancel: CancellationToken,
 ) {
-    // The one dispatcher of this store: claims of a process that died are void now.
-    match store.release_outbox_claims().await {
-        Ok(n) if n > 0 => {
-            tracing::info!(rows = n, "released notification claims of a previous run")
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot release notification claims"),
-    }
+    let mut leading = false;
     loop {
         let setup = al.setup();
         let poll = setup.settings.notifications.poll;
+        if !active.load(std::sync::atomic::Ordering::Acquire) {
+            leading = false;
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(poll.min(Duration::from_millis(500))) => continue,
+            }
+        }
+        if !leading {
+            // The one dispatcher of this store from now on: claims of a process that died
+            // (or of the previous leader, fenced off by now) are void.
+            match store.release_outbox_claims().await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(rows = n, "released notification claims of a previous run")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot release notification claims"),
+            }
+            leading = true;
+        }
         let now = Utc::now();
         let rows = match store.claim_outbox(now, LEASE, CLAIM_LIMIT).await {
             Ok(r) => r,
@@ -749,6 +776,7 @@ pub(crate) async fn ticker(
     al: Arc<Alerting>,
     store: Arc<dyn Store>,
     monitors: MonitorLookup,
+    active: Arc<std::sync::atomic::AtomicBool>,
     cancel: CancellationToken,
 ) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -769,7 +797,8 @@ pub(crate) async fn ticker(
             .routes
             .iter()
             .any(|r| r.repeat_interval.is_some() || r.escalate_after.is_some());
-        if !timed {
+        // Repeats and escalations are the leader's (followers keep silences fresh only).
+        if !timed || !active.load(std::sync::atomic::Ordering::Acquire) {
             continue;
         }
         let open = match store.open_incidents().await {
@@ -900,12 +929,22 @@ pub(crate) async fn ticker(
     }
 }
 
-/// Sends the heartbeat on its schedule until `cancel`.
-pub(crate) async fn heartbeat(al: Arc<Alerting>, cancel: CancellationToken) {
+/// Sends the heartbeat on its schedule until `cancel` (the leader only: it says the
+/// alerting pipeline is alive).
+pub(crate) async fn heartbeat(
+    al: Arc<Alerting>,
+    active: Arc<std::sync::atomic::AtomicBool>,
+    cancel: CancellationToken,
+) {
     let client = portwarden_notify::http::client().ok();
     loop {
         let setup = al.setup();
-        let Some(hb) = setup.settings.heartbeat.clone() else {
+        let hb = setup
+            .settings
+            .heartbeat
+            .clone()
+            .filter(|_| active.load(std::sync::atomic::Ordering::Acquire));
+        let Some(hb) = hb else {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(Duration::from_secs(5)) => continue,

@@ -186,9 +186,9 @@ struct Inner {
     hosts: Mutex<HashMap<Arc<str>, Arc<Semaphore>>>,
     lateness: Mutex<LatenessWindow>,
     lagging: AtomicBool,
-    /// False on a follower replica: no probes, no judgement, no incident writes (another
-    /// replica leads); live views mirror the store instead.
-    active: AtomicBool,
+    /// False on a follower replica: no probes, no judgement, no incident writes, no
+    /// notifications (another replica leads); live views mirror the store instead.
+    active: Arc<AtomicBool>,
     live: RwLock<BTreeMap<String, Live>>,
     plans: RwLock<HashMap<String, Arc<Plan>>>,
     generation: AtomicU64,
@@ -318,7 +318,7 @@ impl Engine {
             hosts: Mutex::new(HashMap::new()),
             lateness: Mutex::new(LatenessWindow::default()),
             lagging: AtomicBool::new(false),
-            active: AtomicBool::new(active),
+            active: Arc::new(AtomicBool::new(active)),
             live: RwLock::new(BTreeMap::new()),
             plans: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(1),
@@ -378,33 +378,11 @@ impl Engine {
         }
         inner.metrics.incidents_open.set(open_map.len() as i64);
         // Who was told about each open incident (they hear its resolve), from the outbox.
-        for inc in &open {
-            let def = plans
-                .iter()
-                .find(|p| p.monitor.name == inc.monitor)
-                .map(|p| p.monitor.clone());
-            let rows = store
-                .incident_notifications(inc.id)
-                .await
-                .unwrap_or_default();
-            let told = rows
-                .iter()
-                .filter(|r| {
-                    matches!(r.row.event.as_str(), "trigger" | "escalate")
-                        && r.row.status != portwarden_store::OutboxStatus::Suppressed
-                })
-                .map(|r| (r.row.route.clone(), r.row.receiver.clone()))
-                .collect();
-            let folded = rows.iter().find_map(|r| {
-                r.row
-                    .last_error
-                    .as_deref()
-                    .and_then(|n| n.strip_prefix("folded into incident #"))
-                    .and_then(|n| n.split(':').next())
-                    .and_then(|n| n.parse().ok())
-            });
-            alerting.resume(inc, def, told, folded);
-        }
+        let defs: HashMap<String, Arc<Monitor>> = plans
+            .iter()
+            .map(|p| (p.monitor.name.clone(), p.monitor.clone()))
+            .collect();
+        restore_alerting(&alerting, &*store, &defs, &open).await;
         {
             let mut pm = inner.plans.write().unwrap_or_else(|p| p.into_inner());
             for p in &plans {
@@ -443,16 +421,19 @@ impl Engine {
             tokio::spawn(crate::alerting::dispatcher(
                 alerting.clone(),
                 store.clone(),
+                inner.active.clone(),
                 inner.cancel.clone(),
             )),
             tokio::spawn(crate::alerting::ticker(
                 alerting.clone(),
                 store.clone(),
                 lookup,
+                inner.active.clone(),
                 inner.cancel.clone(),
             )),
             tokio::spawn(crate::alerting::heartbeat(
                 alerting.clone(),
+                inner.active.clone(),
                 inner.cancel.clone(),
             )),
             tokio::spawn(incident_task(inner.clone(), inc_rx, open_map)),
@@ -629,6 +610,17 @@ impl Engine {
             return Ok(());
         }
         let open = inner.store.open_incidents().await?;
+        // Alerting forgets what it knew as an earlier leader and learns the open incidents'
+        // notifications from the store, so their resolves reach whoever heard the trigger.
+        inner.alerting.forget_open();
+        let defs: HashMap<String, Arc<Monitor>> = inner
+            .plans
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(n, p)| (n.clone(), p.monitor.clone()))
+            .collect();
+        restore_alerting(&inner.alerting, &*inner.store, &defs, &open).await;
         let (tx, rx) = oneshot::channel();
         let _ = inner.eval_tx.send(EvalCmd::Resume(open, tx));
         // The evaluator turns the engine active once its state is rebuilt.
@@ -1283,6 +1275,41 @@ fn handle_run(
     }
     if let Some((r, obs)) = reply {
         let _ = r.send(obs);
+    }
+}
+
+/// Rebuilds the alerting state of open incidents from the store (at start, and when this
+/// replica takes over leadership): who was told about each (they hear its resolve) and which
+/// were folded into a parent.
+async fn restore_alerting(
+    alerting: &Alerting,
+    store: &dyn Store,
+    defs: &HashMap<String, Arc<Monitor>>,
+    open: &[portwarden_core::Incident],
+) {
+    for inc in open {
+        let def = defs.get(&inc.monitor).cloned();
+        let rows = store
+            .incident_notifications(inc.id)
+            .await
+            .unwrap_or_default();
+        let told = rows
+            .iter()
+            .filter(|r| {
+                matches!(r.row.event.as_str(), "trigger" | "escalate")
+                    && r.row.status != portwarden_store::OutboxStatus::Suppressed
+            })
+            .map(|r| (r.row.route.clone(), r.row.receiver.clone()))
+            .collect();
+        let folded = rows.iter().find_map(|r| {
+            r.row
+                .last_error
+                .as_deref()
+                .and_then(|n| n.strip_prefix("folded into incident #"))
+                .and_then(|n| n.split(':').next())
+                .and_then(|n| n.parse().ok())
+        });
+        alerting.resume(inc, def, told, folded);
     }
 }
 
