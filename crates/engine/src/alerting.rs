@@ -96,6 +96,10 @@ pub struct Alerting {
     /// Dependents folded into a parent incident.
     dependents: Mutex<HashMap<IncidentId, BTreeSet<String>>>,
     silences: RwLock<Vec<Silence>>,
+    /// False on a follower replica: the leader dispatches, repeats and escalates.
+    active: std::sync::atomic::AtomicBool,
+    /// Bumped each time this replica becomes active (the dispatcher then releases claims).
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 /// Why a notification is not sent.
@@ -114,6 +118,65 @@ impl Alerting {
             by_monitor: Mutex::new(HashMap::new()),
             dependents: Mutex::new(HashMap::new()),
             silences: RwLock::new(Vec::new()),
+            active: std::sync::atomic::AtomicBool::new(true),
+            epoch: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Leadership: only the active replica dispatches, repeats, escalates and beats.
+    pub fn set_active(&self, active: bool) {
+        use std::sync::atomic::Ordering;
+        if active && !self.active.swap(true, Ordering::AcqRel) {
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+            self.wake.notify_one();
+        } else if !active {
+            self.active.store(false, Ordering::Release);
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Rebuilds what is known about open incidents from the store (start, leadership taken):
+    /// who was told (they hear the resolve) and which incidents are folded into a parent.
+    pub async fn resume_all(
+        &self,
+        store: &dyn Store,
+        defs: &HashMap<String, Arc<Monitor>>,
+        open: &[portwarden_core::Incident],
+    ) {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.by_monitor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.dependents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        for inc in open {
+            let rows = store
+                .incident_notifications(inc.id)
+                .await
+                .unwrap_or_default();
+            let told = rows
+                .iter()
+                .filter(|r| {
+                    matches!(r.row.event.as_str(), "trigger" | "escalate")
+                        && r.row.status != OutboxStatus::Suppressed
+                })
+                .map(|r| (r.row.route.clone(), r.row.receiver.clone()))
+                .collect();
+            let folded = rows.iter().find_map(|r| {
+                r.row
+                    .last_error
+                    .as_deref()
+                    .and_then(|n| n.strip_prefix("folded into incident #"))
+                    .and_then(|n| n.split(':').next())
+                    .and_then(|n| n.parse().ok())
+            });
+            self.resume(inc, defs.get(&inc.monitor).cloned(), told, folded);
         }
     }
 
@@ -227,19 +290,6 @@ impl Alerting {
             return Some(Hold::Folded(id, parent));
         }
         self.silenced(m, now).map(Hold::Silenced)
-    }
-
-    /// Forgets every open incident (a replica taking over leadership relearns them).
-    pub(crate) fn forget_open(&self) {
-        self.open.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        self.by_monitor
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        self.dependents
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
     }
 
     /// Remembers incidents that were open before a restart, with who was told.
@@ -608,28 +658,29 @@ fn build_notification(
     }
 }
 
-/// Claims due rows and delivers them until `cancel` — while this replica leads (`active`;
-/// always with one process): followers of a replicated store send nothing.
+/// Claims due rows and delivers them until `cancel`.
 pub(crate) async fn dispatcher(
     al: Arc<Alerting>,
     store: Arc<dyn Store>,
-    active: Arc<std::sync::atomic::AtomicBool>,
     cancel: CancellationToken,
 ) {
-    let mut leading = false;
+    let mut epoch = None;
     loop {
         let setup = al.setup();
         let poll = setup.settings.notifications.poll;
-        if !active.load(std::sync::atomic::Ordering::Acquire) {
-            leading = false;
+        if !al.is_active() {
+            // A follower replica: the leader dispatches.
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(poll.min(Duration::from_millis(500))) => continue,
+                _ = al.wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
             }
+            continue;
         }
-        if !leading {
-            // The one dispatcher of this store from now on: claims of a process that died
-            // (or of the previous leader, fenced off by now) are void.
+        let now_epoch = al.epoch.load(std::sync::atomic::Ordering::Acquire);
+        if epoch != Some(now_epoch) {
+            // The one dispatcher of this store (the leader): claims of a process that died
+            // or stepped down are void now.
             match store.release_outbox_claims().await {
                 Ok(n) if n > 0 => {
                     tracing::info!(rows = n, "released notification claims of a previous run")
@@ -637,7 +688,7 @@ pub(crate) async fn dispatcher(
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot release notification claims"),
             }
-            leading = true;
+            epoch = Some(now_epoch);
         }
         let now = Utc::now();
         let rows = match store.claim_outbox(now, LEASE, CLAIM_LIMIT).await {
@@ -776,7 +827,6 @@ pub(crate) async fn ticker(
     al: Arc<Alerting>,
     store: Arc<dyn Store>,
     monitors: MonitorLookup,
-    active: Arc<std::sync::atomic::AtomicBool>,
     cancel: CancellationToken,
 ) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -785,6 +835,9 @@ pub(crate) async fn ticker(
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = every.tick() => {}
+        }
+        if !al.is_active() {
+            continue;
         }
         let now = Utc::now();
         match store.silences(now).await {
@@ -797,8 +850,7 @@ pub(crate) async fn ticker(
             .routes
             .iter()
             .any(|r| r.repeat_interval.is_some() || r.escalate_after.is_some());
-        // Repeats and escalations are the leader's (followers keep silences fresh only).
-        if !timed || !active.load(std::sync::atomic::Ordering::Acquire) {
+        if !timed {
             continue;
         }
         let open = match store.open_incidents().await {
@@ -929,29 +981,21 @@ pub(crate) async fn ticker(
     }
 }
 
-/// Sends the heartbeat on its schedule until `cancel` (the leader only: it says the
-/// alerting pipeline is alive).
-pub(crate) async fn heartbeat(
-    al: Arc<Alerting>,
-    active: Arc<std::sync::atomic::AtomicBool>,
-    cancel: CancellationToken,
-) {
+/// Sends the heartbeat on its schedule until `cancel`.
+pub(crate) async fn heartbeat(al: Arc<Alerting>, cancel: CancellationToken) {
     let client = portwarden_notify::http::client().ok();
     loop {
         let setup = al.setup();
-        let hb = setup
-            .settings
-            .heartbeat
-            .clone()
-            .filter(|_| active.load(std::sync::atomic::Ordering::Acquire));
-        let Some(hb) = hb else {
+        let Some(hb) = setup.settings.heartbeat.clone() else {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
             }
         };
         let now = Utc::now();
-        if let Some(r) = &hb.receiver {
+        if !al.is_active() {
+            // The leader beats; a follower stays quiet.
+        } else if let Some(r) = &hb.receiver {
             match setup.channels.get(r) {
                 Some(c) => {
                     let n = Notification {
