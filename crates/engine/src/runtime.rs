@@ -22,6 +22,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::alerting::{AlertSetup, Alerting};
 use crate::evaluator::{MonitorEval, RunResult, Transition};
 use crate::lateness::{LatenessSummary, LatenessWindow};
 use crate::metrics::{CheckLabels, EngineMetrics, MonitorLabels, PhaseLabels, TierLabels};
@@ -34,6 +35,8 @@ pub struct EngineOptions {
     pub lag_threshold: Duration,
     pub shutdown_grace: Duration,
     pub location: String,
+    /// The key that signs acknowledge links (`alerting::link_key`); random when `None`.
+    pub link_key: Option<Vec<u8>>,
 }
 
 impl EngineOptions {
@@ -48,6 +51,7 @@ impl EngineOptions {
             lag_threshold: c.engine.lag_threshold,
             shutdown_grace: c.engine.shutdown_grace,
             location: c.engine.location.clone(),
+            link_key: None,
         }
     }
 }
@@ -133,6 +137,9 @@ enum SchedCmd {
 enum EvalCmd {
     /// The new set of plans, and why some monitors left (resolves their incidents).
     Sync(Vec<Arc<Plan>>, Arc<HashMap<String, String>>),
+    /// This replica became the leader: forget every judgement, rebuild from the store's open
+    /// incidents, then tell the incident task which incidents are open; answers when done.
+    Resume(Vec<portwarden_core::Incident>, oneshot::Sender<()>),
 }
 
 enum EvalMsg {
@@ -161,6 +168,8 @@ enum IncidentCmd {
         monitor: String,
         reason: Option<String>,
     },
+    /// Leadership (re)gained: the open incidents as the store has them now.
+    Reset(HashMap<String, IncidentId>),
 }
 
 struct Live {
@@ -177,6 +186,9 @@ struct Inner {
     hosts: Mutex<HashMap<Arc<str>, Arc<Semaphore>>>,
     lateness: Mutex<LatenessWindow>,
     lagging: AtomicBool,
+    /// False on a follower replica: no probes, no judgement, no incident writes (another
+    /// replica leads); live views mirror the store instead.
+    active: AtomicBool,
     live: RwLock<BTreeMap<String, Live>>,
     plans: RwLock<HashMap<String, Arc<Plan>>>,
     generation: AtomicU64,
@@ -189,6 +201,7 @@ struct Inner {
     results_tx: mpsc::Sender<EvalMsg>,
     cancel: CancellationToken,
     runs: TaskTracker,
+    alerting: Arc<Alerting>,
 }
 
 /// A running engine. Cheap to clone.
@@ -205,6 +218,8 @@ pub enum EngineError {
     Store(#[from] portwarden_store::StoreError),
     #[error("monitor `{0}`: {1}")]
     Spec(String, String),
+    #[error("receivers: {0}")]
+    Receivers(String),
 }
 
 /// Stable 64-bit FNV-1a of a monitor name: its phase offset within the interval.
@@ -266,6 +281,19 @@ impl Engine {
         store: Arc<dyn Store>,
         metrics: EngineMetrics,
     ) -> Result<Engine, EngineError> {
+        Engine::start_as(config, opts, prober, store, metrics, true).await
+    }
+
+    /// [`start`](Self::start) as the leader (`active`) or as a follower replica, which probes
+    /// and judges nothing until [`set_active`](Self::set_active) makes it the leader.
+    pub async fn start_as(
+        config: &Config,
+        opts: EngineOptions,
+        prober: Prober,
+        store: Arc<dyn Store>,
+        metrics: EngineMetrics,
+        active: bool,
+    ) -> Result<Engine, EngineError> {
         let records: Vec<MonitorRecord> = config.monitors.iter().map(record_of).collect();
         store.sync_monitors(&records).await?;
 
@@ -273,7 +301,14 @@ impl Engine {
         let (eval_tx, eval_rx) = mpsc::unbounded_channel();
         let (results_tx, results_rx) = mpsc::channel(16_384);
         let (inc_tx, inc_rx) = mpsc::unbounded_channel();
+        let setup = AlertSetup::from_config(config).map_err(EngineError::Receivers)?;
+        let key = opts
+            .link_key
+            .clone()
+            .unwrap_or_else(|| (0..32).map(|_| fastrand::u8(..)).collect());
+        let alerting = Arc::new(Alerting::new(setup, &key));
         let inner = Arc::new(Inner {
+            alerting: alerting.clone(),
             global: Arc::new(Semaphore::new(opts.concurrency)),
             opts,
             prober,
@@ -283,6 +318,7 @@ impl Engine {
             hosts: Mutex::new(HashMap::new()),
             lateness: Mutex::new(LatenessWindow::default()),
             lagging: AtomicBool::new(false),
+            active: AtomicBool::new(active),
             live: RwLock::new(BTreeMap::new()),
             plans: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(1),
@@ -341,6 +377,13 @@ impl Engine {
             }
         }
         inner.metrics.incidents_open.set(open_map.len() as i64);
+        // Who was told about each open incident (they hear its resolve), from the outbox.
+        let defs: HashMap<String, Arc<Monitor>> = plans
+            .iter()
+            .map(|p| (p.monitor.name.clone(), p.monitor.clone()))
+            .collect();
+        alerting.resume_all(&*store, &defs, &open).await;
+        alerting.set_active(active);
         {
             let mut pm = inner.plans.write().unwrap_or_else(|p| p.into_inner());
             for p in &plans {
@@ -366,7 +409,31 @@ impl Engine {
             inner: inner.clone(),
             background: Arc::new(Mutex::new(Vec::new())),
         };
+        let lookup_inner = inner.clone();
+        let lookup: crate::alerting::MonitorLookup = Arc::new(move |name: &str| {
+            lookup_inner
+                .plans
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(name)
+                .map(|p| p.monitor.clone())
+        });
         let bg = vec![
+            tokio::spawn(crate::alerting::dispatcher(
+                alerting.clone(),
+                store.clone(),
+                inner.cancel.clone(),
+            )),
+            tokio::spawn(crate::alerting::ticker(
+                alerting.clone(),
+                store.clone(),
+                lookup,
+                inner.cancel.clone(),
+            )),
+            tokio::spawn(crate::alerting::heartbeat(
+                alerting.clone(),
+                inner.cancel.clone(),
+            )),
             tokio::spawn(incident_task(inner.clone(), inc_rx, open_map)),
             tokio::spawn(evaluator_task(
                 inner.clone(),
@@ -377,6 +444,7 @@ impl Engine {
             )),
             tokio::spawn(scheduler_task(inner.clone(), sched_rx)),
             tokio::spawn(lag_task(inner.clone())),
+            tokio::spawn(follower_task(inner.clone())),
         ];
         *engine.background.lock().unwrap_or_else(|p| p.into_inner()) = bg;
         let _ = inner
@@ -403,6 +471,9 @@ impl Engine {
         notes: &ApplyNotes,
     ) -> Result<ReloadReport, EngineError> {
         let inner = &self.inner;
+        // Receivers and routes first: a broken receiver keeps the previous config.
+        let setup = AlertSetup::from_config(config).map_err(EngineError::Receivers)?;
+        inner.alerting.replace_setup(setup);
         let old: HashMap<String, Arc<Plan>> = inner
             .plans
             .read()
@@ -522,6 +593,45 @@ impl Engine {
     }
 
     /// Every monitor's live view, by name.
+    /// Leadership changed. Becoming the leader rebuilds every judgement from the store (open
+    /// incidents, as another replica left them) before the first probe runs; stepping down
+    /// stops probes, judgement and incident writes at once.
+    pub async fn set_active(&self, active: bool) -> Result<(), EngineError> {
+        let inner = &self.inner;
+        if !active {
+            inner.alerting.set_active(false);
+            if inner.active.swap(false, Ordering::AcqRel) {
+                tracing::info!("engine on standby: another replica leads");
+            }
+            return Ok(());
+        }
+        if inner.active.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let open = inner.store.open_incidents().await?;
+        let defs: HashMap<String, Arc<Monitor>> = inner
+            .plans
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, p)| (k.clone(), p.monitor.clone()))
+            .collect();
+        inner.alerting.resume_all(&*inner.store, &defs, &open).await;
+        let (tx, rx) = oneshot::channel();
+        let _ = inner.eval_tx.send(EvalCmd::Resume(open, tx));
+        // The evaluator turns the engine active once its state is rebuilt.
+        let _ = rx.await;
+        // Notifications too: the dispatcher takes over the outbox (leftover claims released).
+        inner.alerting.set_active(true);
+        tracing::info!("engine active: probing, judging and writing incidents here");
+        Ok(())
+    }
+
+    /// Whether this engine probes and judges (false on a follower replica).
+    pub fn is_active(&self) -> bool {
+        self.inner.active.load(Ordering::Acquire)
+    }
+
     pub fn monitors(&self) -> Vec<MonitorView> {
         self.inner
             .live
@@ -608,6 +718,11 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// Routes, outbox dispatch, acknowledge links, silences.
+    pub fn alerting(&self) -> &Arc<Alerting> {
+        &self.inner.alerting
     }
 
     pub fn location(&self) -> &str {
@@ -903,7 +1018,9 @@ async fn scheduler_task(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Sched
                     }
                     let interval = slot.plan.monitor.interval;
                     let tier = slot.plan.monitor.tier as usize;
-                    if slot.running.swap(true, Ordering::AcqRel) {
+                    if !inner.active.load(Ordering::Acquire) {
+                        // A follower replica: the leader probes.
+                    } else if slot.running.swap(true, Ordering::AcqRel) {
                         // Still running: skip this run, never double it.
                         inner.skipped_total.fetch_add(1, Ordering::Relaxed);
                         skipped[tier].inc();
@@ -979,6 +1096,11 @@ async fn evaluator_task(
         let msg = tokio::select! {
             biased;
             cmd = cmds.recv() => {
+                if let Some(EvalCmd::Resume(open, done)) = cmd {
+                    resume_from_store(&inner, &plans, &mut evals, &incidents, open);
+                    let _ = done.send(());
+                    continue;
+                }
                 if let Some(EvalCmd::Sync(ps, removed_notes)) = cmd {
                     let names: HashSet<&str> = ps.iter().map(|p| p.monitor.name.as_str()).collect();
                     for name in plans.keys() {
@@ -1032,10 +1154,24 @@ fn handle_run(
 ) {
     inner.runs_total.fetch_add(1, Ordering::Relaxed);
     let plan = plans.get(&done.monitor).cloned();
+    // Inside a maintenance window: recorded (apart from availability), not judged.
+    let maintenance = plan.as_ref().and_then(|p| {
+        let m = &p.monitor;
+        let at = done
+            .observations
+            .first()
+            .map(|o| o.started_at)
+            .unwrap_or_else(Utc::now);
+        let setup = inner.alerting.setup();
+        setup
+            .settings
+            .maintenance_at(&m.name, &m.target.host.to_string(), &m.meta, at)
+            .map(|(w, end)| (w.name.clone(), end, w.reason.clone()))
+    });
     for o in &done.observations {
         inner.store.submit(Record {
             obs: o.clone(),
-            maintenance: false,
+            maintenance: maintenance.is_some(),
         });
         let kind = o.error.as_ref().map(|e| e.kind.as_str()).unwrap_or("");
         counters
@@ -1059,8 +1195,11 @@ fn handle_run(
             }
         }
     }
-    // A result from before a reload that removed or replaced the monitor is stored, not judged.
-    let current = plan.filter(|p| p.generation == done.generation);
+    // A result from before a reload that removed or replaced the monitor is stored, not judged;
+    // so is a result that finishes after this replica stepped down (the leader judges).
+    let current = plan
+        .filter(|p| p.generation == done.generation)
+        .filter(|_| inner.active.load(Ordering::Acquire));
     let Some(plan) = current else {
         if let Some(r) = done.reply {
             let _ = r.send(done.observations);
@@ -1068,6 +1207,28 @@ fn handle_run(
         return;
     };
     let m = &plan.monitor;
+    if let Some((window, end, why)) = maintenance {
+        {
+            let mut live = inner.live.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(l) = live.get_mut(&m.name) {
+                if l.view.state != State::Maintenance {
+                    l.view.since = Some(Utc::now());
+                }
+                l.view.state = State::Maintenance;
+                l.view.reason = match why {
+                    Some(w) => format!("maintenance `{window}` until {end}: {w}"),
+                    None => format!("maintenance `{window}` until {end}"),
+                };
+                l.view.last = done.observations.clone();
+                l.view.runs += 1;
+            }
+        }
+        plan.metrics.state.set(State::Maintenance.code());
+        if let Some(r) = done.reply {
+            let _ = r.send(done.observations);
+        }
+        return;
+    }
     let by_location = match evals.get_mut(m.name.as_str()) {
         Some(e) => e,
         None => evals.entry(Arc::from(m.name.as_str())).or_default(),
@@ -1115,16 +1276,143 @@ fn handle_run(
     }
 }
 
+/// Leadership taken: every judgement is rebuilt from the store (the previous leader's open
+/// incidents), then the engine turns active and the incident task learns what is open.
+fn resume_from_store(
+    inner: &Arc<Inner>,
+    plans: &HashMap<Arc<str>, Arc<Plan>>,
+    evals: &mut HashMap<Arc<str>, HashMap<String, MonitorEval>>,
+    incidents: &mpsc::UnboundedSender<IncidentCmd>,
+    open: Vec<portwarden_core::Incident>,
+) {
+    evals.clear();
+    let mut open_map = HashMap::new();
+    let mut gone = Vec::new();
+    {
+        let mut live = inner.live.write().unwrap_or_else(|p| p.into_inner());
+        for l in live.values_mut() {
+            if l.view.enabled {
+                l.view.state = State::Pending;
+                l.view.since = None;
+                l.view.incident = None;
+                l.view.reason = "this replica leads now; judging from the next results".into();
+            }
+        }
+        for inc in &open {
+            open_map.insert(inc.monitor.clone(), inc.id);
+            let Some(p) = plans.get(inc.monitor.as_str()) else {
+                gone.push(inc.monitor.clone());
+                continue;
+            };
+            let mut e = MonitorEval::new(p.monitor.rules, p.monitor.interval);
+            e.resume(inc.state, inc.opened_at, inc.last_healthy.clone());
+            evals
+                .entry(Arc::from(inc.monitor.as_str()))
+                .or_default()
+                .insert(inner.opts.location.clone(), e);
+            if let Some(l) = live.get_mut(&inc.monitor) {
+                l.view.state = inc.state;
+                l.view.since = Some(inc.opened_at);
+                l.view.incident = Some(inc.id);
+                l.view.reason = "open incident (taken over from the previous leader)".into();
+                l.view.last_healthy = inc.last_healthy.clone();
+            }
+        }
+    }
+    tracing::info!(
+        open_incidents = open_map.len(),
+        "evaluator state rebuilt from the store"
+    );
+    inner.active.store(true, Ordering::Release);
+    let _ = incidents.send(IncidentCmd::Reset(open_map));
+    for monitor in gone {
+        let _ = incidents.send(IncidentCmd::Removed {
+            monitor,
+            reason: None,
+        });
+    }
+}
+
+/// On a follower replica, the live views mirror the store every few seconds: the leader's
+/// open incidents and the newest observation of each monitor.
+async fn follower_task(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = inner.cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if inner.active.load(Ordering::Acquire) {
+            continue;
+        }
+        let (open, last) = match (
+            inner.store.open_incidents().await,
+            inner.store.last_observations().await,
+        ) {
+            (Ok(o), Ok(l)) => (o, l),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::debug!(error = %e, "follower cannot read the store");
+                continue;
+            }
+        };
+        if inner.active.load(Ordering::Acquire) {
+            continue; // became the leader meanwhile: its own views win
+        }
+        let by_monitor: HashMap<&str, &portwarden_core::Incident> =
+            open.iter().map(|i| (i.monitor.as_str(), i)).collect();
+        let mut live = inner.live.write().unwrap_or_else(|p| p.into_inner());
+        for (name, l) in live.iter_mut() {
+            if !l.view.enabled {
+                continue;
+            }
+            if let Some(o) = last.get(name) {
+                l.view.last = vec![o.clone()];
+            }
+            match by_monitor.get(name.as_str()) {
+                Some(inc) => {
+                    l.view.state = inc.state;
+                    l.view.since = Some(inc.opened_at);
+                    l.view.incident = Some(inc.id);
+                    l.view.last_healthy = inc.last_healthy.clone();
+                    l.view.reason = "open incident (judged by the leader replica)".into();
+                }
+                None => {
+                    l.view.incident = None;
+                    l.view.state = match last.get(name).map(|o| o.outcome) {
+                        Some(Outcome::Degraded) => State::Degraded,
+                        Some(_) => State::Up,
+                        None => State::Pending,
+                    };
+                    l.view.reason = "no open incident (judged by the leader replica)".into();
+                }
+            }
+        }
+    }
+}
+
 async fn incident_task(
     inner: Arc<Inner>,
     mut rx: mpsc::UnboundedReceiver<IncidentCmd>,
     mut open: HashMap<String, IncidentId>,
 ) {
     while let Some(cmd) = rx.recv().await {
+        if let IncidentCmd::Reset(now_open) = cmd {
+            open = now_open;
+            inner.metrics.incidents_open.set(open.len() as i64);
+            continue;
+        }
         // Retry each change until the store takes it: incidents must not be lost, and they
-        // must be applied in order.
+        // must be applied in order. A follower writes none: the leader owns incidents (and
+        // rebuilds from the store when it takes over).
         let mut backoff = Duration::from_millis(200);
         loop {
+            if !inner.active.load(Ordering::Acquire) {
+                tracing::info!(
+                    "not the leader any more: an incident change is left to the new leader"
+                );
+                break;
+            }
             match apply_incident(&inner, &mut open, &cmd).await {
                 Ok(()) => break,
                 Err(e) => {
@@ -1162,12 +1450,14 @@ async fn apply_incident(
         }
     };
     match cmd {
+        IncidentCmd::Reset(_) => {}
         IncidentCmd::Removed { monitor, reason } => {
             if let Some(id) = open.get(monitor).copied() {
                 let now = Utc::now();
+                let rows = inner.alerting.on_resolve(id, now);
                 inner
                     .store
-                    .change_incident(
+                    .change_incident_with(
                         id,
                         IncidentChange::Resolve {
                             at: now,
@@ -1179,8 +1469,10 @@ async fn apply_incident(
                                     .unwrap_or_else(|| "monitor removed from the config".into()),
                             ),
                         },
+                        rows.clone(),
                     )
                     .await?;
+                inner.alerting.resolved(id);
                 open.remove(monitor);
             }
         }
@@ -1194,12 +1486,45 @@ async fn apply_incident(
                 (Some(e), Some(m)) => format!("{} → {}: {} ({e}: {m})", t.from, t.to, t.reason),
                 _ => format!("{} → {}: {}", t.from, t.to, t.reason),
             };
+            let def = inner
+                .plans
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(monitor)
+                .map(|p| p.monitor.clone());
             match (existing, t.to.is_bad()) {
                 (None, true) => {
+                    let message_text = t.message.clone().or_else(|| Some(t.reason.clone()));
+                    let (outbox, item, parent) = match &def {
+                        Some(m) => {
+                            let all: HashMap<String, Arc<Monitor>> = inner
+                                .plans
+                                .read()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .iter()
+                                .map(|(k, p)| (k.clone(), p.monitor.clone()))
+                                .collect();
+                            let item = crate::alerting::item_for(
+                                m,
+                                t.to,
+                                t.at,
+                                None,
+                                t.error.clone(),
+                                message_text.clone(),
+                                t.last_healthy.clone(),
+                                Scope::Global,
+                            );
+                            let (rows, _note, parent) =
+                                inner.alerting.on_open(m, &all, item.clone());
+                            (rows, Some(item), parent)
+                        }
+                        None => (Vec::new(), None, None),
+                    };
+                    let rows = outbox.clone();
                     let id = inner
                         .store
                         .open_incident(NewIncident {
-                            outbox: Vec::new(),
+                            outbox,
                             monitor: monitor.clone(),
                             state: t.to,
                             severity: *severity,
@@ -1213,7 +1538,10 @@ async fn apply_incident(
                             })),
                         })
                         .await?;
-                    tracing::warn!(monitor = %monitor, incident = id, state = %t.to, "incident opened");
+                    tracing::warn!(monitor = %monitor, incident = id, state = %t.to, notifications = rows.iter().filter(|r| r.status == portwarden_store::OutboxStatus::Pending).count(), "incident opened");
+                    if let (Some(m), Some(item)) = (&def, &item) {
+                        inner.alerting.opened(id, m, item, &rows, parent);
+                    }
                     open.insert(monitor.clone(), id);
                     set_live(monitor, Some(id));
                 }
@@ -1233,16 +1561,19 @@ async fn apply_incident(
                         .await?;
                 }
                 (Some(id), false) if t.to == State::Up => {
+                    let rows = inner.alerting.on_resolve(id, t.at);
                     inner
                         .store
-                        .change_incident(
+                        .change_incident_with(
                             id,
                             IncidentChange::Resolve {
                                 at: t.at,
                                 event: IncidentEvent::new(t.at, EventKind::Resolved, message),
                             },
+                            rows.clone(),
                         )
                         .await?;
+                    inner.alerting.resolved(id);
                     tracing::info!(monitor = %monitor, incident = id, "incident resolved");
                     open.remove(monitor);
                     set_live(monitor, None);

@@ -1,6 +1,7 @@
 //! The notification outbox: rows written with the incident change, claimed, retried,
 //! delivered or given up, grouped, idempotent, and visible on the incident.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -9,7 +10,6 @@ use common::*;
 use portwarden_core::{EventKind, IncidentEvent, Scope, Severity, State};
 use portwarden_store::{
     AttemptRecord, AttemptResult, IncidentChange, NewIncident, NewOutbox, OutboxStatus, Silence,
-    Store,
 };
 use serde_json::json;
 
@@ -54,10 +54,8 @@ fn attempt(at: i64, ok: bool, status: u16) -> AttemptRecord {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn rows_follow_the_incident_and_record_every_attempt() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn rows_follow_the_incident_and_record_every_attempt(db: Db) {
+    let store = db.open().await;
     let t0 = now_ms();
     let id = store
         .open_incident(incident(
@@ -185,12 +183,10 @@ async fn rows_follow_the_incident_and_record_every_attempt() {
     store.close().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_due_row_takes_its_whole_group_and_claims_survive_no_restart() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_due_row_takes_its_whole_group_and_claims_survive_no_restart(db: Db) {
     let t0 = now_ms();
     {
-        let store = open(dir.path());
+        let store = db.open().await;
         for (i, m) in ["a", "b", "c"].iter().enumerate() {
             let mut r = row(
                 "trigger",
@@ -220,7 +216,7 @@ async fn a_due_row_takes_its_whole_group_and_claims_survive_no_restart() {
         store.close().await.unwrap();
     }
     // A new process: leases of the dead one are released at start.
-    let store = open(dir.path());
+    let store = db.open().await;
     assert!(
         store
             .claim_outbox(t(t0), Duration::from_secs(600), 100)
@@ -240,10 +236,8 @@ async fn a_due_row_takes_its_whole_group_and_claims_survive_no_restart() {
     store.close().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn silences_expire_and_can_be_deleted() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn silences_expire_and_can_be_deleted(db: Db) {
+    let store = db.open().await;
     let t0 = now_ms();
     let id = store
         .create_silence(Silence {
@@ -267,4 +261,57 @@ async fn silences_expire_and_can_be_deleted() {
     assert!(!store.delete_silence(id, t(t0 + 3000)).await.unwrap());
     assert!(store.silences(t(t0 + 2500)).await.unwrap().is_empty());
     store.close().await.unwrap();
+}
+
+on_both_backends!(
+    rows_follow_the_incident_and_record_every_attempt,
+    a_due_row_takes_its_whole_group_and_claims_survive_no_restart,
+    silences_expire_and_can_be_deleted,
+);
+
+/// Two replicas' dispatchers claiming at the same moment from one PostgreSQL database (as in a
+/// leadership handover): `FOR UPDATE SKIP LOCKED` gives every row to exactly one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_claims_never_share_a_row() {
+    let Some(db) = Db::new(Backend::Postgres) else {
+        return;
+    };
+    let a: std::sync::Arc<dyn portwarden_store::Store> = db.open().await.into();
+    let b: std::sync::Arc<dyn portwarden_store::Store> = db.open().await.into();
+    let t0 = now_ms();
+    for i in 0..200 {
+        let mut r = row("trigger", "hook", t0 - 1000, None);
+        r.key = format!("trigger-{i}");
+        r.monitor = format!("m{i}");
+        a.open_incident(incident(&format!("m{i}"), t0, vec![r]))
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for s in [a.clone(), b.clone(), a.clone(), b.clone()] {
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let c = s
+                    .claim_outbox(t(t0), Duration::from_secs(600), 7)
+                    .await
+                    .unwrap();
+                if c.is_empty() {
+                    return mine;
+                }
+                mine.extend(c.into_iter().map(|r| r.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "a row was claimed twice");
+    assert_eq!(n, 200, "every row claimed once");
+    a.close().await.unwrap();
+    b.close().await.unwrap();
 }

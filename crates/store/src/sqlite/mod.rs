@@ -25,12 +25,12 @@
 //! ```
 
 mod auth;
-mod codec;
-mod outbox;
-mod read;
-mod rollup;
+pub(crate) mod codec;
+pub(crate) mod outbox;
+pub(crate) mod read;
+pub(crate) mod rollup;
 mod schema;
-mod writer;
+pub(crate) mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
