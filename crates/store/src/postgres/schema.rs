@@ -212,6 +212,38 @@ CREATE TABLE silences (
 CREATE INDEX silences_expiry ON silences (expires_at);
 "#,
     },
+    Migration {
+        version: 5,
+        name: "agent upload streams",
+        sql: r#"
+-- The highest committed batch sequence number per (agent, stream): a batch is stored in the
+-- same transaction that raises it (the row locked FOR UPDATE, so two replicas receiving the
+-- same batch store it once).
+CREATE TABLE agent_streams (
+    agent       TEXT NOT NULL,
+    stream      TEXT NOT NULL,
+    last_seq    BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    PRIMARY KEY (agent, stream)
+);
+"#,
+    },
+    Migration {
+        version: 6,
+        name: "leader term",
+        sql: r#"
+-- The term the current leader took (leader.rs increments it on the lock connection when it
+-- wins the advisory lock). Incident and outbox-claim transactions read it FOR SHARE and refuse
+-- to write when it is not the writer's own term: a deposed leader is fenced off.
+CREATE TABLE leader_term (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    term    BIGINT NOT NULL,
+    holder  TEXT,
+    since   BIGINT NOT NULL
+);
+INSERT INTO leader_term (id, term, holder, since) VALUES (1, 0, NULL, 0);
+"#,
+    },
 ];
 
 /// Why migrating failed.

@@ -226,6 +226,37 @@ CREATE TABLE silences (
 CREATE INDEX silences_expiry ON silences (expires_at);
 "#,
     },
+    Migration {
+        version: 5,
+        name: "agent upload streams",
+        sql: r#"
+-- The highest committed batch sequence number per (agent, stream): a batch is stored in the
+-- same transaction that raises it, so a repeated upload is recognised and stored once.
+CREATE TABLE agent_streams (
+    agent       TEXT NOT NULL,
+    stream      TEXT NOT NULL,
+    last_seq    INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (agent, stream)
+);
+"#,
+    },
+    Migration {
+        version: 6,
+        name: "leader term",
+        sql: r#"
+-- Leadership of several replicas (PostgreSQL): the term the current leader took, checked in
+-- every incident and outbox-claim transaction so a deposed leader cannot write. One row; a
+-- single SQLite process never changes it.
+CREATE TABLE leader_term (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    term    INTEGER NOT NULL,
+    holder  TEXT,
+    since   INTEGER NOT NULL
+) STRICT;
+INSERT INTO leader_term (id, term, holder, since) VALUES (1, 0, NULL, 0);
+"#,
+    },
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
