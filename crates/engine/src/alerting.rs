@@ -96,6 +96,7 @@ pub struct Alerting {
     /// Dependents folded into a parent incident.
     dependents: Mutex<HashMap<IncidentId, BTreeSet<String>>>,
     silences: RwLock<Vec<Silence>>,
+    metrics: crate::EngineMetrics,
     /// False on a follower replica: the leader dispatches, repeats and escalates.
     active: std::sync::atomic::AtomicBool,
     /// Bumped each time this replica becomes active (the dispatcher then releases claims).
@@ -109,8 +110,9 @@ enum Hold {
 }
 
 impl Alerting {
-    pub fn new(setup: AlertSetup, key: &[u8]) -> Alerting {
+    pub fn new(setup: AlertSetup, key: &[u8], metrics: crate::EngineMetrics) -> Alerting {
         Alerting {
+            metrics,
             setup: RwLock::new(Arc::new(setup)),
             key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key),
             wake: tokio::sync::Notify::new(),
@@ -437,6 +439,23 @@ impl Alerting {
                 deps.entry(parent).or_default().insert(o.monitor.clone());
             }
         }
+    }
+
+    fn count(&self, receiver: &str, event: &str, outcome: &AttemptResult, n: usize) {
+        let result = match outcome {
+            AttemptResult::Delivered => "delivered",
+            AttemptResult::RetryAt(_) => "failed",
+            AttemptResult::GiveUp(_) => "given_up",
+            AttemptResult::Suppress(_) => "suppressed",
+        };
+        self.metrics
+            .notifications
+            .get_or_create(&crate::metrics::NotifyLabels {
+                receiver: receiver.to_string(),
+                event: event.to_string(),
+                result: result.to_string(),
+            })
+            .inc_by(n as u64);
     }
 
     /// The parent incident an incident is folded into.
@@ -782,6 +801,12 @@ async fn deliver(al: &Alerting, store: &dyn Store, setup: &AlertSetup, batch: Ve
             retry_at: None,
         };
         let why = format!("folded into incident #{parent}: a monitor it depends on is down");
+        al.count(
+            &r.receiver,
+            &r.event,
+            &AttemptResult::Suppress(String::new()),
+            1,
+        );
         if let Err(e) = store
             .finish_outbox_attempt(vec![r.id], a, AttemptResult::Suppress(why))
             .await
@@ -803,6 +828,12 @@ async fn deliver(al: &Alerting, store: &dyn Store, setup: &AlertSetup, batch: Ve
             error: Some(format!("receiver `{}` is not configured", first.receiver)),
             retry_at: None,
         };
+        al.count(
+            &first.receiver,
+            &first.event,
+            &AttemptResult::GiveUp(String::new()),
+            ids.len(),
+        );
         let _ = store
             .finish_outbox_attempt(
                 ids,
@@ -873,6 +904,10 @@ async fn deliver(al: &Alerting, store: &dyn Store, setup: &AlertSetup, batch: Ve
             )
         }
     };
+    al.metrics
+        .notify_seconds
+        .observe(attempt.latency_ms / 1000.0);
+    al.count(&first.receiver, &first.event, &outcome, batch.len());
     // Recording must not be lost: retry briefly (the row stays leased meanwhile).
     for i in 0..5u32 {
         match store
@@ -909,6 +944,9 @@ pub(crate) async fn ticker(
         match store.silences(now).await {
             Ok(s) => al.set_silences(s),
             Err(e) => tracing::debug!(error = %e, "cannot read silences"),
+        }
+        if let Ok(n) = store.outbox_pending().await {
+            al.metrics.outbox_pending.set(n as i64);
         }
         let setup = al.setup();
         let timed = setup
@@ -1154,7 +1192,11 @@ mod tests {
             channels: HashMap::new(),
             public_url: "http://x".into(),
         };
-        let a = Alerting::new(setup, b"0123456789abcdef0123456789abcdef");
+        let a = Alerting::new(
+            setup,
+            b"0123456789abcdef0123456789abcdef",
+            crate::EngineMetrics::default(),
+        );
         let now = Utc::now();
         let t = a.ack_token(42, now + chrono::Duration::hours(1));
         assert_eq!(a.verify_ack(&t, now), Ok(42));
@@ -1169,6 +1211,7 @@ mod tests {
                 public_url: "http://x".into(),
             },
             b"another key of thirty-two bytes!",
+            crate::EngineMetrics::default(),
         );
         assert!(other.verify_ack(&t, now).is_err());
     }

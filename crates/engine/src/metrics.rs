@@ -28,6 +28,15 @@ pub struct PhaseLabels {
     pub tier: String,
 }
 
+/// Receiver names come from the config, events and results are fixed words.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifyLabels {
+    pub receiver: String,
+    pub event: String,
+    /// `delivered`, `failed` (will retry), `given_up`, `suppressed`.
+    pub result: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TierLabels {
     pub tier: String,
@@ -53,6 +62,9 @@ pub struct EngineMetrics {
     pub monitors: Gauge,
     pub incidents_open: Gauge,
     pub incident_write_errors: Counter,
+    pub notifications: Family<NotifyLabels, Counter>,
+    pub notify_seconds: Histogram,
+    pub outbox_pending: Gauge,
 }
 
 impl Default for EngineMetrics {
@@ -70,6 +82,10 @@ impl Default for EngineMetrics {
             monitors: Gauge::default(),
             incidents_open: Gauge::default(),
             incident_write_errors: Counter::default(),
+            notifications: Family::default(),
+            // 1 ms .. ~60 s
+            notify_seconds: Histogram::new(exponential_buckets(0.001, 2.5, 13)),
+            outbox_pending: Gauge::default(),
         }
     }
 }
@@ -77,6 +93,21 @@ impl Default for EngineMetrics {
 impl EngineMetrics {
     pub fn register(&self, r: &mut Registry) {
         let r = r.sub_registry_with_prefix("portwarden");
+        r.register(
+            "notifications",
+            "Notification attempts by receiver, event and result (delivered, failed, given_up, suppressed)",
+            self.notifications.clone(),
+        );
+        r.register(
+            "notification_send_seconds",
+            "Time one notification request took (success or failure)",
+            self.notify_seconds.clone(),
+        );
+        r.register(
+            "outbox_pending",
+            "Notifications queued and not yet delivered, given up or suppressed",
+            self.outbox_pending.clone(),
+        );
         r.register(
             "monitor_up",
             "1 when the monitor's state is up or degraded, 0 otherwise",

@@ -342,7 +342,7 @@ impl Engine {
             .link_key
             .clone()
             .unwrap_or_else(|| (0..32).map(|_| fastrand::u8(..)).collect());
-        let alerting = Arc::new(Alerting::new(setup, &key));
+        let alerting = Arc::new(Alerting::new(setup, &key, metrics.clone()));
         let inner = Arc::new(Inner {
             alerting: alerting.clone(),
             global: Arc::new(Semaphore::new(opts.concurrency)),

@@ -478,6 +478,14 @@ async fn retries_until_delivered_and_honours_retry_after() {
     assert!(log[..5].iter().all(|a| !a["retry_at"].is_null()));
     assert_eq!(log[5]["ok"], true);
     assert!(log.iter().all(|a| a["latency_ms"].as_f64().is_some()));
+    let metrics = d.get("/metrics").await.body;
+    assert!(
+        metrics.contains(r#"portwarden_notifications_total{receiver="flaky",event="trigger",result="failed"} 5"#)
+            && metrics.contains(r#"portwarden_notifications_total{receiver="flaky",event="trigger",result="delivered"} 1"#),
+        "{}",
+        metrics.lines().filter(|l| l.contains("notification")).collect::<Vec<_>>().join("\n")
+    );
+    assert!(metrics.contains("portwarden_outbox_pending"));
     let bz = n.iter().find(|r| r["receiver"] == "busy").unwrap();
     assert_eq!(bz["attempt_log"][0]["http_status"], 429);
     assert!(
