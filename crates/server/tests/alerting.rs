@@ -198,6 +198,32 @@ fn redis_on(port: u16) -> Option<tk::process::Server> {
     tk::process::Server::spawn_tcp("redis-server", cmd, port, Duration::from_secs(10)).ok()
 }
 
+/// aiosmtpd on a free port (plain SMTP, localhost only) writing each mail as JSON to `out`.
+fn start_smtp(out: &std::path::Path) -> Option<tk::process::Server> {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !tk::need(
+        ok,
+        "python3 with aiosmtpd (pip install aiosmtpd; .ci/run does)",
+    ) {
+        return None;
+    }
+    let port = tk::free_port();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../notify/tests/smtp_server.py");
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args(["-W", "ignore"])
+        .arg(script)
+        .args(["--port", &port.to_string(), "--mode", "plain", "--out"])
+        .arg(out);
+    Some(
+        tk::process::Server::spawn_tcp("aiosmtpd", cmd, port, Duration::from_secs(15))
+            .expect("aiosmtpd starts"),
+    )
+}
+
 fn have_redis() -> bool {
     tk::need(
         tk::which("redis-server").is_some(),
@@ -288,10 +314,20 @@ async fn one_trigger_and_one_resolve_per_receiver_across_restarts() {
     let (a, b) = (Receiver::start().await, Receiver::start().await);
     // Every other HTTP channel, each with its own path on one more receiver.
     let c = Receiver::start().await;
+    // E-mail: a real SMTP server (aiosmtpd, by notify's test script) on localhost.
+    let mail_dir = tempfile::tempdir().unwrap();
+    let smtp = start_smtp(mail_dir.path());
+    let email = match &smtp {
+        Some(s) => format!(
+            "  mail: {{type: email, host: 127.0.0.1, port: {}, tls: none, from: pw@test.local, to: [oncall@test.local]}}\n",
+            s.port
+        ),
+        None => String::new(),
+    };
     let port = tk::free_port();
     let mut redis = redis_on(port).expect("redis starts");
     let yaml = format!(
-        "monitors:\n{}receivers:\n{}{}  slack: {{type: slack, url: \"{}\"}}\n  discord: {{type: discord, url: \"{}\"}}\n  teams: {{type: teams, url: \"{}\"}}\n  pager: {{type: pagerduty, routing_key: \"R0UT1NGKEY0123456789abcdefabcdef\", url: \"{}\"}}\nroutes:\n  - name: everyone\n    default: true\n    receivers: [hook-a, hook-b, slack, discord, teams, pager]\n{FAST}",
+        "monitors:\n{}receivers:\n{}{}{email}  slack: {{type: slack, url: \"{}\"}}\n  discord: {{type: discord, url: \"{}\"}}\n  teams: {{type: teams, url: \"{}\"}}\n  pager: {{type: pagerduty, routing_key: \"R0UT1NGKEY0123456789abcdefabcdef\", url: \"{}\"}}\nroutes:\n  - name: everyone\n    default: true\n    receivers: [hook-a, hook-b, slack, discord, teams, pager{}]\n{FAST}",
         redis_monitor("cache", port),
         webhook("hook-a", &a, "a"),
         webhook("hook-b", &b, "b"),
@@ -299,6 +335,7 @@ async fn one_trigger_and_one_resolve_per_receiver_across_restarts() {
         c.url("discord"),
         c.url("teams"),
         c.url("pagerduty"),
+        if smtp.is_some() { ", mail" } else { "" },
     );
     let d = TestDaemon::start(&yaml).await;
     d.wait_monitor("cache", Duration::from_secs(10), "cache up", |v| {
@@ -412,10 +449,70 @@ async fn one_trigger_and_one_resolve_per_receiver_across_restarts() {
     assert!(pd.iter().any(|g| g.body["event_action"] == "trigger"));
     assert!(pd.iter().any(|g| g.body["event_action"] == "resolve"));
 
+    let receivers = if smtp.is_some() {
+        // Two mails, a trigger and a resolve, each with the content fields in its text part.
+        let start = Instant::now();
+        while std::fs::read_dir(mail_dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "json")
+            })
+            .count()
+            < 2
+        {
+            assert!(start.elapsed() < Duration::from_secs(10), "two mails");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut mails: Vec<Value> = std::fs::read_dir(mail_dir.path())
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.ok()?.path();
+                (p.extension()? == "json")
+                    .then(|| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+            })
+            .collect();
+        assert_eq!(mails.len(), 2, "one trigger and one resolve mail");
+        mails.sort_by_key(|m| {
+            m["headers"]["Subject"]
+                .as_str()
+                .unwrap_or("")
+                .contains("RECOVERED")
+        });
+        for (m, what) in mails.iter().zip(["DOWN", "RECOVERED"]) {
+            let subject = m["headers"]["Subject"].as_str().unwrap_or("");
+            assert!(
+                subject.contains(what) && subject.contains("cache"),
+                "{subject}"
+            );
+            let text = m["text"].as_str().unwrap_or("");
+            for f in [
+                "orders-cache",
+                "checkout",
+                "team-payments",
+                "critical",
+                "https://runbooks.example/redis",
+                "/incidents/",
+            ] {
+                assert!(text.contains(f), "`{f}` in the {what} mail: {text}");
+            }
+        }
+        7
+    } else {
+        6
+    };
     let inc = d.json(&format!("/api/v1/incidents/{incident}")).await;
     assert_eq!(inc["status"], "resolved");
     let n = inc["notifications"].as_array().unwrap();
-    assert_eq!(n.len(), 12, "trigger + resolve × 6 receivers: {inc:#}");
+    assert_eq!(
+        n.len(),
+        2 * receivers,
+        "trigger + resolve per receiver: {inc:#}"
+    );
     assert!(
         !inc.to_string().contains("R0UT1NGKEY"),
         "no routing key in the API"
