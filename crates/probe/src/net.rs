@@ -81,6 +81,16 @@ pub async fn connect_tcp(cx: &mut RunCx<'_>) -> Result<TcpStream, ProbeError> {
                 .map_err(|e| io_error(&e, Phase::Connect, addr))
         })
         .await?;
+    // A closed port in the ephemeral range can "answer" when the kernel picks that very port
+    // as our source port: a TCP self-connect. Nothing listens there; it is refused.
+    if stream.local_addr().is_ok_and(|l| l == addr) {
+        drop(stream);
+        return Err(io_error(
+            &io::Error::from_raw_os_error(libc::ECONNREFUSED),
+            Phase::Connect,
+            addr,
+        ));
+    }
     let _ = stream.set_nodelay(true);
     Ok(stream)
 }

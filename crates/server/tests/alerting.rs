@@ -198,6 +198,44 @@ fn redis_on(port: u16) -> Option<tk::process::Server> {
     tk::process::Server::spawn_tcp("redis-server", cmd, port, Duration::from_secs(10)).ok()
 }
 
+/// A port that nothing listens on and nobody else can take while this lives: bound without
+/// SO_REUSEADDR and never listening, so connects are refused and parallel tests (or our own
+/// probes' source ports) cannot land on it.
+struct Closed(#[allow(dead_code)] socket2::Socket);
+
+fn closed_on(port: u16) -> Closed {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    // Right after a listener on it closed the port is free again; retry briefly.
+    let start = Instant::now();
+    loop {
+        match s.bind(&addr.into()) {
+            Ok(()) => return Closed(s),
+            Err(e) if start.elapsed() < Duration::from_secs(2) => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("cannot reserve port {port}: {e}"),
+        }
+    }
+}
+
+/// A free port, kept closed (see [`Closed`]).
+fn closed_port() -> (u16, Closed) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
+    s.bind(&addr.into()).unwrap();
+    let port = s.local_addr().unwrap().as_socket().unwrap().port();
+    (port, Closed(s))
+}
+
+/// Closes a listener and keeps its port closed.
+fn kill(l: std::net::TcpListener) -> Closed {
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    closed_on(port)
+}
+
 /// aiosmtpd on a free port (plain SMTP, localhost only) writing each mail as JSON to `out`.
 fn start_smtp(out: &std::path::Path) -> Option<tk::process::Server> {
     let ok = std::process::Command::new("python3")
@@ -528,7 +566,7 @@ async fn retries_until_delivered_and_honours_retry_after() {
     let (flaky, busy) = (Receiver::start().await, Receiver::start().await);
     flaky.plan(&[(500, None); 5]);
     busy.plan(&[(429, Some(2))]);
-    let port = tk::free_port(); // nothing listens: refused → down
+    let (port, _closed) = closed_port(); // nothing listens: refused → down
     let yaml = format!(
         "monitors:\n{}receivers:\n{}{}routes:\n  - name: all\n    default: true\n    receivers: [flaky, busy]\n{FAST}",
         tcp_monitor("closed", port),
@@ -620,7 +658,8 @@ async fn thirty_monitors_on_one_host_make_one_message_per_route() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    drop(listeners); // the host "dies": every port refuses at once
+    // The host "dies": every port refuses at once (and stays closed).
+    let _closed: Vec<Closed> = listeners.into_iter().map(kill).collect();
 
     for r in [&ops, &dba] {
         r.wait("a grouped trigger", Duration::from_secs(20), |g| {
@@ -678,12 +717,13 @@ async fn maintenance_window_silences_and_excludes_from_availability() {
         v["state"] == "maintenance"
     })
     .await;
-    drop(l); // killed inside the window
+    let closed = kill(l); // killed inside the window
     tokio::time::sleep(Duration::from_secs(2)).await;
     let v = d.monitor("svc").await;
     assert_eq!(v["state"], "maintenance", "{v:#}");
     assert!(v["reason"].as_str().unwrap().contains("upgrade"));
     // Back before the window ends.
+    drop(closed);
     let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let wait = (end - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(300);
     tokio::time::sleep(wait).await;
@@ -711,7 +751,7 @@ async fn maintenance_window_silences_and_excludes_from_availability() {
         "the outage inside the window is not downtime: {text}"
     );
 
-    drop(l); // killed after the window → notified
+    let _closed = kill(l); // killed after the window → notified
     hook.wait("a trigger after the window", Duration::from_secs(10), |g| {
         g.iter().any(|g| g.body["event"] == "trigger")
     })
@@ -724,7 +764,7 @@ async fn maintenance_window_silences_and_excludes_from_availability() {
 async fn unacknowledged_incidents_escalate_acknowledged_ones_do_not() {
     capture();
     let (first, boss) = (Receiver::start().await, Receiver::start().await);
-    let (p1, p2) = (tk::free_port(), tk::free_port());
+    let ((p1, _c1), (p2, _c2)) = (closed_port(), closed_port());
     let yaml = format!(
         "monitors:\n{}{}receivers:\n{}{}routes:\n  - name: oncall\n    default: true\n    receivers: first\n    escalate_after: 3s\n    escalate_to: boss\n  - name: boss\n    escalation_only: true\n    receivers: boss\n{FAST}",
         tcp_monitor("ignored", p1),
@@ -815,12 +855,12 @@ async fn secrets_never_reach_logs_or_the_api() {
         std::env::set_var("PW_TEST_HOOK_HDR", header_secret);
         std::env::set_var("PW_TEST_HOOK_SIGN", signing);
     }
-    let (p1, p2) = (tk::free_port(), tk::free_port());
+    let ((p1, _c1), (p2, _c2), (p3, _c3)) = (closed_port(), closed_port(), closed_port());
     let yaml = format!(
         "monitors:\n{}{}receivers:\n  hook: {{type: webhook, url: \"${{env:PW_TEST_HOOK_URL}}\", headers: {{X-Token: \"${{env:PW_TEST_HOOK_HDR}}\"}}, secret: \"${{env:PW_TEST_HOOK_SIGN}}\"}}\n  dead: {{type: webhook, url: \"http://127.0.0.1:{}/hooks/{url_token}\"}}\nroutes:\n  - name: all\n    default: true\n    receivers: [hook, dead]\nnotifications: {{backoff_initial: 100ms, backoff_max: 300ms, poll: 100ms, give_up_after: 2s}}\n",
         tcp_monitor("a", p1),
         tcp_monitor("quiet", p2),
-        tk::free_port(),
+        p3,
     );
     // A silence created before `quiet` goes down keeps it from notifying.
     let mut d =
@@ -952,8 +992,7 @@ async fn dependents_fold_into_the_parent_incident() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    drop(ports);
-    drop(host);
+    let _closed: Vec<Closed> = ports.into_iter().chain([host]).map(kill).collect();
     hook.wait("the host's trigger", Duration::from_secs(15), |g| {
         !g.is_empty()
     })
