@@ -29,6 +29,8 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Measure the engine on loopback: checks/s, CPU, RSS, lateness, store rows/s.
     Bench(cmd::bench::BenchArgs),
+    /// Scan hosts and CIDR blocks for open TCP/UDP ports and name the services behind them.
+    Scan(cmd::scan::ScanArgs),
     /// Print the argon2 hash of a password (read from stdin) for `auth.users[].password_hash`.
     HashPassword(cmd::hash_password::HashPasswordArgs),
 }
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
             Command::Serve(a) => cmd::serve::run(a).await,
             Command::Bench(a) => cmd::bench::run(a).await,
             Command::HashPassword(a) => cmd::hash_password::run(a),
+            Command::Scan(a) => cmd::scan::run(a).await,
         }
     });
     match code {

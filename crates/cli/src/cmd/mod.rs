@@ -2,5 +2,6 @@ pub mod bench;
 pub mod check;
 pub mod hash_password;
 pub mod inventory;
+pub mod scan;
 pub mod serve;
 pub mod validate;
