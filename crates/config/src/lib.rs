@@ -24,12 +24,14 @@ use portwarden_probe::checks::send_expect::SeTransport;
 use portwarden_probe::{CheckSpec, ProbeSpec, ResolverSpec, SpecError};
 
 pub mod de;
+pub mod exposure;
 pub mod diag;
 pub mod model;
 pub mod node;
 pub mod web;
 
 pub use diag::{Diagnostic, Diagnostics, Level};
+pub use exposure::{Control, ScanSettings};
 pub use node::{Loc, Node};
 pub use web::{
     AuthSettings, Component, ComponentGroup, Expose, MetricsAccess, Role, StatusPageSettings,
@@ -158,6 +160,12 @@ pub struct Config {
     pub auth: AuthSettings,
     /// The public status page (`status_page:`).
     pub status_page: StatusPageSettings,
+    /// Scan limits and defaults (`scan:`).
+    pub scan: ScanSettings,
+    /// Approved open ports per host, CIDR or label (`baselines:`).
+    pub baselines: Vec<portwarden_scan::baseline::Baseline>,
+    /// Compliance controls and their evidence (`controls:`).
+    pub controls: Vec<Control>,
 }
 
 impl Config {
@@ -197,6 +205,9 @@ const SECTIONS: &[&str] = &[
     "store",
     "auth",
     "status_page",
+    "scan",
+    "baselines",
+    "controls",
 ];
 
 /// Reads and validates a config file.
@@ -584,8 +595,39 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
         }
     };
 
+    let scan = match section("scan") {
+        None => ScanSettings::default(),
+        Some(n) if matches!(n.kind, NodeKind::Null) => ScanSettings::default(),
+        Some(n) => exposure::resolve_scan(n, &sink, diags).unwrap_or_else(|| {
+            ok = false;
+            ScanSettings::default()
+        }),
+    };
+    let baselines = match section("baselines") {
+        None => Vec::new(),
+        Some(n) => exposure::resolve_baselines(n, &sink, &scan, diags).unwrap_or_else(|| {
+            ok = false;
+            Vec::new()
+        }),
+    };
+    let controls = match section("controls") {
+        None => Vec::new(),
+        Some(n) => {
+            let names: std::collections::HashSet<&str> =
+                monitors.iter().map(|m: &Monitor| m.name.as_str()).collect();
+            let strict = section("discover").is_none();
+            exposure::resolve_controls(n, &sink, &baselines, &names, strict, diags).unwrap_or_else(|| {
+                ok = false;
+                Vec::new()
+            })
+        }
+    };
+
     diags.extend(sink.take());
     ok.then_some(Config {
+        scan,
+        baselines,
+        controls,
         resolver,
         tiers,
         tier_rules,
