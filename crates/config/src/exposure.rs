@@ -435,7 +435,6 @@ baselines:
       - 53/udp
     must_be_closed: [23, "3389", 161/udp]
     severity: critical
-    routes: [security]
 controls:
   - id: "PCI-DSS 1.2.1"
     title: Only authorised ports are reachable
@@ -483,6 +482,8 @@ controls:
         assert!(e.contains("baselines"), "{e}");
         let e = errors("baselines:\n  - name: a\n    targets: [10.0.0.1]\ncontrols:\n  - id: X\n    title: t\n    baselines: [b]\n");
         assert!(e.contains("no baseline named `b`"), "{e}");
+        let e = errors("baselines:\n  - name: a\n    targets: [10.0.0.1]\n    routes: [security]\n");
+        assert!(e.contains("t.yaml:4:") && e.contains("no route named `security`"), "{e}");
         let e = errors("baselines:\n  - name: a\n");
         assert!(e.contains("neither `targets` nor `labels`"), "{e}");
     }

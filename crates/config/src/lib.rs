@@ -23,6 +23,7 @@ use portwarden_core::{
 use portwarden_probe::checks::send_expect::SeTransport;
 use portwarden_probe::{CheckSpec, ProbeSpec, ResolverSpec, SpecError};
 
+pub mod alerting;
 pub mod de;
 pub mod exposure;
 pub mod diag;
@@ -30,6 +31,10 @@ pub mod model;
 pub mod node;
 pub mod web;
 
+pub use alerting::{
+    AlertingSettings, GroupBy, Heartbeat, MaintenanceScope, MaintenanceWindow,
+    NotificationSettings, Route, RouteMatch, WindowTime,
+};
 pub use diag::{Diagnostic, Diagnostics, Level};
 pub use exposure::{Control, ScanSettings};
 pub use node::{Loc, Node};
@@ -60,6 +65,9 @@ pub struct Monitor {
     pub defined_at: String,
     /// The `discover:` block that made it; `None` for monitors written under `monitors:`.
     pub source: Option<String>,
+    /// Monitors (by name) or hosts (`host:NAME`) this one depends on: while one of them is
+    /// down, this monitor's alerts are folded into that incident.
+    pub depends_on: Vec<String>,
 }
 
 impl Monitor {
@@ -166,6 +174,8 @@ pub struct Config {
     pub baselines: Vec<portwarden_scan::baseline::Baseline>,
     /// Compliance controls and their evidence (`controls:`).
     pub controls: Vec<Control>,
+    /// `routes:`, `maintenance:`, `heartbeat:`, `notifications:`.
+    pub alerting: AlertingSettings,
 }
 
 impl Config {
@@ -208,6 +218,11 @@ const SECTIONS: &[&str] = &[
     "scan",
     "baselines",
     "controls",
+    "receivers",
+    "routes",
+    "maintenance",
+    "heartbeat",
+    "notifications",
 ];
 
 /// Reads and validates a config file.
@@ -622,6 +637,33 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
             })
         }
     };
+    let alerting = {
+        let names: std::collections::HashSet<&str> =
+            monitors.iter().map(|m: &Monitor| m.name.as_str()).collect();
+        let strict = section("discover").is_none();
+        if strict {
+            check_depends_on(&monitors, root, diags, &mut ok);
+        }
+        alerting::resolve(root, &sink, &names, strict, diags).unwrap_or_else(|| {
+            ok = false;
+            AlertingSettings::default()
+        })
+    };
+    // Baseline findings go to the routes they name (checked here, once routes are known).
+    if let Some(NodeKind::Seq(items)) = section("baselines").map(|n| &n.kind) {
+        let names: Vec<&str> = alerting.routes.iter().map(|r| r.name.as_str()).collect();
+        for (b, item) in baselines.iter().zip(items) {
+            for (i, r) in b.routes.iter().enumerate() {
+                if !names.contains(&r.as_str()) {
+                    diags.push(
+                        Diagnostic::error(item.loc_of(&format!("routes[{i}]")), format!("baseline `{}`: no route named `{r}`", b.name))
+                            .hint(diag::did_you_mean(r, &names)),
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
 
     diags.extend(sink.take());
     ok.then_some(Config {
@@ -638,7 +680,59 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
         retention,
         auth,
         status_page,
+        alerting,
     })
+}
+
+/// `depends_on` entries must name another written monitor (or a host as `host:NAME`).
+fn check_depends_on(monitors: &[Monitor], root: &Node, diags: &mut Vec<Diagnostic>, ok: &mut bool) {
+    let names: Vec<&str> = monitors.iter().map(|m| m.name.as_str()).collect();
+    let items = match root.get("monitors").map(|n| &n.kind) {
+        Some(NodeKind::Seq(items)) => items.as_slice(),
+        _ => &[],
+    };
+    for m in monitors {
+        let node = items
+            .iter()
+            .find(|i| i.get("name").and_then(Node::as_str) == Some(m.name.as_str()));
+        let loc = node.map(|n| n.loc_of("depends_on"));
+        for d in &m.depends_on {
+            if let Some(h) = d.strip_prefix("host:") {
+                if h.is_empty() {
+                    diags.push(
+                        Diagnostic::error(
+                            loc,
+                            format!("monitor `{}`: `host:` needs a host name", m.name),
+                        )
+                        .hint("write e.g. `host:db1.internal`"),
+                    );
+                    *ok = false;
+                }
+            } else if d == &m.name {
+                diags.push(
+                    Diagnostic::error(loc, format!("monitor `{}` depends on itself", m.name)).hint(
+                        "name the monitor of what it needs (a host, a gateway), or `host:NAME`",
+                    ),
+                );
+                *ok = false;
+            } else if !names.contains(&d.as_str()) {
+                diags.push(
+                    Diagnostic::error(
+                        loc,
+                        format!(
+                            "monitor `{}`: `depends_on` names unknown monitor `{d}`",
+                            m.name
+                        ),
+                    )
+                    .hint(format!(
+                        "{} (or write `host:NAME` for a host)",
+                        diag::did_you_mean(d, &names)
+                    )),
+                );
+                *ok = false;
+            }
+        }
+    }
 }
 
 /// Parses `IP:PORT` (or a bare IP, port 53) for `resolver:`.
@@ -879,6 +973,7 @@ fn resolve_monitor(
         enabled: raw.enabled,
         defined_at: format!("{file}:{}", node.loc.line),
         source: None,
+        depends_on: raw.depends_on,
     })
 }
 

@@ -98,6 +98,9 @@ pub struct RawMonitor {
     /// `false` keeps the monitor in config but does not run it.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Monitors (or `host:NAME`) this one depends on.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
 }
 
 /// `engine:` — scheduler limits.

@@ -1199,6 +1199,7 @@ async fn apply_incident(
                     let id = inner
                         .store
                         .open_incident(NewIncident {
+                            outbox: Vec::new(),
                             monitor: monitor.clone(),
                             state: t.to,
                             severity: *severity,

@@ -124,6 +124,8 @@ pub struct NewIncident {
     pub last_healthy: Option<LastHealthy>,
     /// The first timeline entry (kind `opened`).
     pub event: IncidentEvent,
+    /// Notifications to queue in the same transaction (their incident is this one).
+    pub outbox: Vec<NewOutbox>,
 }
 
 /// A change to an open incident, applied in one transaction with its timeline event.
@@ -153,6 +155,133 @@ pub struct IncidentDetail {
     #[serde(flatten)]
     pub incident: Incident,
     pub timeline: Vec<IncidentEvent>,
+    /// Every notification queued for it, with every delivery attempt.
+    #[serde(default)]
+    pub notifications: Vec<NotificationRecord>,
+}
+
+/// Where a queued notification stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxStatus {
+    /// Waiting (for its group, its retry time, or a dispatcher).
+    Pending,
+    Delivered,
+    /// Not delivered within `notifications.give_up_after`, or refused for good.
+    GivenUp,
+    /// Not sent on purpose (folded into a parent incident, silenced); kept for the record.
+    Suppressed,
+}
+
+impl OutboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::Delivered => "delivered",
+            OutboxStatus::GivenUp => "given_up",
+            OutboxStatus::Suppressed => "suppressed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OutboxStatus> {
+        [
+            OutboxStatus::Pending,
+            OutboxStatus::Delivered,
+            OutboxStatus::GivenUp,
+            OutboxStatus::Suppressed,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
+/// A notification intent to queue in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOutbox {
+    /// `trigger`, `resolve`, `repeat`, `escalate`, `heartbeat`.
+    pub event: String,
+    /// The idempotency key is `pw-<incident>-<key>` (or `pw-<key>` without an incident); one
+    /// row per key and receiver, so queueing the same intent twice is a no-op.
+    pub key: String,
+    pub monitor: String,
+    pub route: String,
+    pub receiver: String,
+    /// Pending rows with the same receiver, event and group key go out as one message.
+    pub group_key: Option<String>,
+    /// The message content for this item (JSON, no secrets).
+    pub payload: serde_json::Value,
+    pub due_at: DateTime<Utc>,
+    /// `Pending`, or `Suppressed` to keep a record of what was not sent (with `note`).
+    pub status: OutboxStatus,
+    pub note: Option<String>,
+}
+
+/// A queued notification as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub incident_id: Option<IncidentId>,
+    pub monitor: String,
+    pub event: String,
+    pub route: String,
+    pub receiver: String,
+    pub idempotency_key: String,
+    pub group_key: Option<String>,
+    #[serde(skip)]
+    pub payload: serde_json::Value,
+    pub status: OutboxStatus,
+    pub created_at: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+    pub attempts: u32,
+    /// The last error (redacted by the channel: never a secret) or why it was suppressed.
+    pub last_error: Option<String>,
+    pub done_at: Option<DateTime<Utc>>,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub at: DateTime<Utc>,
+    pub ok: bool,
+    pub http_status: Option<u16>,
+    pub latency_ms: f64,
+    pub error: Option<String>,
+    /// When the next attempt is due (failed attempts that will be retried).
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
+/// What an attempt means for the queued rows it carried.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttemptResult {
+    Delivered,
+    RetryAt(DateTime<Utc>),
+    /// Given up, with the reason recorded on the incident.
+    GiveUp(String),
+}
+
+/// A queued notification with its attempts (for `GET /api/v1/incidents/{id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationRecord {
+    #[serde(flatten)]
+    pub row: OutboxRow,
+    pub attempt_log: Vec<AttemptRecord>,
+}
+
+/// A silence: matching monitors notify nothing until it expires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Silence {
+    #[serde(default)]
+    pub id: i64,
+    #[serde(default)]
+    pub monitors: Vec<String>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub comment: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -430,6 +559,85 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes sessions that expired or were revoked before `before`; returns how many.
     async fn purge_sessions(&self, _before: DateTime<Utc>) -> Result<u64> {
         unsupported("sessions")
+    }
+
+    /// Applies a change to an incident and queues `outbox` rows in the same transaction.
+    async fn change_incident_with(
+        &self,
+        id: IncidentId,
+        change: IncidentChange,
+        outbox: Vec<NewOutbox>,
+    ) -> Result<()> {
+        if outbox.is_empty() {
+            self.change_incident(id, change).await
+        } else {
+            unsupported("the outbox")
+        }
+    }
+
+    /// Queues rows (skipping any whose idempotency key and receiver are queued already) and,
+    /// when at least one was new, adds `event` to the incident's timeline, in one transaction.
+    /// Returns how many rows were new.
+    async fn enqueue_outbox(
+        &self,
+        _incident: Option<IncidentId>,
+        _rows: Vec<NewOutbox>,
+        _event: Option<IncidentEvent>,
+    ) -> Result<u64> {
+        unsupported("the outbox")
+    }
+
+    /// Claims pending rows that are due at `now` (plus every pending row of the same group as
+    /// a due one) for `lease`, oldest first, at most `limit`. PostgreSQL: `FOR UPDATE SKIP
+    /// LOCKED`.
+    async fn claim_outbox(
+        &self,
+        _now: DateTime<Utc>,
+        _lease: Duration,
+        _limit: usize,
+    ) -> Result<Vec<OutboxRow>> {
+        unsupported("the outbox")
+    }
+
+    /// Drops every claim (the one dispatcher starting: claims of a killed process end now).
+    async fn release_outbox_claims(&self) -> Result<u64> {
+        unsupported("the outbox")
+    }
+
+    /// Records one attempt on each of `ids` (rows sent together) and applies its result;
+    /// delivered and given-up rows are noted on their incidents' timelines.
+    async fn finish_outbox_attempt(
+        &self,
+        _ids: Vec<i64>,
+        _attempt: AttemptRecord,
+        _result: AttemptResult,
+    ) -> Result<()> {
+        unsupported("the outbox")
+    }
+
+    /// Every row queued for an incident, with its attempts.
+    async fn incident_notifications(&self, _id: IncidentId) -> Result<Vec<NotificationRecord>> {
+        unsupported("the outbox")
+    }
+
+    /// Rows still pending (for health and metrics).
+    async fn outbox_pending(&self) -> Result<u64> {
+        unsupported("the outbox")
+    }
+
+    /// Saves a silence; returns its id.
+    async fn create_silence(&self, _silence: Silence) -> Result<i64> {
+        unsupported("silences")
+    }
+
+    /// Silences not expired at `now`, newest first.
+    async fn silences(&self, _now: DateTime<Utc>) -> Result<Vec<Silence>> {
+        unsupported("silences")
+    }
+
+    /// Ends a silence now; returns whether it existed and was active.
+    async fn delete_silence(&self, _id: i64, _now: DateTime<Utc>) -> Result<bool> {
+        unsupported("silences")
     }
 
     /// A user Portwarden created itself.

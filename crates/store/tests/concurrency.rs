@@ -54,6 +54,7 @@ async fn readers_run_while_the_writer_commits() {
                 if seq % 5_000 < 500 {
                     let id = store
                         .open_incident(NewIncident {
+                            outbox: Vec::new(),
                             monitor: format!("m{}", seq % 50),
                             state: State::Down,
                             severity: Severity::High,

@@ -162,6 +162,7 @@ async fn disk_full_keeps_rows_in_memory_and_resumes_without_reopening() {
     // SQLite found room in pages it already had, commits; it never panics or hangs.
     let incident = store
         .open_incident(portwarden_store::NewIncident {
+            outbox: Vec::new(),
             monitor: "m1".into(),
             state: portwarden_core::State::Down,
             severity: portwarden_core::Severity::High,

@@ -11,6 +11,7 @@ use serde_json::json;
 
 fn new_incident(monitor: &str, at: i64) -> NewIncident {
     NewIncident {
+        outbox: Vec::new(),
         monitor: monitor.into(),
         state: State::Down,
         severity: Severity::Critical,

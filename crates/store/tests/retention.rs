@@ -42,6 +42,7 @@ async fn retention_deletes_only_what_is_older_than_the_windows() {
     store.flush().await.unwrap();
     let id = store
         .open_incident(NewIncident {
+            outbox: Vec::new(),
             monitor: "db".into(),
             state: State::Down,
             severity: Severity::High,

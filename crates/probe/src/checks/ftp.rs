@@ -21,15 +21,13 @@ use portwarden_wire::smtp::Reply;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::common::{
-    Io, Login, Mode, Security, TlsPlan, clean, cleartext_refusal, goodbye, login_config, read_msg,
-    send, upgrade,
-};
+use super::common::{Io, Mode, Security, clean, read_msg, send};
 use super::smtp::judge_greeting;
+use super::textproto::{self, TextProtocol, TextSession};
 use super::{Check, CheckInfo};
-use crate::cx::{CheckResult, Failure, RunCx, Verdict};
-use crate::tls::{PreparedTls, TlsOptions};
-use crate::{PrepareError, net};
+use crate::PrepareError;
+use crate::cx::{CheckResult, Failure, RunCx};
+use crate::tls::TlsOptions;
 
 pub static INFO: CheckInfo = CheckInfo {
     name: "ftp",
@@ -71,24 +69,20 @@ pub struct FtpCheck {
 
 impl FtpCheck {
     pub fn prepare(&self) -> Result<PreparedFtp, PrepareError> {
-        if self.security == Security::None && self.tls.is_some() {
-            return Err(PrepareError::new(
-                "tls",
-                "TLS options with `security: none`",
-            ));
-        }
         Ok(PreparedFtp {
-            login: login_config(self.mode, &self.user, &self.password, self.security)?,
-            security: self.security,
-            tls: PreparedTls::prepare(&self.tls.clone().unwrap_or_default())?,
+            session: TextSession::prepare(
+                self.security,
+                &self.tls,
+                self.mode,
+                &self.user,
+                &self.password,
+            )?,
         })
     }
 }
 
 pub struct PreparedFtp {
-    login: Option<Login>,
-    security: Security,
-    tls: PreparedTls,
+    session: TextSession,
 }
 
 const LIMIT: usize = 64 * 1024;
@@ -102,7 +96,52 @@ async fn reply<S: Io>(
     read_msg(cx, s, buf, LIMIT, "FTP", what, ftp::parse).await
 }
 
-impl PreparedFtp {
+impl TextProtocol for PreparedFtp {
+    const IMPLICIT_PORT: u16 = 990;
+    const UPGRADE: &'static str = "AUTH TLS";
+    const QUIT: &'static [u8] = b"QUIT\r\n";
+    // Required: try AUTH TLS even when FEAT does not list it (some servers omit it).
+    const TRY_UNADVERTISED: bool = true;
+
+    fn session(&self) -> &TextSession {
+        &self.session
+    }
+
+    fn offers_upgrade(caps: &[String]) -> bool {
+        ftp::supports_auth_tls(caps)
+    }
+
+    async fn request_upgrade<S: Io>(
+        &self,
+        cx: &mut RunCx<'_>,
+        s: &mut S,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), Failure> {
+        send(cx, s, b"AUTH TLS\r\n").await?;
+        let r = reply(cx, s, buf, "the AUTH TLS answer").await?;
+        if r.code != 234 {
+            return Err(Failure::new(
+                ErrorKind::Protocol,
+                format!(
+                    "{} refused AUTH TLS: {} {}",
+                    cx.addr,
+                    r.code,
+                    clean(&r.summary())
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn after_upgrade<S: Io>(
+        &self,
+        _cx: &mut RunCx<'_>,
+        _s: &mut S,
+        _buf: &mut Vec<u8>,
+    ) -> Result<(), Failure> {
+        Ok(())
+    }
+
     /// Deep mode: `USER`/`PASS` (230 = in; 530 = `auth`; 421 = `unhealthy`), then `PWD`.
     async fn login<S: Io>(
         &self,
@@ -110,7 +149,7 @@ impl PreparedFtp {
         s: &mut S,
         buf: &mut Vec<u8>,
     ) -> Result<(), Failure> {
-        let Some(l) = &self.login else {
+        let Some(l) = &self.session.login else {
             return Ok(());
         };
         let addr = cx.addr;
@@ -195,50 +234,6 @@ impl PreparedFtp {
 
 impl Check for PreparedFtp {
     fn run<'a>(&'a self, cx: &'a mut RunCx<'_>) -> BoxFuture<'a, CheckResult> {
-        Box::pin(async move {
-            let addr = cx.addr;
-            let plan = self.security.plan(addr.port(), 990);
-            let mut tcp = net::connect_tcp(cx).await?;
-            let mut buf = Vec::new();
-            if plan == TlsPlan::Implicit {
-                let (mut t, verdict) = self.tls.handshake(cx, tcp).await?;
-                cx.detail("tls_mode", "implicit");
-                self.greet(cx, &mut t, &mut buf).await?;
-                self.login(cx, &mut t, &mut buf).await?;
-                goodbye(&mut t, b"QUIT\r\n").await;
-                return Ok(verdict);
-            }
-            let feats = self.greet(cx, &mut tcp, &mut buf).await?;
-            let offered = ftp::supports_auth_tls(&feats);
-            match plan {
-                // Required: try AUTH TLS even when FEAT does not list it (some servers omit it).
-                TlsPlan::Starttls(required) if offered || required => {
-                    send(cx, &mut tcp, b"AUTH TLS\r\n").await?;
-                    let r = reply(cx, &mut tcp, &mut buf, "the AUTH TLS answer").await?;
-                    if r.code != 234 {
-                        return Err(Failure::new(
-                            ErrorKind::Protocol,
-                            format!(
-                                "{addr} refused AUTH TLS: {} {}",
-                                r.code,
-                                clean(&r.summary())
-                            ),
-                        ));
-                    }
-                    let (mut t, verdict) = upgrade(cx, &self.tls, tcp, &buf).await?;
-                    self.login(cx, &mut t, &mut buf).await?;
-                    goodbye(&mut t, b"QUIT\r\n").await;
-                    Ok(verdict)
-                }
-                _ => {
-                    cx.detail("starttls", false);
-                    goodbye(&mut tcp, b"QUIT\r\n").await;
-                    if self.login.is_some() {
-                        return Err(cleartext_refusal(addr, "AUTH TLS"));
-                    }
-                    Ok(Verdict::up())
-                }
-            }
-        })
+        Box::pin(textproto::run(self, cx))
     }
 }

@@ -21,14 +21,12 @@ use portwarden_wire::imap::{self, Line};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::common::{
-    Io, Login, Mode, Security, TlsPlan, clean, cleartext_refusal, goodbye, login_config, read_msg,
-    send, upgrade,
-};
+use super::common::{Io, Mode, Security, clean, read_msg, send};
+use super::textproto::{self, TextProtocol, TextSession};
 use super::{Check, CheckInfo};
-use crate::cx::{CheckResult, Failure, RunCx, Verdict};
-use crate::tls::{PreparedTls, TlsOptions};
-use crate::{PrepareError, net};
+use crate::PrepareError;
+use crate::cx::{CheckResult, Failure, RunCx};
+use crate::tls::TlsOptions;
 
 pub static INFO: CheckInfo = CheckInfo {
     name: "imap",
@@ -70,24 +68,20 @@ pub struct ImapCheck {
 
 impl ImapCheck {
     pub fn prepare(&self) -> Result<PreparedImap, PrepareError> {
-        if self.security == Security::None && self.tls.is_some() {
-            return Err(PrepareError::new(
-                "tls",
-                "TLS options with `security: none`",
-            ));
-        }
         Ok(PreparedImap {
-            login: login_config(self.mode, &self.user, &self.password, self.security)?,
-            security: self.security,
-            tls: PreparedTls::prepare(&self.tls.clone().unwrap_or_default())?,
+            session: TextSession::prepare(
+                self.security,
+                &self.tls,
+                self.mode,
+                &self.user,
+                &self.password,
+            )?,
         })
     }
 }
 
 pub struct PreparedImap {
-    login: Option<Login>,
-    security: Security,
-    tls: PreparedTls,
+    session: TextSession,
 }
 
 const LIMIT: usize = 64 * 1024;
@@ -140,6 +134,73 @@ async fn command<S: Io>(
 }
 
 impl PreparedImap {
+    async fn capability<S: Io>(
+        &self,
+        cx: &mut RunCx<'_>,
+        s: &mut S,
+        buf: &mut Vec<u8>,
+        tag: &str,
+        key: &str,
+    ) -> Result<Vec<String>, Failure> {
+        let (caps, status, rest) = command(cx, s, buf, tag, "CAPABILITY").await?;
+        if status != "OK" {
+            return Err(Failure::new(
+                ErrorKind::Unhealthy,
+                format!(
+                    "{} answered CAPABILITY with {status} {}",
+                    cx.addr,
+                    clean(&rest)
+                ),
+            ));
+        }
+        cx.detail(
+            key,
+            json!(caps.iter().map(|c| clean(c)).collect::<Vec<_>>()),
+        );
+        Ok(caps)
+    }
+}
+
+impl TextProtocol for PreparedImap {
+    const IMPLICIT_PORT: u16 = 993;
+    const UPGRADE: &'static str = "STARTTLS";
+    const QUIT: &'static [u8] = b"a9 LOGOUT\r\n";
+
+    fn session(&self) -> &TextSession {
+        &self.session
+    }
+
+    fn offers_upgrade(caps: &[String]) -> bool {
+        caps.iter().any(|c| c == "STARTTLS")
+    }
+
+    async fn request_upgrade<S: Io>(
+        &self,
+        cx: &mut RunCx<'_>,
+        s: &mut S,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), Failure> {
+        let (_, status, rest) = command(cx, s, buf, "a2", "STARTTLS").await?;
+        if status != "OK" {
+            return Err(Failure::new(
+                ErrorKind::Protocol,
+                format!("{} refused STARTTLS: {status} {}", cx.addr, clean(&rest)),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn after_upgrade<S: Io>(
+        &self,
+        cx: &mut RunCx<'_>,
+        s: &mut S,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), Failure> {
+        self.capability(cx, s, buf, "a3", "capabilities_tls")
+            .await
+            .map(drop)
+    }
+
     /// Deep mode: `LOGIN` (NO = `auth`), then `SELECT INBOX` (message count; NO = `unhealthy`).
     async fn login<S: Io>(
         &self,
@@ -147,7 +208,7 @@ impl PreparedImap {
         s: &mut S,
         buf: &mut Vec<u8>,
     ) -> Result<(), Failure> {
-        let Some(l) = &self.login else {
+        let Some(l) = &self.session.login else {
             return Ok(());
         };
         let addr = cx.addr;
@@ -249,83 +310,10 @@ impl PreparedImap {
         }
         self.capability(cx, s, buf, "a1", "capabilities").await
     }
-
-    async fn capability<S: Io>(
-        &self,
-        cx: &mut RunCx<'_>,
-        s: &mut S,
-        buf: &mut Vec<u8>,
-        tag: &str,
-        key: &str,
-    ) -> Result<Vec<String>, Failure> {
-        let (caps, status, rest) = command(cx, s, buf, tag, "CAPABILITY").await?;
-        if status != "OK" {
-            return Err(Failure::new(
-                ErrorKind::Unhealthy,
-                format!(
-                    "{} answered CAPABILITY with {status} {}",
-                    cx.addr,
-                    clean(&rest)
-                ),
-            ));
-        }
-        cx.detail(
-            key,
-            json!(caps.iter().map(|c| clean(c)).collect::<Vec<_>>()),
-        );
-        Ok(caps)
-    }
 }
 
 impl Check for PreparedImap {
     fn run<'a>(&'a self, cx: &'a mut RunCx<'_>) -> BoxFuture<'a, CheckResult> {
-        Box::pin(async move {
-            let addr = cx.addr;
-            let plan = self.security.plan(addr.port(), 993);
-            let mut tcp = net::connect_tcp(cx).await?;
-            let mut buf = Vec::new();
-            if plan == TlsPlan::Implicit {
-                let (mut t, verdict) = self.tls.handshake(cx, tcp).await?;
-                cx.detail("tls_mode", "implicit");
-                self.greet(cx, &mut t, &mut buf).await?;
-                self.login(cx, &mut t, &mut buf).await?;
-                goodbye(&mut t, b"a9 LOGOUT\r\n").await;
-                return Ok(verdict);
-            }
-            let caps = self.greet(cx, &mut tcp, &mut buf).await?;
-            let offered = caps.iter().any(|c| c == "STARTTLS");
-            match plan {
-                TlsPlan::Starttls(required) if offered || required => {
-                    if !offered {
-                        return Err(Failure::new(
-                            ErrorKind::Protocol,
-                            format!("{addr} does not offer STARTTLS (security: starttls)"),
-                        ));
-                    }
-                    let (_, status, rest) =
-                        command(cx, &mut tcp, &mut buf, "a2", "STARTTLS").await?;
-                    if status != "OK" {
-                        return Err(Failure::new(
-                            ErrorKind::Protocol,
-                            format!("{addr} refused STARTTLS: {status} {}", clean(&rest)),
-                        ));
-                    }
-                    let (mut t, verdict) = upgrade(cx, &self.tls, tcp, &buf).await?;
-                    self.capability(cx, &mut t, &mut buf, "a3", "capabilities_tls")
-                        .await?;
-                    self.login(cx, &mut t, &mut buf).await?;
-                    goodbye(&mut t, b"a9 LOGOUT\r\n").await;
-                    Ok(verdict)
-                }
-                _ => {
-                    cx.detail("starttls", false);
-                    goodbye(&mut tcp, b"a9 LOGOUT\r\n").await;
-                    if self.login.is_some() {
-                        return Err(cleartext_refusal(addr, "STARTTLS"));
-                    }
-                    Ok(Verdict::up())
-                }
-            }
-        })
+        Box::pin(textproto::run(self, cx))
     }
 }

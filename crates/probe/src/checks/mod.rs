@@ -34,6 +34,7 @@ pub mod smtp;
 pub mod snmp;
 pub mod ssh;
 pub mod tcp;
+pub mod textproto;
 pub mod tls;
 pub mod udp;
 

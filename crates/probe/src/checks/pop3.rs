@@ -20,14 +20,12 @@ use portwarden_wire::pop3::{self, Status};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::common::{
-    Io, Login, Mode, Security, TlsPlan, clean, cleartext_refusal, goodbye, login_config, read_msg,
-    send, upgrade,
-};
+use super::common::{Io, Mode, Security, clean, read_msg, send};
+use super::textproto::{self, TextProtocol, TextSession};
 use super::{Check, CheckInfo};
-use crate::cx::{CheckResult, Failure, RunCx, Verdict};
-use crate::tls::{PreparedTls, TlsOptions};
-use crate::{PrepareError, net};
+use crate::PrepareError;
+use crate::cx::{CheckResult, Failure, RunCx};
+use crate::tls::TlsOptions;
 
 pub static INFO: CheckInfo = CheckInfo {
     name: "pop3",
@@ -69,24 +67,20 @@ pub struct Pop3Check {
 
 impl Pop3Check {
     pub fn prepare(&self) -> Result<PreparedPop3, PrepareError> {
-        if self.security == Security::None && self.tls.is_some() {
-            return Err(PrepareError::new(
-                "tls",
-                "TLS options with `security: none`",
-            ));
-        }
         Ok(PreparedPop3 {
-            login: login_config(self.mode, &self.user, &self.password, self.security)?,
-            security: self.security,
-            tls: PreparedTls::prepare(&self.tls.clone().unwrap_or_default())?,
+            session: TextSession::prepare(
+                self.security,
+                &self.tls,
+                self.mode,
+                &self.user,
+                &self.password,
+            )?,
         })
     }
 }
 
 pub struct PreparedPop3 {
-    login: Option<Login>,
-    security: Security,
-    tls: PreparedTls,
+    session: TextSession,
 }
 
 const LIMIT: usize = 64 * 1024;
@@ -130,7 +124,45 @@ async fn capa<S: Io>(
     Ok(caps)
 }
 
-impl PreparedPop3 {
+impl TextProtocol for PreparedPop3 {
+    const IMPLICIT_PORT: u16 = 995;
+    const UPGRADE: &'static str = "STLS";
+    const QUIT: &'static [u8] = b"QUIT\r\n";
+
+    fn session(&self) -> &TextSession {
+        &self.session
+    }
+
+    fn offers_upgrade(caps: &[String]) -> bool {
+        caps.iter().any(|c| c == "STLS")
+    }
+
+    async fn request_upgrade<S: Io>(
+        &self,
+        cx: &mut RunCx<'_>,
+        s: &mut S,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), Failure> {
+        send(cx, s, b"STLS\r\n").await?;
+        let st = status(cx, s, buf, "the STLS answer").await?;
+        if !st.ok {
+            return Err(Failure::new(
+                ErrorKind::Protocol,
+                format!("{} refused STLS: {}", cx.addr, clean(&st.text)),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn after_upgrade<S: Io>(
+        &self,
+        cx: &mut RunCx<'_>,
+        s: &mut S,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), Failure> {
+        capa(cx, s, buf, "capabilities_tls").await.map(drop)
+    }
+
     /// Deep mode: `USER`/`PASS` (-ERR = `auth`, or `unhealthy` for `[SYS/...]`/`[IN-USE]`
     /// codes), then `STAT` (message count).
     async fn login<S: Io>(
@@ -139,7 +171,7 @@ impl PreparedPop3 {
         s: &mut S,
         buf: &mut Vec<u8>,
     ) -> Result<(), Failure> {
-        let Some(l) = &self.login else {
+        let Some(l) = &self.session.login else {
             return Ok(());
         };
         let addr = cx.addr;
@@ -206,52 +238,6 @@ impl PreparedPop3 {
 
 impl Check for PreparedPop3 {
     fn run<'a>(&'a self, cx: &'a mut RunCx<'_>) -> BoxFuture<'a, CheckResult> {
-        Box::pin(async move {
-            let addr = cx.addr;
-            let plan = self.security.plan(addr.port(), 995);
-            let mut tcp = net::connect_tcp(cx).await?;
-            let mut buf = Vec::new();
-            if plan == TlsPlan::Implicit {
-                let (mut t, verdict) = self.tls.handshake(cx, tcp).await?;
-                cx.detail("tls_mode", "implicit");
-                self.greet(cx, &mut t, &mut buf).await?;
-                self.login(cx, &mut t, &mut buf).await?;
-                goodbye(&mut t, b"QUIT\r\n").await;
-                return Ok(verdict);
-            }
-            let caps = self.greet(cx, &mut tcp, &mut buf).await?;
-            let offered = caps.iter().any(|c| c == "STLS");
-            match plan {
-                TlsPlan::Starttls(required) if offered || required => {
-                    if !offered {
-                        return Err(Failure::new(
-                            ErrorKind::Protocol,
-                            format!("{addr} does not offer STLS (security: starttls)"),
-                        ));
-                    }
-                    send(cx, &mut tcp, b"STLS\r\n").await?;
-                    let st = status(cx, &mut tcp, &mut buf, "the STLS answer").await?;
-                    if !st.ok {
-                        return Err(Failure::new(
-                            ErrorKind::Protocol,
-                            format!("{addr} refused STLS: {}", clean(&st.text)),
-                        ));
-                    }
-                    let (mut t, verdict) = upgrade(cx, &self.tls, tcp, &buf).await?;
-                    capa(cx, &mut t, &mut buf, "capabilities_tls").await?;
-                    self.login(cx, &mut t, &mut buf).await?;
-                    goodbye(&mut t, b"QUIT\r\n").await;
-                    Ok(verdict)
-                }
-                _ => {
-                    cx.detail("starttls", false);
-                    goodbye(&mut tcp, b"QUIT\r\n").await;
-                    if self.login.is_some() {
-                        return Err(cleartext_refusal(addr, "STLS"));
-                    }
-                    Ok(Verdict::up())
-                }
-            }
-        })
+        Box::pin(textproto::run(self, cx))
     }
 }

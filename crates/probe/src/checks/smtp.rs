@@ -23,14 +23,12 @@ use portwarden_wire::smtp::{self, Dialect, Reply};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::common::{
-    Io, Login, Mode, Security, TlsPlan, clean, cleartext_refusal, goodbye, login_config, read_msg,
-    send, upgrade,
-};
+use super::common::{Io, Mode, Security, clean, read_msg, send};
+use super::textproto::{self, TextProtocol, TextSession};
 use super::{Check, CheckInfo};
-use crate::cx::{CheckResult, Failure, RunCx, Verdict};
-use crate::tls::{PreparedTls, TlsOptions};
-use crate::{PrepareError, net};
+use crate::PrepareError;
+use crate::cx::{CheckResult, Failure, RunCx};
+use crate::tls::TlsOptions;
 
 pub static INFO: CheckInfo = CheckInfo {
     name: "smtp",
@@ -78,25 +76,21 @@ pub struct SmtpCheck {
 
 impl SmtpCheck {
     pub fn prepare(&self) -> Result<PreparedSmtp, PrepareError> {
-        if self.security == Security::None && self.tls.is_some() {
-            return Err(PrepareError::new(
-                "tls",
-                "TLS options with `security: none`",
-            ));
-        }
         Ok(PreparedSmtp {
-            login: login_config(self.mode, &self.user, &self.password, self.security)?,
-            security: self.security,
-            tls: PreparedTls::prepare(&self.tls.clone().unwrap_or_default())?,
+            session: TextSession::prepare(
+                self.security,
+                &self.tls,
+                self.mode,
+                &self.user,
+                &self.password,
+            )?,
             ehlo: smtp::helo_name(self.ehlo_name.as_deref().unwrap_or("portwarden.invalid")),
         })
     }
 }
 
 pub struct PreparedSmtp {
-    login: Option<Login>,
-    security: Security,
-    tls: PreparedTls,
+    session: TextSession,
     ehlo: String,
 }
 
@@ -185,6 +179,51 @@ impl PreparedSmtp {
             ),
         ))
     }
+}
+
+impl TextProtocol for PreparedSmtp {
+    const IMPLICIT_PORT: u16 = 465;
+    const UPGRADE: &'static str = "STARTTLS";
+    const QUIT: &'static [u8] = b"QUIT\r\n";
+
+    fn session(&self) -> &TextSession {
+        &self.session
+    }
+
+    fn offers_upgrade(caps: &[String]) -> bool {
+        caps.iter().any(|e| e == "STARTTLS")
+    }
+
+    async fn request_upgrade<S: Io>(
+        &self,
+        cx: &mut RunCx<'_>,
+        s: &mut S,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), Failure> {
+        send(cx, s, b"STARTTLS\r\n").await?;
+        let r = reply(cx, s, buf, "the STARTTLS reply").await?;
+        if r.code != 220 {
+            return Err(Failure::new(
+                ErrorKind::Protocol,
+                format!(
+                    "{} refused STARTTLS: {} {}",
+                    cx.addr,
+                    r.code,
+                    clean(&r.summary())
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn after_upgrade<S: Io>(
+        &self,
+        cx: &mut RunCx<'_>,
+        s: &mut S,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), Failure> {
+        self.ehlo(cx, s, buf).await.map(drop)
+    }
 
     /// Deep mode: `AUTH PLAIN` (235 = in; 535 and friends = `auth`; 454 = `unhealthy`).
     async fn login<S: Io>(
@@ -193,7 +232,7 @@ impl PreparedSmtp {
         s: &mut S,
         buf: &mut Vec<u8>,
     ) -> Result<(), Failure> {
-        let Some(l) = &self.login else {
+        let Some(l) = &self.session.login else {
             return Ok(());
         };
         let addr = cx.addr;
@@ -248,56 +287,6 @@ impl PreparedSmtp {
 
 impl Check for PreparedSmtp {
     fn run<'a>(&'a self, cx: &'a mut RunCx<'_>) -> BoxFuture<'a, CheckResult> {
-        Box::pin(async move {
-            let addr = cx.addr;
-            let plan = self.security.plan(addr.port(), 465);
-            let mut tcp = net::connect_tcp(cx).await?;
-            let mut buf = Vec::new();
-            if plan == TlsPlan::Implicit {
-                let (mut t, verdict) = self.tls.handshake(cx, tcp).await?;
-                cx.detail("tls_mode", "implicit");
-                self.greet(cx, &mut t, &mut buf).await?;
-                self.login(cx, &mut t, &mut buf).await?;
-                goodbye(&mut t, b"QUIT\r\n").await;
-                return Ok(verdict);
-            }
-            let ext = self.greet(cx, &mut tcp, &mut buf).await?;
-            let offered = ext.iter().any(|e| e == "STARTTLS");
-            match plan {
-                TlsPlan::Starttls(required) if offered || required => {
-                    if !offered {
-                        return Err(Failure::new(
-                            ErrorKind::Protocol,
-                            format!("{addr} does not offer STARTTLS (security: starttls)"),
-                        ));
-                    }
-                    send(cx, &mut tcp, b"STARTTLS\r\n").await?;
-                    let r = reply(cx, &mut tcp, &mut buf, "the STARTTLS reply").await?;
-                    if r.code != 220 {
-                        return Err(Failure::new(
-                            ErrorKind::Protocol,
-                            format!(
-                                "{addr} refused STARTTLS: {} {}",
-                                r.code,
-                                clean(&r.summary())
-                            ),
-                        ));
-                    }
-                    let (mut t, verdict) = upgrade(cx, &self.tls, tcp, &buf).await?;
-                    self.ehlo(cx, &mut t, &mut buf).await?;
-                    self.login(cx, &mut t, &mut buf).await?;
-                    goodbye(&mut t, b"QUIT\r\n").await;
-                    Ok(verdict)
-                }
-                _ => {
-                    cx.detail("starttls", false);
-                    goodbye(&mut tcp, b"QUIT\r\n").await;
-                    if self.login.is_some() {
-                        return Err(cleartext_refusal(addr, "STARTTLS"));
-                    }
-                    Ok(Verdict::up())
-                }
-            }
-        })
+        Box::pin(textproto::run(self, cx))
     }
 }

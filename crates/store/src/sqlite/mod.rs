@@ -26,6 +26,7 @@
 
 mod auth;
 mod codec;
+mod outbox;
 mod read;
 mod rollup;
 mod schema;
@@ -39,7 +40,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use portwarden_core::{Incident, IncidentId, Observation};
+use portwarden_core::{Incident, IncidentEvent, IncidentId, Observation};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
@@ -47,13 +48,15 @@ pub use read::{DEFAULT_INCIDENT_PAGE, MAX_PAGE};
 pub use schema::{MIGRATIONS, Migration};
 
 use self::auth::AuthWrite;
+use self::outbox::{OutboxOut, OutboxWrite};
 use self::writer::{
     Cmd, Reply, RetentionProgress, RetentionStep, RetentionTable, Shared, Submitted, Writer,
 };
 use crate::{
-    Availability, DayAvailability, IncidentChange, IncidentDetail, IncidentFilter, LatencyPoint,
-    LocalUser, MonitorId, MonitorRecord, NewIncident, ObservationQuery, Page, Record, Resolution,
-    Result, Retention, RevokeSessions, SessionRecord, Store, StoreError, StoreHealth, StoreMetrics,
+    AttemptRecord, AttemptResult, Availability, DayAvailability, IncidentChange, IncidentDetail,
+    IncidentFilter, LatencyPoint, LocalUser, MonitorId, MonitorRecord, NewIncident, NewOutbox,
+    NotificationRecord, ObservationQuery, OutboxRow, Page, Record, Resolution, Result, Retention,
+    RevokeSessions, SessionRecord, Silence, Store, StoreError, StoreHealth, StoreMetrics,
     WriterOptions,
 };
 
@@ -217,6 +220,10 @@ impl SqliteStore {
         }
     }
 
+    async fn outbox(&self, w: OutboxWrite) -> Result<OutboxOut> {
+        self.request(|r| Cmd::Outbox(w, r)).await
+    }
+
     async fn retain(&self, table: RetentionTable, cutoff_ms: i64) -> Result<u64> {
         let mut total = 0;
         let mut after = i64::MIN;
@@ -259,6 +266,13 @@ impl ReadPool {
     }
 }
 
+fn count(o: OutboxOut) -> u64 {
+    match o {
+        OutboxOut::Count(n) => n,
+        OutboxOut::Rows(r) => r.len() as u64,
+    }
+}
+
 fn ms(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -297,7 +311,7 @@ impl Store for SqliteStore {
     }
 
     async fn change_incident(&self, id: IncidentId, change: IncidentChange) -> Result<()> {
-        self.request(|r| Cmd::ChangeIncident(id, Box::new(change), r))
+        self.request(|r| Cmd::ChangeIncident(id, Box::new(change), Vec::new(), r))
             .await
     }
 
@@ -445,6 +459,98 @@ impl Store for SqliteStore {
     async fn purge_sessions(&self, before: DateTime<Utc>) -> Result<u64> {
         self.request(|r| Cmd::Auth(AuthWrite::Purge { before }, r))
             .await
+    }
+
+    async fn change_incident_with(
+        &self,
+        id: IncidentId,
+        change: IncidentChange,
+        outbox: Vec<NewOutbox>,
+    ) -> Result<()> {
+        self.request(|r| Cmd::ChangeIncident(id, Box::new(change), outbox, r))
+            .await
+    }
+
+    async fn enqueue_outbox(
+        &self,
+        incident: Option<IncidentId>,
+        rows: Vec<NewOutbox>,
+        event: Option<IncidentEvent>,
+    ) -> Result<u64> {
+        match self
+            .outbox(OutboxWrite::Enqueue {
+                incident,
+                rows,
+                event,
+            })
+            .await?
+        {
+            OutboxOut::Count(n) => Ok(n),
+            OutboxOut::Rows(r) => Ok(r.len() as u64),
+        }
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>> {
+        match self
+            .outbox(OutboxWrite::Claim {
+                now,
+                lease_ms: ms(lease),
+                limit,
+            })
+            .await?
+        {
+            OutboxOut::Rows(r) => Ok(r),
+            OutboxOut::Count(_) => Ok(Vec::new()),
+        }
+    }
+
+    async fn release_outbox_claims(&self) -> Result<u64> {
+        self.outbox(OutboxWrite::ReleaseClaims).await.map(count)
+    }
+
+    async fn finish_outbox_attempt(
+        &self,
+        ids: Vec<i64>,
+        attempt: AttemptRecord,
+        result: AttemptResult,
+    ) -> Result<()> {
+        self.outbox(OutboxWrite::Finish {
+            ids,
+            attempt,
+            result,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn incident_notifications(&self, id: IncidentId) -> Result<Vec<NotificationRecord>> {
+        self.read(move |c| outbox::incident_notifications(c, id))
+            .await
+    }
+
+    async fn outbox_pending(&self) -> Result<u64> {
+        self.read(outbox::pending).await
+    }
+
+    async fn create_silence(&self, silence: Silence) -> Result<i64> {
+        self.outbox(OutboxWrite::CreateSilence(Box::new(silence)))
+            .await
+            .map(|o| count(o) as i64)
+    }
+
+    async fn silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>> {
+        self.read(move |c| outbox::silences(c, now)).await
+    }
+
+    async fn delete_silence(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
+        self.outbox(OutboxWrite::DeleteSilence { id, now })
+            .await
+            .map(|o| count(o) > 0)
     }
 
     async fn local_user(&self, name: &str) -> Result<Option<LocalUser>> {

@@ -494,7 +494,14 @@ pub fn incident(conn: &Connection, id: IncidentId) -> Result<Option<IncidentDeta
     while let Some(row) = rows.next()? {
         timeline.push(event_from_row(row)?);
     }
-    Ok(Some(IncidentDetail { incident, timeline }))
+    drop(rows);
+    drop(ev);
+    let notifications = super::outbox::incident_notifications(conn, id)?;
+    Ok(Some(IncidentDetail {
+        incident,
+        timeline,
+        notifications,
+    }))
 }
 
 #[cfg(test)]

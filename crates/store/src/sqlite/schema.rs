@@ -173,6 +173,59 @@ ALTER TABLE rollup_hour ADD COLUMN tls_hist BLOB;
 ALTER TABLE rollup_hour ADD COLUMN protocol_hist BLOB;
 "#,
     },
+    Migration {
+        version: 4,
+        name: "notification outbox, delivery attempts, silences",
+        sql: r#"
+-- Notification intents, written in the same transaction as the incident change that caused
+-- them; a dispatcher claims due rows (claimed_until is its lease), sends, and records every
+-- attempt. One row per idempotency key and receiver.
+CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id     INTEGER REFERENCES incidents (id),   -- NULL for heartbeats
+    monitor         TEXT NOT NULL DEFAULT '',
+    event           TEXT NOT NULL,                       -- trigger|resolve|repeat|escalate|heartbeat
+    route           TEXT NOT NULL DEFAULT '',
+    receiver        TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    group_key       TEXT,                                -- same receiver+event+group → one message
+    payload         TEXT NOT NULL,                       -- JSON content of this item
+    status          TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'given_up', 'suppressed')),
+    created_at      INTEGER NOT NULL,
+    due_at          INTEGER NOT NULL,
+    claimed_until   INTEGER,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    done_at         INTEGER,
+    UNIQUE (receiver, idempotency_key)
+) STRICT;
+CREATE INDEX outbox_pending ON outbox (due_at) WHERE status = 'pending';
+CREATE INDEX outbox_group ON outbox (receiver, event, group_key) WHERE status = 'pending';
+CREATE INDEX outbox_incident ON outbox (incident_id);
+
+CREATE TABLE outbox_attempts (
+    id          INTEGER PRIMARY KEY,
+    outbox_id   INTEGER NOT NULL REFERENCES outbox (id),
+    at          INTEGER NOT NULL,
+    ok          INTEGER NOT NULL,
+    http_status INTEGER,
+    latency_ms  REAL NOT NULL,
+    error       TEXT,
+    retry_at    INTEGER
+) STRICT;
+CREATE INDEX outbox_attempts_outbox ON outbox_attempts (outbox_id, id);
+
+CREATE TABLE silences (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    matcher     TEXT NOT NULL,                           -- JSON {monitors, hosts, labels}
+    comment     TEXT NOT NULL DEFAULT '',
+    created_by  TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX silences_expiry ON silences (expires_at);
+"#,
+    },
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::codec::{encode_scope, json_or_null, outcome_code, to_ms};
 use super::rollup::{self, Agg, BucketKey, Grain};
 use crate::{
-    IncidentChange, MonitorId, MonitorRecord, NewIncident, Record, Result, StoreError,
+    IncidentChange, MonitorId, MonitorRecord, NewIncident, NewOutbox, Record, Result, StoreError,
     StoreMetrics, WriterOptions,
 };
 
@@ -78,7 +78,9 @@ pub enum Cmd {
     Flush(Reply<()>),
     SyncMonitors(Vec<MonitorRecord>, Reply<HashMap<String, MonitorId>>),
     OpenIncident(Box<NewIncident>, Reply<IncidentId>),
-    ChangeIncident(IncidentId, Box<IncidentChange>, Reply<()>),
+    ChangeIncident(IncidentId, Box<IncidentChange>, Vec<NewOutbox>, Reply<()>),
+    /// The notification outbox and silences (one transaction each).
+    Outbox(super::outbox::OutboxWrite, Reply<super::outbox::OutboxOut>),
     Retention(RetentionStep, Reply<RetentionProgress>),
     /// Sessions and local users (one transaction each).
     Auth(super::auth::AuthWrite, Reply<u64>),
@@ -383,8 +385,16 @@ impl Writer {
                 let r = self.transact(|tx, c| open_incident(tx, c, &new));
                 let _ = reply.send(r);
             }
-            Cmd::ChangeIncident(id, change, reply) => {
-                let r = self.transact(|tx, _| change_incident(tx, id, &change));
+            Cmd::ChangeIncident(id, change, outbox, reply) => {
+                let r = self.transact(|tx, _| {
+                    change_incident(tx, id, &change)?;
+                    super::outbox::insert_rows(tx, Some(id), &outbox, Utc::now())?;
+                    Ok(())
+                });
+                let _ = reply.send(r);
+            }
+            Cmd::Outbox(w, reply) => {
+                let r = self.transact(|tx, _| super::outbox::apply(tx, &w));
                 let _ = reply.send(r);
             }
             Cmd::Retention(step, reply) => {
@@ -732,6 +742,7 @@ fn open_incident(
     ])?;
     let id = tx.last_insert_rowid();
     insert_event(tx, id, &new.event)?;
+    super::outbox::insert_rows(tx, Some(id), &new.outbox, Utc::now())?;
     Ok(id)
 }
 
