@@ -60,7 +60,11 @@ struct RawScan {
     banner_timeout: Option<Duration>,
 }
 
-pub(crate) fn resolve_scan(n: &Node, sink: &Sink, diags: &mut Vec<Diagnostic>) -> Option<ScanSettings> {
+pub(crate) fn resolve_scan(
+    n: &Node,
+    sink: &Sink,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ScanSettings> {
     let raw: RawScan = match from_node(n, sink) {
         Ok(r) => r,
         Err(e) => {
@@ -85,17 +89,32 @@ pub(crate) fn resolve_scan(n: &Node, sink: &Sink, diags: &mut Vec<Diagnostic>) -
     }
     if let Some(m) = raw.max_addresses {
         if m == 0 {
-            diags.push(Diagnostic::error(n.loc_of("max_addresses"), "`scan.max_addresses` must be at least 1").hint("65536 (an IPv4 /16) is the default"));
+            diags.push(
+                Diagnostic::error(
+                    n.loc_of("max_addresses"),
+                    "`scan.max_addresses` must be at least 1",
+                )
+                .hint("65536 (an IPv4 /16) is the default"),
+            );
         }
         s.policy.max_addresses = m;
     }
     for (field, v) in [("concurrency", raw.concurrency), ("per_host", raw.per_host)] {
         if v == Some(0) {
-            diags.push(Diagnostic::error(n.loc_of(field), format!("`scan.{field}` must be at least 1")));
+            diags.push(Diagnostic::error(
+                n.loc_of(field),
+                format!("`scan.{field}` must be at least 1"),
+            ));
         }
     }
     if raw.rate == Some(0) {
-        diags.push(Diagnostic::error(n.loc_of("rate"), "`scan.rate` must be at least 1 probe per second").hint("omit it for no rate limit"));
+        diags.push(
+            Diagnostic::error(
+                n.loc_of("rate"),
+                "`scan.rate` must be at least 1 probe per second",
+            )
+            .hint("omit it for no rate limit"),
+        );
     }
     let o = &mut s.options;
     o.rate = raw.rate.or(o.rate);
@@ -146,11 +165,22 @@ const ALLOWED_FIELDS: &[&str] = &["port", "ports", "transport", "service", "expe
 
 /// A port spec written as a scalar (`22`, `"8000-8100"`, `53/udp`), with the location of a
 /// bad column inside it.
-fn port_scalar(n: &Node, default: Transport, what: &str, diags: &mut Vec<Diagnostic>) -> Option<(PortSet, Transport)> {
+fn port_scalar(
+    n: &Node,
+    default: Transport,
+    what: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(PortSet, Transport)> {
     let Some(text) = n.scalar_text() else {
         diags.push(
-            Diagnostic::error(n.loc, format!("{what} must be a port, a range or a list like `22,80,8000-8100`, found {}", n.describe()))
-                .hint("write e.g. `22`, `8000-8100` or `53/udp`"),
+            Diagnostic::error(
+                n.loc,
+                format!(
+                    "{what} must be a port, a range or a list like `22,80,8000-8100`, found {}",
+                    n.describe()
+                ),
+            )
+            .hint("write e.g. `22`, `8000-8100` or `53/udp`"),
         );
         return None;
     };
@@ -162,7 +192,10 @@ fn port_scalar(n: &Node, default: Transport, what: &str, diags: &mut Vec<Diagnos
     match PortSet::parse(&spec, transport) {
         Ok(p) => Some((p, transport)),
         Err(e) => {
-            let loc = Loc { line: n.loc.line, col: n.loc.col + (e.column as u32).saturating_sub(1) };
+            let loc = Loc {
+                line: n.loc.line,
+                col: n.loc.col + (e.column as u32).saturating_sub(1),
+            };
             diags.push(Diagnostic::error(loc, format!("{what}: {e}")).hint("ports are 1-65535; ranges are `LOW-HIGH`; lists are comma-separated; `top1000` and `all` also work"));
             None
         }
@@ -178,14 +211,21 @@ fn port_list(n: &Node, what: &str, diags: &mut Vec<Diagnostic>) -> Vec<(PortSet,
             .enumerate()
             .filter_map(|(i, it)| port_scalar(it, Transport::Tcp, &format!("{what}[{i}]"), diags))
             .collect(),
-        _ => port_scalar(n, Transport::Tcp, what, diags).into_iter().collect(),
+        _ => port_scalar(n, Transport::Tcp, what, diags)
+            .into_iter()
+            .collect(),
     }
 }
 
 fn allowed_entry(n: &Node, what: &str, diags: &mut Vec<Diagnostic>) -> Option<AllowedPorts> {
     let mk = |ports: PortSet, transport, service, expected: Option<bool>| {
         let single = ports.len() == 1;
-        AllowedPorts { ports, transport, service, expected: expected.unwrap_or(single) }
+        AllowedPorts {
+            ports,
+            transport,
+            service,
+            expected: expected.unwrap_or(single),
+        }
     };
     if !matches!(n.kind, NodeKind::Map(_)) {
         let (p, t) = port_scalar(n, Transport::Tcp, what, diags)?;
@@ -201,33 +241,51 @@ fn allowed_entry(n: &Node, what: &str, diags: &mut Vec<Diagnostic>) -> Option<Al
             return None;
         }
     }
-    let transport = match n.get("transport").map(|t| t.scalar_text().unwrap_or_default().to_string()) {
+    let transport = match n
+        .get("transport")
+        .map(|t| t.scalar_text().unwrap_or_default().to_string())
+    {
         None => Transport::Tcp,
         Some(t) if t == "tcp" => Transport::Tcp,
         Some(t) if t == "udp" => Transport::Udp,
         Some(t) => {
-            diags.push(Diagnostic::error(n.loc_of("transport"), format!("{what}: transport `{t}` must be `tcp` or `udp`")));
+            diags.push(Diagnostic::error(
+                n.loc_of("transport"),
+                format!("{what}: transport `{t}` must be `tcp` or `udp`"),
+            ));
             return None;
         }
     };
     let pnode = match (n.get("port"), n.get("ports")) {
         (Some(p), None) | (None, Some(p)) => p,
         (Some(_), Some(_)) => {
-            diags.push(Diagnostic::error(n.loc_of("ports"), format!("{what}: set `port` or `ports`, not both")));
+            diags.push(Diagnostic::error(
+                n.loc_of("ports"),
+                format!("{what}: set `port` or `ports`, not both"),
+            ));
             return None;
         }
         (None, None) => {
-            diags.push(Diagnostic::error(n.loc, format!("{what}: `port` is missing")).hint("write e.g. `{port: 22, service: ssh}`"));
+            diags.push(
+                Diagnostic::error(n.loc, format!("{what}: `port` is missing"))
+                    .hint("write e.g. `{port: 22, service: ssh}`"),
+            );
             return None;
         }
     };
     let (ports, transport) = port_scalar(pnode, transport, what, diags)?;
-    let service = n.get("service").and_then(|s| s.scalar_text()).map(|s| s.to_ascii_lowercase());
+    let service = n
+        .get("service")
+        .and_then(|s| s.scalar_text())
+        .map(|s| s.to_ascii_lowercase());
     let expected = match n.get("expected").map(|e| &e.kind) {
         None => None,
         Some(NodeKind::Bool(b)) => Some(*b),
         Some(_) => {
-            diags.push(Diagnostic::error(n.loc_of("expected"), format!("{what}: `expected` must be true or false")));
+            diags.push(Diagnostic::error(
+                n.loc_of("expected"),
+                format!("{what}: `expected` must be true or false"),
+            ));
             return None;
         }
     };
@@ -245,8 +303,11 @@ pub(crate) fn resolve_baselines(
             return Some(Vec::new());
         }
         diags.push(
-            Diagnostic::error(n.loc, format!("`baselines` must be a list, found {}", n.describe()))
-                .hint("write each baseline as a list item starting with `- name: ...`"),
+            Diagnostic::error(
+                n.loc,
+                format!("`baselines` must be a list, found {}", n.describe()),
+            )
+            .hint("write each baseline as a list item starting with `- name: ...`"),
         );
         return None;
     };
@@ -264,23 +325,40 @@ pub(crate) fn resolve_baselines(
         let name = raw.name.trim().to_string();
         let what = format!("baseline `{name}`");
         if name.is_empty() || name.len() > 100 || name.chars().any(|c| c.is_control() || c == '/') {
-            diags.push(Diagnostic::error(item.loc_of("name"), "a baseline name must be 1-100 characters, without `/` or control characters"));
+            diags.push(Diagnostic::error(
+                item.loc_of("name"),
+                "a baseline name must be 1-100 characters, without `/` or control characters",
+            ));
         }
         if let Some(first) = seen.insert(name.clone(), item.loc_of("name")) {
             diags.push(
-                Diagnostic::error(item.loc_of("name"), format!("duplicate baseline name `{name}` (first defined at line {})", first.line))
-                    .hint("baseline names must be unique"),
+                Diagnostic::error(
+                    item.loc_of("name"),
+                    format!(
+                        "duplicate baseline name `{name}` (first defined at line {})",
+                        first.line
+                    ),
+                )
+                .hint("baseline names must be unique"),
             );
         }
         if raw.targets.is_empty() && raw.labels.is_empty() {
             diags.push(
-                Diagnostic::error(item.loc, format!("{what} has neither `targets` nor `labels`"))
-                    .hint("list hosts/CIDRs under `targets:`, or select monitors' hosts with `labels:`"),
+                Diagnostic::error(
+                    item.loc,
+                    format!("{what} has neither `targets` nor `labels`"),
+                )
+                .hint(
+                    "list hosts/CIDRs under `targets:`, or select monitors' hosts with `labels:`",
+                ),
             );
         }
         for (i, t) in raw.targets.iter().enumerate() {
             if let Err(e) = TargetSpec::parse(t, &scan.policy) {
-                diags.push(Diagnostic::error(item.loc_of(&format!("targets[{i}]")), format!("{what}: target `{t}`: {e}")));
+                diags.push(Diagnostic::error(
+                    item.loc_of(&format!("targets[{i}]")),
+                    format!("{what}: target `{t}`: {e}"),
+                ));
             }
         }
         let tcp = item
@@ -313,18 +391,30 @@ pub(crate) fn resolve_baselines(
             .map(|c| port_list(c, &format!("{what}: `must_be_closed`"), diags))
             .unwrap_or_default();
         for (p, t) in &closed {
-            if let Some(a) = allowed.iter().find(|a| a.transport == *t && p.ports().iter().any(|x| a.ports.contains(*x))) {
+            if let Some(a) = allowed
+                .iter()
+                .find(|a| a.transport == *t && p.ports().iter().any(|x| a.ports.contains(*x)))
+            {
                 diags.push(
-                    Diagnostic::error(item.loc_of("must_be_closed"), format!("{what}: `must_be_closed` {p}/{t} overlaps `allowed_open` {}/{}", a.ports, a.transport))
-                        .hint("a port cannot be both allowed and forbidden"),
+                    Diagnostic::error(
+                        item.loc_of("must_be_closed"),
+                        format!(
+                            "{what}: `must_be_closed` {p}/{t} overlaps `allowed_open` {}/{}",
+                            a.ports, a.transport
+                        ),
+                    )
+                    .hint("a port cannot be both allowed and forbidden"),
                 );
             }
         }
         let interval = raw.interval.unwrap_or(Duration::from_secs(3600));
         if interval < Duration::from_secs(60) {
             diags.push(
-                Diagnostic::error(item.loc_of("interval"), format!("{what}: `interval` must be at least 1m"))
-                    .hint("scans are heavy; hourly (the default) suits most baselines"),
+                Diagnostic::error(
+                    item.loc_of("interval"),
+                    format!("{what}: `interval` must be at least 1m"),
+                )
+                .hint("scans are heavy; hourly (the default) suits most baselines"),
             );
         }
         let (tcp_ports, udp_ports) = scan_sets(tcp, udp, &allowed, &closed);
@@ -390,8 +480,11 @@ pub(crate) fn resolve_controls(
         for (j, b) in c.baselines.iter().enumerate() {
             if !names.contains(&b.as_str()) {
                 diags.push(
-                    Diagnostic::error(n.loc_of(&format!("[{i}].baselines[{j}]")), format!("control `{}`: no baseline named `{b}`", c.id))
-                        .hint(crate::diag::did_you_mean(b, &names)),
+                    Diagnostic::error(
+                        n.loc_of(&format!("[{i}].baselines[{j}]")),
+                        format!("control `{}`: no baseline named `{b}`", c.id),
+                    )
+                    .hint(crate::diag::did_you_mean(b, &names)),
                 );
             }
         }
@@ -402,12 +495,19 @@ pub(crate) fn resolve_controls(
                 if strict_monitors {
                     diags.push(Diagnostic::error(loc, msg).hint("name a monitor from `monitors:`"));
                 } else {
-                    diags.push(Diagnostic::warning(loc, format!("{msg} in `monitors:` (fine if discovery creates it)")));
+                    diags.push(Diagnostic::warning(
+                        loc,
+                        format!("{msg} in `monitors:` (fine if discovery creates it)"),
+                    ));
                 }
             }
         }
     }
-    (diags.iter().skip(before).all(|d| d.level != crate::diag::Level::Error)).then_some(list)
+    (diags
+        .iter()
+        .skip(before)
+        .all(|d| d.level != crate::diag::Level::Error))
+    .then_some(list)
 }
 
 #[cfg(test)]
@@ -440,11 +540,15 @@ controls:
     title: Only authorised ports are reachable
     baselines: [web]
 "#;
-        let c = load_str(y, "t.yaml").unwrap_or_else(|d| panic!("{}", d)).config;
+        let c = load_str(y, "t.yaml")
+            .unwrap_or_else(|d| panic!("{}", d))
+            .config;
         let b = &c.baselines[0];
         assert_eq!(b.policy, DefaultPolicy::Deny);
         assert_eq!(b.interval.as_secs(), 1800);
-        assert!(b.tcp_ports.contains(22) && b.tcp_ports.contains(8100) && b.tcp_ports.contains(3389));
+        assert!(
+            b.tcp_ports.contains(22) && b.tcp_ports.contains(8100) && b.tcp_ports.contains(3389)
+        );
         assert!(b.udp_ports.as_ref().unwrap().contains(161));
         assert_eq!(b.allowed_open.len(), 4);
         assert!(b.allowed_open[0].expected && !b.allowed_open[2].expected);
@@ -470,20 +574,35 @@ controls:
         let e = errors("baselines:\n  - name: a\n    targets: [10.0.0.0/8]\n");
         assert!(e.contains("t.yaml:3:"), "{e}");
         assert!(e.contains("an IPv4 /16"), "{e}");
-        let e = errors("scan:\n  allow: [192.168.0.0/16]\nbaselines:\n  - name: a\n    targets: [10.0.0.1]\n");
+        let e = errors(
+            "scan:\n  allow: [192.168.0.0/16]\nbaselines:\n  - name: a\n    targets: [10.0.0.1]\n",
+        );
         assert!(e.contains("allowlist"), "{e}");
         let e = errors("baselines:\n  - name: a\n    targets: [10.0.0.1]\n    alowed_open: [22]\n");
         assert!(e.contains("allowed_open"), "{e}");
-        let e = errors("baselines:\n  - name: a\n    targets: [10.0.0.1]\n    allowed_open: [22]\n    must_be_closed: [20-30]\n");
+        let e = errors(
+            "baselines:\n  - name: a\n    targets: [10.0.0.1]\n    allowed_open: [22]\n    must_be_closed: [20-30]\n",
+        );
         assert!(e.contains("overlaps"), "{e}");
-        let e = errors("baselines:\n  - name: a\n    targets: [10.0.0.1]\n    allowed_open: [{port: 22, servce: ssh}]\n");
-        assert!(e.contains("unknown field `servce`") && e.contains("service"), "{e}");
+        let e = errors(
+            "baselines:\n  - name: a\n    targets: [10.0.0.1]\n    allowed_open: [{port: 22, servce: ssh}]\n",
+        );
+        assert!(
+            e.contains("unknown field `servce`") && e.contains("service"),
+            "{e}"
+        );
         let e = errors("baseline:\n  - name: a\n");
         assert!(e.contains("baselines"), "{e}");
-        let e = errors("baselines:\n  - name: a\n    targets: [10.0.0.1]\ncontrols:\n  - id: X\n    title: t\n    baselines: [b]\n");
+        let e = errors(
+            "baselines:\n  - name: a\n    targets: [10.0.0.1]\ncontrols:\n  - id: X\n    title: t\n    baselines: [b]\n",
+        );
         assert!(e.contains("no baseline named `b`"), "{e}");
-        let e = errors("baselines:\n  - name: a\n    targets: [10.0.0.1]\n    routes: [security]\n");
-        assert!(e.contains("t.yaml:4:") && e.contains("no route named `security`"), "{e}");
+        let e =
+            errors("baselines:\n  - name: a\n    targets: [10.0.0.1]\n    routes: [security]\n");
+        assert!(
+            e.contains("t.yaml:4:") && e.contains("no route named `security`"),
+            "{e}"
+        );
         let e = errors("baselines:\n  - name: a\n");
         assert!(e.contains("neither `targets` nor `labels`"), "{e}");
     }

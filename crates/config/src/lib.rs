@@ -25,8 +25,8 @@ use portwarden_probe::{CheckSpec, ProbeSpec, ResolverSpec, SpecError};
 
 pub mod alerting;
 pub mod de;
-pub mod exposure;
 pub mod diag;
+pub mod exposure;
 pub mod model;
 pub mod node;
 pub mod web;
@@ -631,10 +631,12 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
             let names: std::collections::HashSet<&str> =
                 monitors.iter().map(|m: &Monitor| m.name.as_str()).collect();
             let strict = section("discover").is_none();
-            exposure::resolve_controls(n, &sink, &baselines, &names, strict, diags).unwrap_or_else(|| {
-                ok = false;
-                Vec::new()
-            })
+            exposure::resolve_controls(n, &sink, &baselines, &names, strict, diags).unwrap_or_else(
+                || {
+                    ok = false;
+                    Vec::new()
+                },
+            )
         }
     };
     let alerting = {
@@ -656,8 +658,11 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
             for (i, r) in b.routes.iter().enumerate() {
                 if !names.contains(&r.as_str()) {
                     diags.push(
-                        Diagnostic::error(item.loc_of(&format!("routes[{i}]")), format!("baseline `{}`: no route named `{r}`", b.name))
-                            .hint(diag::did_you_mean(r, &names)),
+                        Diagnostic::error(
+                            item.loc_of(&format!("routes[{i}]")),
+                            format!("baseline `{}`: no route named `{r}`", b.name),
+                        )
+                        .hint(diag::did_you_mean(r, &names)),
                     );
                     ok = false;
                 }

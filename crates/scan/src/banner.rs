@@ -82,7 +82,11 @@ pub async fn guess(prober: &Prober, addr: SocketAddr, timeout: Duration) -> Serv
 }
 
 async fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
-    let sock = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let sock = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     let _ = socket2::SockRef::from(&sock).set_linger(Some(Duration::ZERO));
     let s = sock.connect(addr).await?;
     let _ = s.set_nodelay(true);
@@ -182,7 +186,12 @@ pub fn probe_kind_for_port(port: u16) -> Option<&'static str> {
         .map(|i| i.name)
 }
 
-async fn run_probe(prober: &Prober, addr: SocketAddr, kind: &str, timeout: Duration) -> Option<ServiceGuess> {
+async fn run_probe(
+    prober: &Prober,
+    addr: SocketAddr,
+    kind: &str,
+    timeout: Duration,
+) -> Option<ServiceGuess> {
     let check = CheckSpec::for_scheme(kind)?;
     let target = TargetUrl {
         scheme: Some(kind.to_string()),
@@ -218,7 +227,9 @@ async fn run_probe(prober: &Prober, addr: SocketAddr, kind: &str, timeout: Durat
 async fn http(addr: SocketAddr, timeout: Duration) -> Option<ServiceGuess> {
     let fut = async {
         let mut s = connect(addr).await.ok()?;
-        s.write_all(b"HEAD / HTTP/1.0\r\nUser-Agent: portwarden-scan\r\n\r\n").await.ok()?;
+        s.write_all(b"HEAD / HTTP/1.0\r\nUser-Agent: portwarden-scan\r\n\r\n")
+            .await
+            .ok()?;
         let mut buf = Vec::new();
         while buf.len() < 4096 {
             match portwarden_probe::net::read_bounded(&mut s, &mut buf, 4096).await {
@@ -242,7 +253,11 @@ async fn http(addr: SocketAddr, timeout: Duration) -> Option<ServiceGuess> {
     let status = text.lines().next().unwrap_or_default();
     let server = text
         .lines()
-        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("server")).map(|(_, v)| v.trim()))
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("server"))
+                .map(|(_, v)| v.trim())
+        })
         .map(|v| printable::escape(v.as_bytes(), 80));
     Some(ServiceGuess {
         service: Some("http".into()),
@@ -305,16 +320,46 @@ mod tests {
         let g = classify_banner(22, b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n");
         assert_eq!(g.service.as_deref(), Some("ssh"));
         assert_eq!(g.version.as_deref(), Some("OpenSSH_9.2p1 Debian-2"));
-        assert_eq!(classify_banner(25, b"220 mx.test ESMTP Postfix\r\n").service.as_deref(), Some("smtp"));
-        assert_eq!(classify_banner(2121, b"220 ready\r\n").service.as_deref(), Some("smtp-or-ftp"));
-        assert_eq!(classify_banner(21, b"220 (vsFTPd 3.0.3)\r\n").service.as_deref(), Some("ftp"));
-        assert_eq!(classify_banner(110, b"+OK ready\r\n").service.as_deref(), Some("pop3"));
-        assert_eq!(classify_banner(143, b"* OK IMAP4rev1\r\n").service.as_deref(), Some("imap"));
-        let g = classify_banner(4222, b"INFO {\"server_id\":\"x\",\"version\":\"2.10.1\"}\r\n");
-        assert_eq!((g.service.as_deref(), g.version.as_deref()), (Some("nats"), Some("2.10.1")));
+        assert_eq!(
+            classify_banner(25, b"220 mx.test ESMTP Postfix\r\n")
+                .service
+                .as_deref(),
+            Some("smtp")
+        );
+        assert_eq!(
+            classify_banner(2121, b"220 ready\r\n").service.as_deref(),
+            Some("smtp-or-ftp")
+        );
+        assert_eq!(
+            classify_banner(21, b"220 (vsFTPd 3.0.3)\r\n")
+                .service
+                .as_deref(),
+            Some("ftp")
+        );
+        assert_eq!(
+            classify_banner(110, b"+OK ready\r\n").service.as_deref(),
+            Some("pop3")
+        );
+        assert_eq!(
+            classify_banner(143, b"* OK IMAP4rev1\r\n")
+                .service
+                .as_deref(),
+            Some("imap")
+        );
+        let g = classify_banner(
+            4222,
+            b"INFO {\"server_id\":\"x\",\"version\":\"2.10.1\"}\r\n",
+        );
+        assert_eq!(
+            (g.service.as_deref(), g.version.as_deref()),
+            (Some("nats"), Some("2.10.1"))
+        );
         let my = b"\x4a\x00\x00\x00\x0a11.8.3-MariaDB\x00\x01\x02";
         let g = classify_banner(3306, my);
-        assert_eq!((g.service.as_deref(), g.version.as_deref()), (Some("mysql"), Some("11.8.3-MariaDB")));
+        assert_eq!(
+            (g.service.as_deref(), g.version.as_deref()),
+            (Some("mysql"), Some("11.8.3-MariaDB"))
+        );
         let g = classify_banner(9999, b"\x00\x01garbage");
         assert_eq!(g.service, None);
         assert!(g.banner.is_some());

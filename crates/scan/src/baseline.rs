@@ -66,11 +66,15 @@ impl Baseline {
     }
 
     fn allowed(&self, port: u16, t: Transport) -> Option<&AllowedPorts> {
-        self.allowed_open.iter().find(|a| a.transport == t && a.ports.contains(port))
+        self.allowed_open
+            .iter()
+            .find(|a| a.transport == t && a.ports.contains(port))
     }
 
     fn must_be_closed(&self, port: u16, t: Transport) -> bool {
-        self.must_be_closed.iter().any(|(p, tt)| *tt == t && p.contains(port))
+        self.must_be_closed
+            .iter()
+            .any(|(p, tt)| *tt == t && p.contains(port))
     }
 }
 
@@ -93,9 +97,13 @@ impl FindingKind {
     }
 
     pub fn parse(s: &str) -> Option<FindingKind> {
-        [FindingKind::UnexpectedOpen, FindingKind::ExpectedOpenClosed, FindingKind::ServiceChanged]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            FindingKind::UnexpectedOpen,
+            FindingKind::ExpectedOpenClosed,
+            FindingKind::ServiceChanged,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 
@@ -185,7 +193,11 @@ pub fn compare(b: &Baseline, r: &ScanReport, previous: Option<&Fingerprints>) ->
                         p.port,
                         p.transport,
                         what,
-                        if banned { "the baseline says it must be closed" } else { "the baseline does not allow it" }
+                        if banned {
+                            "the baseline says it must be closed"
+                        } else {
+                            "the baseline does not allow it"
+                        }
                     ),
                     state: p.state,
                     service: p.service.clone(),
@@ -253,7 +265,10 @@ pub fn compare(b: &Baseline, r: &ScanReport, previous: Option<&Fingerprints>) ->
                             "{}:{port}/{} is {s} but the baseline expects it open{}",
                             fmt_host(h.addr),
                             a.transport,
-                            a.service.as_deref().map(|s| format!(" ({s})")).unwrap_or_default()
+                            a.service
+                                .as_deref()
+                                .map(|s| format!(" ({s})"))
+                                .unwrap_or_default()
                         ),
                         state: s,
                         service: None,
@@ -304,9 +319,14 @@ pub fn scan_sets(
     allowed: &[AllowedPorts],
     closed: &[(PortSet, Transport)],
 ) -> (PortSet, Option<PortSet>) {
-    let mut t = tcp.unwrap_or_else(|| PortSet::parse("top1000", Transport::Tcp).unwrap_or_else(|_| PortSet::from_ports(vec![])));
+    let mut t = tcp.unwrap_or_else(|| {
+        PortSet::parse("top1000", Transport::Tcp).unwrap_or_else(|_| PortSet::from_ports(vec![]))
+    });
     let mut u = udp;
-    let named = allowed.iter().map(|a| (&a.ports, a.transport)).chain(closed.iter().map(|(p, t)| (p, *t)));
+    let named = allowed
+        .iter()
+        .map(|a| (&a.ports, a.transport))
+        .chain(closed.iter().map(|(p, t)| (p, *t)));
     for (p, tr) in named {
         match tr {
             Transport::Tcp => t = t.union(p),
@@ -337,8 +357,16 @@ mod tests {
                 expected: false,
             },
         ];
-        let closed = vec![(PortSet::parse("6379", Transport::Tcp).unwrap(), Transport::Tcp)];
-        let (tcp_ports, udp_ports) = scan_sets(Some(PortSet::parse("1-100", Transport::Tcp).unwrap()), None, &allowed, &closed);
+        let closed = vec![(
+            PortSet::parse("6379", Transport::Tcp).unwrap(),
+            Transport::Tcp,
+        )];
+        let (tcp_ports, udp_ports) = scan_sets(
+            Some(PortSet::parse("1-100", Transport::Tcp).unwrap()),
+            None,
+            &allowed,
+            &closed,
+        );
         Baseline {
             name: "web".into(),
             targets: vec!["10.0.0.1".into()],
@@ -366,7 +394,11 @@ mod tests {
                 state: PortState::Open,
                 reason: Reason::SynAck,
                 rtt_ms: 0.1,
-                service: svc.map(|s| ServiceGuess { service: Some(s.split(' ').next().unwrap().into()), version: s.split_once(' ').map(|x| x.1.to_string()), ..Default::default() }),
+                service: svc.map(|s| ServiceGuess {
+                    service: Some(s.split(' ').next().unwrap().into()),
+                    version: s.split_once(' ').map(|x| x.1.to_string()),
+                    ..Default::default()
+                }),
             })
             .collect();
         ScanReport {
@@ -377,7 +409,12 @@ mod tests {
             tcp_ports: Some(b.tcp_ports.spec().to_string()),
             udp_ports: None,
             probes: 1,
-            hosts: vec![HostReport { addr: ip, name: None, ports, counts: Default::default() }],
+            hosts: vec![HostReport {
+                addr: ip,
+                name: None,
+                ports,
+                counts: Default::default(),
+            }],
             cancelled: false,
         }
     }
@@ -392,20 +429,39 @@ mod tests {
         assert_eq!(b.tcp_ports.len(), 100 + 101 + 1);
         // Clean: ssh open, a port in the allowed range open.
         let r = report(&b, &[(22, Some("ssh OpenSSH_9")), (8080, Some("http"))]);
-        assert!(compare(&b, &r, None).is_empty(), "{:?}", compare(&b, &r, None));
+        assert!(
+            compare(&b, &r, None).is_empty(),
+            "{:?}",
+            compare(&b, &r, None)
+        );
         // An extra port and a must-be-closed one open, ssh gone.
         let r = report(&b, &[(25, None), (6379, Some("redis"))]);
         let f = compare(&b, &r, None);
         assert_eq!(
             kinds(&f),
-            vec![(FindingKind::UnexpectedOpen, 25), (FindingKind::UnexpectedOpen, 6379), (FindingKind::ExpectedOpenClosed, 22)]
+            vec![
+                (FindingKind::UnexpectedOpen, 25),
+                (FindingKind::UnexpectedOpen, 6379),
+                (FindingKind::ExpectedOpenClosed, 22)
+            ]
         );
         assert!(f[1].message.contains("must be closed"), "{}", f[1].message);
-        assert!(f[2].message.contains("is closed but the baseline expects it open (ssh)"), "{}", f[2].message);
+        assert!(
+            f[2].message
+                .contains("is closed but the baseline expects it open (ssh)"),
+            "{}",
+            f[2].message
+        );
         // Ignore policy: only the must-be-closed port.
         let b2 = baseline(DefaultPolicy::Ignore);
         let f = compare(&b2, &r, None);
-        assert_eq!(kinds(&f), vec![(FindingKind::UnexpectedOpen, 6379), (FindingKind::ExpectedOpenClosed, 22)]);
+        assert_eq!(
+            kinds(&f),
+            vec![
+                (FindingKind::UnexpectedOpen, 6379),
+                (FindingKind::ExpectedOpenClosed, 22)
+            ]
+        );
     }
 
     #[test]

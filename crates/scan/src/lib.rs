@@ -122,9 +122,10 @@ impl Reason {
         match self {
             Reason::SynAck | Reason::Reply => PortState::Open,
             Reason::Reset | Reason::PortUnreachable => PortState::Closed,
-            Reason::Timeout | Reason::HostUnreachable | Reason::NetUnreachable | Reason::AdminProhibited => {
-                PortState::Filtered
-            }
+            Reason::Timeout
+            | Reason::HostUnreachable
+            | Reason::NetUnreachable
+            | Reason::AdminProhibited => PortState::Filtered,
             Reason::NoReply => PortState::OpenFiltered,
             Reason::Local | Reason::Error | Reason::NotScanned => PortState::Error,
         }
@@ -172,7 +173,9 @@ impl RateLimiter {
         if (self.sent as f64) < allowed {
             None
         } else {
-            Some(Duration::from_secs_f64(((self.sent as f64 + 1.0 - allowed) / rate).max(0.000_5)))
+            Some(Duration::from_secs_f64(
+                ((self.sent as f64 + 1.0 - allowed) / rate).max(0.000_5),
+            ))
         }
     }
 
@@ -266,11 +269,18 @@ pub struct HostReport {
 
 impl HostReport {
     pub fn port(&self, port: u16, transport: Transport) -> Option<&PortReport> {
-        self.ports.iter().find(|p| p.port == port && p.transport == transport)
+        self.ports
+            .iter()
+            .find(|p| p.port == port && p.transport == transport)
     }
 
     /// The state of a port (`closed` when it was scanned but not kept).
-    pub fn state(&self, port: u16, transport: Transport, scanned: &ScanReport) -> Option<PortState> {
+    pub fn state(
+        &self,
+        port: u16,
+        transport: Transport,
+        scanned: &ScanReport,
+    ) -> Option<PortState> {
         if let Some(p) = self.port(port, transport) {
             return Some(p.state);
         }
@@ -300,9 +310,12 @@ pub struct ScanReport {
 impl ScanReport {
     /// Every open port, as `(host, port)`.
     pub fn open_ports(&self) -> impl Iterator<Item = (IpAddr, &PortReport)> {
-        self.hosts
-            .iter()
-            .flat_map(|h| h.ports.iter().filter(|p| p.state == PortState::Open).map(move |p| (h.addr, p)))
+        self.hosts.iter().flat_map(|h| {
+            h.ports
+                .iter()
+                .filter(|p| p.state == PortState::Open)
+                .map(move |p| (h.addr, p))
+        })
     }
 
     /// Was `port` part of the scan?
@@ -334,8 +347,15 @@ pub enum ScanError {
     Target(#[from] TargetSpecError),
     #[error("nothing to scan: give TCP ports (--ports) and/or UDP ports (--udp)")]
     NoPorts,
-    #[error("the scan has {probes} probes ({hosts} hosts × {ports} ports), more than the limit of {limit}; scan fewer hosts or ports at a time")]
-    TooBig { probes: u64, hosts: usize, ports: usize, limit: u64 },
+    #[error(
+        "the scan has {probes} probes ({hosts} hosts × {ports} ports), more than the limit of {limit}; scan fewer hosts or ports at a time"
+    )]
+    TooBig {
+        probes: u64,
+        hosts: usize,
+        ports: usize,
+        limit: u64,
+    },
     #[error("scan I/O failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -364,7 +384,10 @@ impl Scanner {
 
     /// A scanner with the system resolver.
     pub fn system() -> Result<Scanner, portwarden_probe::ResolverSetupError> {
-        Ok(Scanner::new(Prober::new(Resolver::new(&ResolverSpec::System)?, "local")))
+        Ok(Scanner::new(Prober::new(
+            Resolver::new(&ResolverSpec::System)?,
+            "local",
+        )))
     }
 
     pub fn prober(&self) -> &Prober {
@@ -373,14 +396,29 @@ impl Scanner {
 
     /// Checks every target (size, allowlist, names) and returns the hosts; nothing is sent.
     pub async fn resolve(&self, req: &ScanRequest) -> Result<Vec<ScanHost>, ScanError> {
-        Ok(targets::resolve_targets(&req.targets, &req.options.policy, self.prober.resolver()).await?)
+        Ok(
+            targets::resolve_targets(&req.targets, &req.options.policy, self.prober.resolver())
+                .await?,
+        )
     }
 
     /// Runs the scan: validates everything first (a bad target scans nothing), then TCP, UDP
     /// and banners.
-    pub async fn run(&self, req: &ScanRequest, progress: Option<Arc<Progress>>) -> Result<ScanReport, ScanError> {
-        let tcp_ports: Vec<u16> = req.tcp_ports.as_ref().map(|p| p.ports().to_vec()).unwrap_or_default();
-        let udp_ports: Vec<u16> = req.udp_ports.as_ref().map(|p| p.ports().to_vec()).unwrap_or_default();
+    pub async fn run(
+        &self,
+        req: &ScanRequest,
+        progress: Option<Arc<Progress>>,
+    ) -> Result<ScanReport, ScanError> {
+        let tcp_ports: Vec<u16> = req
+            .tcp_ports
+            .as_ref()
+            .map(|p| p.ports().to_vec())
+            .unwrap_or_default();
+        let udp_ports: Vec<u16> = req
+            .udp_ports
+            .as_ref()
+            .map(|p| p.ports().to_vec())
+            .unwrap_or_default();
         if tcp_ports.is_empty() && udp_ports.is_empty() {
             return Err(ScanError::NoPorts);
         }
@@ -388,7 +426,12 @@ impl Scanner {
         let n_ports = tcp_ports.len() + udp_ports.len();
         let probes = hosts.len() as u64 * n_ports as u64;
         if probes > MAX_PROBES {
-            return Err(ScanError::TooBig { probes, hosts: hosts.len(), ports: n_ports, limit: MAX_PROBES });
+            return Err(ScanError::TooBig {
+                probes,
+                hosts: hosts.len(),
+                ports: n_ports,
+                limit: MAX_PROBES,
+            });
         }
         let progress = progress.unwrap_or_default();
         progress.total.store(probes, Ordering::Relaxed);
@@ -414,9 +457,11 @@ impl Scanner {
                 rate: o.rate,
             };
             let (a, p, pr) = (addrs.clone(), tcp_ports.clone(), progress.clone());
-            tokio::task::spawn_blocking(move || tcp::connect_scan(&a, &p, &cfg, &pr.done, &pr.cancel))
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))??
+            tokio::task::spawn_blocking(move || {
+                tcp::connect_scan(&a, &p, &cfg, &pr.done, &pr.cancel)
+            })
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??
         };
         let udp_results = if udp_ports.is_empty() || progress.cancel.load(Ordering::Relaxed) {
             vec![Vec::new(); addrs.len()]
@@ -461,7 +506,10 @@ impl Scanner {
                         reason: *reason,
                         rtt_ms: (rtt * 1000.0).round() / 1000.0,
                         service: reply.as_ref().map(|r| ServiceGuess {
-                            service: r.service.or_else(|| banner::well_known(udp_ports[j])).map(str::to_string),
+                            service: r
+                                .service
+                                .or_else(|| banner::well_known(udp_ports[j]))
+                                .map(str::to_string),
                             version: None,
                             banner: Some(r.banner.clone()),
                             method: Some("reply".into()),
@@ -469,7 +517,12 @@ impl Scanner {
                     });
                 }
             }
-            reports.push(HostReport { addr: h.addr, name: h.name.clone(), ports, counts });
+            reports.push(HostReport {
+                addr: h.addr,
+                name: h.name.clone(),
+                ports,
+                counts,
+            });
         }
 
         if o.banners && !progress.cancel.load(Ordering::Relaxed) {
@@ -477,14 +530,21 @@ impl Scanner {
                 .iter()
                 .enumerate()
                 .flat_map(|(hi, h)| {
-                    h.ports.iter().enumerate().filter(|(_, p)| p.state == PortState::Open && p.transport == Transport::Tcp)
+                    h.ports
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| {
+                            p.state == PortState::Open && p.transport == Transport::Tcp
+                        })
                         .map(move |(pi, p)| (hi, pi, std::net::SocketAddr::new(h.addr, p.port)))
                 })
                 .collect();
             use futures::StreamExt;
             let prober = &self.prober;
             let guesses: Vec<(usize, usize, ServiceGuess)> = futures::stream::iter(jobs)
-                .map(|(hi, pi, addr)| async move { (hi, pi, banner::guess(prober, addr, o.banner_timeout).await) })
+                .map(|(hi, pi, addr)| async move {
+                    (hi, pi, banner::guess(prober, addr, o.banner_timeout).await)
+                })
                 .buffer_unordered(concurrency.clamp(1, 256))
                 .collect()
                 .await;

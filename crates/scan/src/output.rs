@@ -28,7 +28,11 @@ pub fn table(r: &ScanReport, which: Shown) -> String {
         let _ = writeln!(out, "{name}");
         let rows: Vec<_> = h.ports.iter().filter(|p| shown(p.state, which)).collect();
         if !rows.is_empty() {
-            let _ = writeln!(out, "  {:<11} {:<14} {:<17} {:<14} BANNER", "PORT", "STATE", "REASON", "SERVICE");
+            let _ = writeln!(
+                out,
+                "  {:<11} {:<14} {:<17} {:<14} BANNER",
+                "PORT", "STATE", "REASON", "SERVICE"
+            );
         }
         for p in rows {
             let svc = p.service.as_ref();
@@ -67,7 +71,8 @@ pub fn json(r: &ScanReport) -> String {
 
 /// One CSV row per port: host,name,port,transport,state,reason,rtt_ms,service,version,banner.
 pub fn csv(r: &ScanReport, which: Shown) -> String {
-    let mut out = String::from("host,name,port,transport,state,reason,rtt_ms,service,version,banner\n");
+    let mut out =
+        String::from("host,name,port,transport,state,reason,rtt_ms,service,version,banner\n");
     for h in &r.hosts {
         for p in h.ports.iter().filter(|p| shown(p.state, which)) {
             let s = p.service.clone().unwrap_or_default();
@@ -92,7 +97,11 @@ pub fn csv(r: &ScanReport, which: Shown) -> String {
 
 /// Quotes a CSV field when needed (RFC 4180), and defuses spreadsheet formulas.
 pub fn field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

@@ -38,7 +38,10 @@ impl PortSet {
         let mut bits = vec![0u64; 1024]; // 65 536 bits
         let mut set = |p: u16| bits[usize::from(p) / 64] |= 1 << (p % 64);
         if spec.trim().is_empty() {
-            return Err(err(1, "empty: name ports like `22,80,8000-8100`, `top1000` or `all`".into()));
+            return Err(err(
+                1,
+                "empty: name ports like `22,80,8000-8100`, `top1000` or `all`".into(),
+            ));
         }
         let mut offset = 0usize;
         for part in spec.split(',') {
@@ -46,7 +49,10 @@ impl PortSet {
             offset += part.len() + 1;
             let p = part.trim();
             if p.is_empty() {
-                return Err(err(column, "empty element (two commas in a row, or a trailing comma)".into()));
+                return Err(err(
+                    column,
+                    "empty element (two commas in a row, or a trailing comma)".into(),
+                ));
             }
             match p.to_ascii_lowercase().as_str() {
                 "all" | "-" => {
@@ -60,7 +66,10 @@ impl PortSet {
                         err(column, format!("`{p}`: expected `top` followed by a count, like `top100` or `top1000`"))
                     })?;
                     if n == 0 || n > 1000 {
-                        return Err(err(column, format!("`{p}`: the ranked list has 1000 ports; use top1..top1000")));
+                        return Err(err(
+                            column,
+                            format!("`{p}`: the ranked list has 1000 ports; use top1..top1000"),
+                        ));
                     }
                     for port in top_ports(transport).take(n) {
                         set(port);
@@ -71,11 +80,22 @@ impl PortSet {
             }
             let (lo, hi) = match p.split_once('-') {
                 Some((a, b)) => {
-                    let lo = if a.trim().is_empty() { 1 } else { port_number(a, column, spec)? };
+                    let lo = if a.trim().is_empty() {
+                        1
+                    } else {
+                        port_number(a, column, spec)?
+                    };
                     let bcol = column + a.len() + 1;
-                    let hi = if b.trim().is_empty() { u16::MAX } else { port_number(b, bcol, spec)? };
+                    let hi = if b.trim().is_empty() {
+                        u16::MAX
+                    } else {
+                        port_number(b, bcol, spec)?
+                    };
                     if lo > hi {
-                        return Err(err(column, format!("range `{p}` runs backwards; write `{hi}-{lo}`")));
+                        return Err(err(
+                            column,
+                            format!("range `{p}` runs backwards; write `{hi}-{lo}`"),
+                        ));
                     }
                     (lo, hi)
                 }
@@ -156,8 +176,14 @@ fn port_number(s: &str, column: usize, spec: &str) -> Result<u16, PortSpecError>
         message,
     };
     if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-        let bad = t.chars().find(|c| !c.is_ascii_digit()).map(|c| format!(" (`{c}`)")).unwrap_or_default();
-        return Err(e(format!("`{t}` is not a port number{bad}; expected 1-65535, a range like 8000-8100, `top1000` or `all`")));
+        let bad = t
+            .chars()
+            .find(|c| !c.is_ascii_digit())
+            .map(|c| format!(" (`{c}`)"))
+            .unwrap_or_default();
+        return Err(e(format!(
+            "`{t}` is not a port number{bad}; expected 1-65535, a range like 8000-8100, `top1000` or `all`"
+        )));
     }
     match t.parse::<u32>() {
         Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),

@@ -27,7 +27,10 @@ impl Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr = addr.strip_prefix('[').and_then(|a| a.strip_suffix(']')).unwrap_or(addr);
+        let addr = addr
+            .strip_prefix('[')
+            .and_then(|a| a.strip_suffix(']'))
+            .unwrap_or(addr);
         let ip: IpAddr = addr
             .parse()
             .map_err(|_| format!("`{addr}` is not an IP address"))?;
@@ -46,11 +49,19 @@ impl Cidr {
     pub fn new(ip: IpAddr, prefix: u8) -> Cidr {
         let net = match ip {
             IpAddr::V4(a) => {
-                let m = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
+                let m = if prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(prefix))
+                };
                 IpAddr::V4(Ipv4Addr::from(u32::from(a) & m))
             }
             IpAddr::V6(a) => {
-                let m = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix)) };
+                let m = if prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(prefix))
+                };
                 IpAddr::V6(Ipv6Addr::from(u128::from(a) & m))
             }
         };
@@ -76,7 +87,11 @@ impl Cidr {
                 IpAddr::V4(Ipv4Addr::from(u32::from(a) | m))
             }
             IpAddr::V6(a) => {
-                let m = if b >= 128 { u128::MAX } else { (1u128 << b) - 1 };
+                let m = if b >= 128 {
+                    u128::MAX
+                } else {
+                    (1u128 << b) - 1
+                };
                 IpAddr::V6(Ipv6Addr::from(u128::from(a) | m))
             }
         }
@@ -156,7 +171,10 @@ impl TargetPolicy {
         match &self.allow {
             Some(list) if !list.iter().any(|c| c.contains(ip)) => Err(format!(
                 "{ip} is outside the scan allowlist ({}); add it to `scan.allow` or leave it out",
-                list.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+                list.iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
             _ => Ok(()),
         }
@@ -184,7 +202,11 @@ impl TargetSpec {
             if c.size() > policy.max_addresses {
                 return Err(format!(
                     "{c} holds {} addresses, more than the limit of {}; split it into smaller blocks or raise the limit (--max-addresses, `scan.max_addresses`)",
-                    if c.size() == u64::MAX { "2^64 or more".to_string() } else { c.size().to_string() },
+                    if c.size() == u64::MAX {
+                        "2^64 or more".to_string()
+                    } else {
+                        c.size().to_string()
+                    },
                     policy.describe_limit()
                 ));
             }
@@ -193,7 +215,10 @@ impl TargetSpec {
                 if !list.iter().any(|a| a.contains(c.net) && a.contains(last)) {
                     return Err(format!(
                         "{c} is not inside the scan allowlist ({}); scan only allowed blocks or extend `scan.allow`",
-                        list.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+                        list.iter()
+                            .map(|c| c.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ));
                 }
             }
@@ -204,7 +229,10 @@ impl TargetSpec {
         }
         match Host::parse(t) {
             Ok(Host::Name(n)) => Ok(TargetSpec::Name(n)),
-            Ok(Host::Ip(ip)) => Ok(TargetSpec::Block(Cidr::new(ip, if ip.is_ipv4() { 32 } else { 128 }))),
+            Ok(Host::Ip(ip)) => Ok(TargetSpec::Block(Cidr::new(
+                ip,
+                if ip.is_ipv4() { 32 } else { 128 },
+            ))),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -257,7 +285,10 @@ pub async fn resolve_targets(
                 total = total.saturating_add(c.size());
                 for a in c.addresses() {
                     if seen.insert(a) {
-                        out.push(ScanHost { addr: a, name: None });
+                        out.push(ScanHost {
+                            addr: a,
+                            name: None,
+                        });
                     }
                 }
             }
@@ -271,7 +302,10 @@ pub async fn resolve_targets(
                     policy.check_allowed(ip).map_err(&err)?;
                     total += 1;
                     if seen.insert(ip) {
-                        out.push(ScanHost { addr: ip, name: Some(n.clone()) });
+                        out.push(ScanHost {
+                            addr: ip,
+                            name: Some(n.clone()),
+                        });
                     }
                 }
             }
@@ -305,8 +339,12 @@ mod tests {
             TargetSpec::parse("10.1.2.77/24", &p()).unwrap(),
             TargetSpec::Block(Cidr::parse("10.1.2.0/24").unwrap())
         );
-        assert!(matches!(TargetSpec::parse("[::1]", &p()).unwrap(), TargetSpec::Block(c) if c.prefix == 128));
-        assert!(matches!(TargetSpec::parse("fd00::/120", &p()).unwrap(), TargetSpec::Block(c) if c.size() == 256));
+        assert!(
+            matches!(TargetSpec::parse("[::1]", &p()).unwrap(), TargetSpec::Block(c) if c.prefix == 128)
+        );
+        assert!(
+            matches!(TargetSpec::parse("fd00::/120", &p()).unwrap(), TargetSpec::Block(c) if c.size() == 256)
+        );
         assert_eq!(
             TargetSpec::parse("db1.internal", &p()).unwrap(),
             TargetSpec::Name("db1.internal".into())
@@ -322,14 +360,25 @@ mod tests {
         assert!(e.contains("/16"), "{e}");
         let e = TargetSpec::parse("fd00::/64", &p()).unwrap_err();
         assert!(e.contains("/112"), "{e}");
-        let small = TargetPolicy { max_addresses: 256, allow: None };
+        let small = TargetPolicy {
+            max_addresses: 256,
+            allow: None,
+        };
         let e = TargetSpec::parse("10.0.0.0/23", &small).unwrap_err();
         assert!(e.contains("/24"), "{e}");
     }
 
     #[test]
     fn bad_specs() {
-        for s in ["10.0.0.0/33", "10.0.0.300", "fd00::/129", "bad host!", "1.2.3.4/x", "", "[zz]"] {
+        for s in [
+            "10.0.0.0/33",
+            "10.0.0.300",
+            "fd00::/129",
+            "bad host!",
+            "1.2.3.4/x",
+            "",
+            "[zz]",
+        ] {
             assert!(TargetSpec::parse(s, &p()).is_err(), "{s} should fail");
         }
     }
@@ -343,7 +392,16 @@ mod tests {
         assert!(TargetSpec::parse("10.1.2.0/24", &pol).is_ok());
         let e = TargetSpec::parse("10.2.0.1", &pol).unwrap_err();
         assert!(e.contains("allowlist"), "{e}");
-        assert!(TargetSpec::parse("10.0.0.0/15", &TargetPolicy { max_addresses: 1 << 20, ..pol.clone() }).is_err());
+        assert!(
+            TargetSpec::parse(
+                "10.0.0.0/15",
+                &TargetPolicy {
+                    max_addresses: 1 << 20,
+                    ..pol.clone()
+                }
+            )
+            .is_err()
+        );
     }
 
     proptest::proptest! {

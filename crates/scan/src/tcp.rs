@@ -17,7 +17,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::{Reason, RateLimiter};
+use crate::{RateLimiter, Reason};
 
 /// Knobs of a connect scan.
 #[derive(Debug, Clone)]
@@ -61,8 +61,10 @@ pub fn connect_scan(
     done: &AtomicU64,
     cancel: &AtomicBool,
 ) -> io::Result<Vec<Vec<PortResult>>> {
-    let mut results: Vec<Vec<PortResult>> =
-        hosts.iter().map(|_| vec![(Reason::NotScanned, 0.0); ports.len()]).collect();
+    let mut results: Vec<Vec<PortResult>> = hosts
+        .iter()
+        .map(|_| vec![(Reason::NotScanned, 0.0); ports.len()])
+        .collect();
     if hosts.is_empty() || ports.is_empty() {
         return Ok(results);
     }
@@ -73,7 +75,11 @@ pub fn connect_scan(
     let mut deadlines: VecDeque<(Instant, usize, u64)> = VecDeque::new();
     let mut queues: Vec<HostQueue> = hosts
         .iter()
-        .map(|_| HostQueue { next: 0, retry: VecDeque::new(), inflight: 0 })
+        .map(|_| HostQueue {
+            next: 0,
+            retry: VecDeque::new(),
+            inflight: 0,
+        })
         .collect();
     // Hosts with queued work (new ports or retries), round-robin.
     let mut active: VecDeque<usize> = (0..hosts.len()).collect();
@@ -86,10 +92,11 @@ pub fn connect_scan(
     let mut pause_until: Option<Instant> = None;
     let n_ports = ports.len() as u32;
 
-    let finish = |results: &mut Vec<Vec<PortResult>>, host: usize, idx: u32, r: Reason, rtt: f32| {
-        results[host][idx as usize] = (r, rtt);
-        done.fetch_add(1, Ordering::Relaxed);
-    };
+    let finish =
+        |results: &mut Vec<Vec<PortResult>>, host: usize, idx: u32, r: Reason, rtt: f32| {
+            results[host][idx as usize] = (r, rtt);
+            done.fetch_add(1, Ordering::Relaxed);
+        };
     let requeue = |queues: &mut Vec<HostQueue>,
                    active: &mut VecDeque<usize>,
                    in_active: &mut Vec<bool>,
@@ -160,9 +167,17 @@ pub fn connect_scan(
                             slots.push(None);
                             slots.len() - 1
                         });
-                        poll.registry().register(&mut stream, Token(slot), Interest::WRITABLE)?;
+                        poll.registry()
+                            .register(&mut stream, Token(slot), Interest::WRITABLE)?;
                         generation += 1;
-                        slots[slot] = Some(Slot { stream, host: h, port_idx: idx, attempt, started, generation });
+                        slots[slot] = Some(Slot {
+                            stream,
+                            host: h,
+                            port_idx: idx,
+                            attempt,
+                            started,
+                            generation,
+                        });
                         deadlines.push_back((started + cfg.timeout, slot, generation));
                         inflight += 1;
                         queues[h].inflight += 1;
@@ -170,7 +185,14 @@ pub fn connect_scan(
                     Err(e) => {
                         // Out of descriptors, ports or buffers: our side. Put the port back,
                         // shrink concurrency and pause briefly.
-                        requeue(&mut queues, &mut active, &mut in_active, h, (idx, attempt), true);
+                        requeue(
+                            &mut queues,
+                            &mut active,
+                            &mut in_active,
+                            h,
+                            (idx, attempt),
+                            true,
+                        );
                         limit = (inflight * 3 / 4).max(1);
                         pause_until = Some(Instant::now() + Duration::from_millis(50));
                         tracing::warn!(error = %e, new_limit = limit, "scan: local resource limit hit; slowing down");
@@ -204,13 +226,24 @@ pub fn connect_scan(
         }
         for ev in events.iter() {
             let slot = ev.token().0;
-            let Some(s) = slots.get_mut(slot).and_then(|s| s.as_mut()) else { continue };
+            let Some(s) = slots.get_mut(slot).and_then(|s| s.as_mut()) else {
+                continue;
+            };
             let outcome = match s.stream.take_error() {
                 Ok(Some(e)) | Err(e) => Some(reason_of(&e)),
                 Ok(None) => match s.stream.peer_addr() {
+                    // A connect to our own ephemeral port on loopback "succeeds" by TCP
+                    // simultaneous open with itself: nothing listens there.
+                    Ok(peer) if s.stream.local_addr().is_ok_and(|l| l == peer) => {
+                        Some(Reason::Reset)
+                    }
                     Ok(_) => Some(Reason::SynAck),
                     Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                        if ev.is_error() || ev.is_write_closed() { Some(Reason::Reset) } else { None }
+                        if ev.is_error() || ev.is_write_closed() {
+                            Some(Reason::Reset)
+                        } else {
+                            None
+                        }
                     }
                     Err(e) => Some(reason_of(&e)),
                 },
@@ -224,7 +257,14 @@ pub fn connect_scan(
                 queues[s.host].inflight -= 1;
                 free.push(slot);
                 if r == Reason::Local && s.attempt < cfg.retries + 3 {
-                    requeue(&mut queues, &mut active, &mut in_active, s.host, (s.port_idx, s.attempt + 1), false);
+                    requeue(
+                        &mut queues,
+                        &mut active,
+                        &mut in_active,
+                        s.host,
+                        (s.port_idx, s.attempt + 1),
+                        false,
+                    );
                 } else {
                     finish(&mut results, s.host, s.port_idx, r, rtt);
                 }
@@ -237,7 +277,10 @@ pub fn connect_scan(
                 break;
             }
             deadlines.pop_front();
-            let live = slots.get(slot).and_then(|s| s.as_ref()).is_some_and(|s| s.generation == g);
+            let live = slots
+                .get(slot)
+                .and_then(|s| s.as_ref())
+                .is_some_and(|s| s.generation == g);
             if !live {
                 continue;
             }
@@ -247,7 +290,14 @@ pub fn connect_scan(
                 queues[s.host].inflight -= 1;
                 free.push(slot);
                 if s.attempt < cfg.retries {
-                    requeue(&mut queues, &mut active, &mut in_active, s.host, (s.port_idx, s.attempt + 1), false);
+                    requeue(
+                        &mut queues,
+                        &mut active,
+                        &mut in_active,
+                        s.host,
+                        (s.port_idx, s.attempt + 1),
+                        false,
+                    );
                 } else {
                     let rtt = s.started.elapsed().as_secs_f32() * 1000.0;
                     finish(&mut results, s.host, s.port_idx, Reason::Timeout, rtt);
@@ -268,8 +318,16 @@ enum Started {
 }
 
 fn start_connect(addr: SocketAddr) -> io::Result<Started> {
-    let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
-    let sock = match Socket::new(domain, Type::STREAM.nonblocking().cloexec(), Some(Protocol::TCP)) {
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let sock = match Socket::new(
+        domain,
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    ) {
         Ok(s) => s,
         Err(e) if is_local(&e) => return Err(e),
         Err(_) => return Ok(Started::Done(Reason::Error)),
@@ -277,10 +335,13 @@ fn start_connect(addr: SocketAddr) -> io::Result<Started> {
     // Set before connecting: even an abandoned connect is reset, never left in TIME_WAIT.
     let _ = sock.set_linger(Some(Duration::ZERO));
     match sock.connect(&addr.into()) {
-        Ok(()) => Ok(Started::Done(Reason::SynAck)),
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
-            Ok(Started::Pending(TcpStream::from_std(std::net::TcpStream::from(sock))))
+        Ok(()) if sock.local_addr().ok().and_then(|a| a.as_socket()) == Some(addr) => {
+            Ok(Started::Done(Reason::Reset))
         }
+        Ok(()) => Ok(Started::Done(Reason::SynAck)),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(Started::Pending(
+            TcpStream::from_std(std::net::TcpStream::from(sock)),
+        )),
         Err(e) if is_local(&e) => Err(e),
         Err(e) => Ok(Started::Done(reason_of(&e))),
     }
@@ -289,7 +350,14 @@ fn start_connect(addr: SocketAddr) -> io::Result<Started> {
 fn is_local(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::EADDRNOTAVAIL | libc::ENOBUFS | libc::ENOMEM | libc::EAGAIN)
+        Some(
+            libc::EMFILE
+                | libc::ENFILE
+                | libc::EADDRNOTAVAIL
+                | libc::ENOBUFS
+                | libc::ENOMEM
+                | libc::EAGAIN
+        )
     )
 }
 

@@ -17,7 +17,7 @@ use futures::StreamExt;
 use tokio::net::UdpSocket;
 use tokio::sync::{Mutex, Semaphore};
 
-use crate::{Reason, RateLimiter};
+use crate::{RateLimiter, Reason};
 
 #[derive(Debug, Clone)]
 pub struct UdpScanConfig {
@@ -58,7 +58,11 @@ pub fn payload(port: u16) -> (Vec<u8>, Option<&'static str>) {
             )
         }
         161 => (
-            portwarden_wire::snmp::get_request(b"public", 0x5057, &[vec![1, 3, 6, 1, 2, 1, 1, 1, 0]]),
+            portwarden_wire::snmp::get_request(
+                b"public",
+                0x5057,
+                &[vec![1, 3, 6, 1, 2, 1, 1, 1, 0]],
+            ),
             Some("snmp"),
         ),
         _ => (Vec::new(), None),
@@ -70,11 +74,20 @@ pub fn describe_reply(port: u16, reply: &[u8]) -> UdpReply {
     let (_, service) = payload(port);
     let banner = match service {
         Some("dns") => match portwarden_wire::dns::parse_response(reply, 0x5057) {
-            Ok(s) => format!("DNS {} ({} answers)", portwarden_wire::dns::rcode_name(s.rcode), s.answer_count),
+            Ok(s) => format!(
+                "DNS {} ({} answers)",
+                portwarden_wire::dns::rcode_name(s.rcode),
+                s.answer_count
+            ),
             Err(_) => portwarden_wire::printable::escape(reply, 64),
         },
         Some("ntp") => match portwarden_wire::ntp::parse(reply) {
-            Ok(r) => format!("NTP v{} stratum {} ref {}", r.version, r.stratum, r.reference_text()),
+            Ok(r) => format!(
+                "NTP v{} stratum {} ref {}",
+                r.version,
+                r.stratum,
+                r.reference_text()
+            ),
             Err(_) => portwarden_wire::printable::escape(reply, 64),
         },
         Some("snmp") => match portwarden_wire::snmp::parse_response(reply) {
@@ -82,7 +95,10 @@ pub fn describe_reply(port: u16, reply: &[u8]) -> UdpReply {
                 Some((_, portwarden_wire::snmp::Value::OctetString(b))) => {
                     format!("SNMP {}", portwarden_wire::printable::escape(b, 120))
                 }
-                _ => format!("SNMP {}", portwarden_wire::snmp::error_status_name(r.error_status)),
+                _ => format!(
+                    "SNMP {}",
+                    portwarden_wire::snmp::error_status_name(r.error_status)
+                ),
             },
             Err(_) => portwarden_wire::printable::escape(reply, 64),
         },
@@ -132,30 +148,31 @@ async fn scan_host(
         }
         // Later rounds wait longer: slow peers and rate-limited ICMP get more time.
         let timeout = cfg.timeout.mul_f64(1.0 + 0.5 * f64::from(round));
-        let outcomes: Vec<(usize, Option<UdpPortResult>)> = futures::stream::iter(pending.iter().copied())
-            .map(|i| async move {
-                let Ok(_permit) = global.acquire().await else {
-                    return (i, Some((Reason::Error, 0.0, None)));
-                };
-                loop {
-                    let w = {
-                        let mut l = limiter.lock().await;
-                        let w = l.wait();
-                        if w.is_none() {
-                            l.take();
-                        }
-                        w
+        let outcomes: Vec<(usize, Option<UdpPortResult>)> =
+            futures::stream::iter(pending.iter().copied())
+                .map(|i| async move {
+                    let Ok(_permit) = global.acquire().await else {
+                        return (i, Some((Reason::Error, 0.0, None)));
                     };
-                    match w {
-                        Some(d) => tokio::time::sleep(d).await,
-                        None => break,
+                    loop {
+                        let w = {
+                            let mut l = limiter.lock().await;
+                            let w = l.wait();
+                            if w.is_none() {
+                                l.take();
+                            }
+                            w
+                        };
+                        match w {
+                            Some(d) => tokio::time::sleep(d).await,
+                            None => break,
+                        }
                     }
-                }
-                (i, probe(SocketAddr::new(ip, ports[i]), timeout).await)
-            })
-            .buffer_unordered(cfg.per_host.max(1))
-            .collect()
-            .await;
+                    (i, probe(SocketAddr::new(ip, ports[i]), timeout).await)
+                })
+                .buffer_unordered(cfg.per_host.max(1))
+                .collect()
+                .await;
         pending.clear();
         for (i, r) in outcomes {
             match r {
@@ -197,7 +214,11 @@ async fn probe(addr: SocketAddr, timeout: Duration) -> Option<UdpPortResult> {
     }
     let mut buf = vec![0u8; 2048];
     match tokio::time::timeout(timeout, sock.recv(&mut buf)).await {
-        Ok(Ok(n)) => Some((Reason::Reply, ms(), Some(describe_reply(addr.port(), &buf[..n])))),
+        Ok(Ok(n)) => Some((
+            Reason::Reply,
+            ms(),
+            Some(describe_reply(addr.port(), &buf[..n])),
+        )),
         Ok(Err(e)) => match udp_reason(&e) {
             Reason::Local => None,
             r => Some((r, ms(), None)),

@@ -26,7 +26,9 @@ async fn classifies_tcp_and_udp_ports_in_a_namespace() {
     if !testkit::need(testkit::is_root(), "root for network namespaces") {
         return;
     }
-    let Some(dnsmasq) = testkit::need_binary("dnsmasq") else { return };
+    let Some(dnsmasq) = testkit::need_binary("dnsmasq") else {
+        return;
+    };
     let mut ns = Netns::new().expect("namespace");
     let ip = ns.ns_ip;
     // TCP: 7001 open (silent), 7002 open (SSH greeting), 7003 REJECT with reset, 7004 DROP,
@@ -42,7 +44,9 @@ async fn classifies_tcp_and_udp_ports_in_a_namespace() {
     accept_forever(l1, b"");
     accept_forever(l2, b"SSH-2.0-OpenSSH_9.9 scantest\r\n");
     // UDP: 53 dnsmasq, 7101 closed, 7102 DROP, 7103 REJECT admin-prohibited, 7104 an echo.
-    let echo = ns.within(|| UdpSocket::bind((ip, 7104)).expect("bind udp")).expect("ns");
+    let echo = ns
+        .within(|| UdpSocket::bind((ip, 7104)).expect("bind udp"))
+        .expect("ns");
     std::thread::spawn(move || {
         let mut b = [0u8; 1500];
         while let Ok((n, from)) = echo.recv_from(&mut b) {
@@ -61,13 +65,25 @@ async fn classifies_tcp_and_udp_ports_in_a_namespace() {
     let dns = dnsmasq.to_string_lossy().to_string();
     let listen = format!("--listen-address={ip}");
     ns.spawn(&[
-        &dns, "-d", "-k", "-p", "53", "--no-resolv", "--no-hosts", "--bind-interfaces", &listen,
-        "--user=root", "--pid-file=", "--address=/x.test/10.0.0.1",
+        &dns,
+        "-d",
+        "-k",
+        "-p",
+        "53",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        &listen,
+        "--user=root",
+        "--pid-file=",
+        "--address=/x.test/10.0.0.1",
     ])
     .expect("dnsmasq");
     // Wait until dnsmasq answers.
     let probe = UdpSocket::bind("0.0.0.0:0").unwrap();
-    probe.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let q = portwarden_wire::dns::query(1, "x.test", "A", true).unwrap();
     let up = testkit::http::wait_until(Duration::from_secs(10), || {
         probe.send_to(&q, (ip, 53)).ok()?;
@@ -92,7 +108,11 @@ async fn classifies_tcp_and_udp_ports_in_a_namespace() {
     let report = scanner.run(&req, None).await.expect("scan");
     let host = &report.hosts[0];
     assert_eq!(host.addr, IpAddr::V4(ip));
-    let st = |port, t| host.port(port, t).map(|p| (p.state, p.reason)).unwrap_or_else(|| panic!("{port}/{t} missing: {host:#?}"));
+    let st = |port, t| {
+        host.port(port, t)
+            .map(|p| (p.state, p.reason))
+            .unwrap_or_else(|| panic!("{port}/{t} missing: {host:#?}"))
+    };
     use Transport::{Tcp, Udp};
     assert_eq!(st(7001, Tcp), (PortState::Open, Reason::SynAck));
     assert_eq!(st(7002, Tcp), (PortState::Open, Reason::SynAck));
@@ -111,7 +131,10 @@ async fn classifies_tcp_and_udp_ports_in_a_namespace() {
     assert_eq!(ssh.version.as_deref(), Some("OpenSSH_9.9 scantest"));
     let dns = host.port(53, Udp).unwrap().service.clone().unwrap();
     assert_eq!(dns.service.as_deref(), Some("dns"));
-    assert!(dns.banner.as_deref().unwrap_or("").starts_with("DNS "), "{dns:?}");
+    assert!(
+        dns.banner.as_deref().unwrap_or("").starts_with("DNS "),
+        "{dns:?}"
+    );
     assert_eq!(host.counts.get("tcp/open"), Some(&2));
     assert_eq!(host.counts.get("tcp/closed"), Some(&2));
     assert_eq!(host.counts.get("tcp/filtered"), Some(&2));

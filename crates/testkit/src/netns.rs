@@ -139,7 +139,10 @@ impl Netns {
                 let ns = File::open(&path).map_err(|e| format!("cannot open {path}: {e}"))?;
                 // SAFETY: setns on a valid namespace descriptor; affects only this thread.
                 if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(format!("setns({path}): {}", std::io::Error::last_os_error()));
+                    return Err(format!(
+                        "setns({path}): {}",
+                        std::io::Error::last_os_error()
+                    ));
                 }
                 Ok(f())
             })

@@ -71,10 +71,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Builds the request from arguments; every error names the argument (and column).
 pub fn request(a: &ScanArgs) -> anyhow::Result<ScanRequest> {
-    let main = if a.udp { Transport::Udp } else { Transport::Tcp };
+    let main = if a.udp {
+        Transport::Udp
+    } else {
+        Transport::Tcp
+    };
     let ports = PortSet::parse(&a.ports, main).map_err(|e| anyhow::anyhow!("--ports: {e}"))?;
     let extra_udp = match &a.udp_ports {
-        Some(s) => Some(PortSet::parse(s, Transport::Udp).map_err(|e| anyhow::anyhow!("--udp-ports: {e}"))?),
+        Some(s) => Some(
+            PortSet::parse(s, Transport::Udp).map_err(|e| anyhow::anyhow!("--udp-ports: {e}"))?,
+        ),
         None => None,
     };
     let allow = if a.allow.is_empty() {
@@ -89,7 +95,10 @@ pub fn request(a: &ScanArgs) -> anyhow::Result<ScanRequest> {
     if a.max_addresses == 0 {
         bail!("--max-addresses must be at least 1");
     }
-    let policy = TargetPolicy { max_addresses: a.max_addresses, allow };
+    let policy = TargetPolicy {
+        max_addresses: a.max_addresses,
+        allow,
+    };
     let options = ScanOptions {
         timeout: a.timeout,
         retries: a.retries,
@@ -103,8 +112,17 @@ pub fn request(a: &ScanArgs) -> anyhow::Result<ScanRequest> {
         policy,
         ..ScanOptions::default()
     };
-    let (tcp_ports, udp_ports) = if a.udp { (None, Some(ports)) } else { (Some(ports), extra_udp) };
-    Ok(ScanRequest { targets: a.targets.clone(), tcp_ports, udp_ports, options })
+    let (tcp_ports, udp_ports) = if a.udp {
+        (None, Some(ports))
+    } else {
+        (Some(ports), extra_udp)
+    };
+    Ok(ScanRequest {
+        targets: a.targets.clone(),
+        tcp_ports,
+        udp_ports,
+        options,
+    })
 }
 
 pub async fn run(a: ScanArgs) -> anyhow::Result<u8> {
@@ -119,9 +137,11 @@ pub async fn run(a: ScanArgs) -> anyhow::Result<u8> {
     let bar = std::io::stderr().is_terminal().then(|| {
         let pb = indicatif::ProgressBar::new(0);
         pb.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {pos}/{len} ports [{bar:30}] {per_sec} eta {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {pos}/{len} ports [{bar:30}] {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         pb
     });
@@ -151,7 +171,11 @@ pub async fn run(a: ScanArgs) -> anyhow::Result<u8> {
         pb.finish_and_clear();
     }
     let report = report?;
-    let shown = if a.all_states { Shown::All } else { Shown::Interesting };
+    let shown = if a.all_states {
+        Shown::All
+    } else {
+        Shown::Interesting
+    };
     let text = match a.format {
         ScanFormat::Table => output::table(&report, shown),
         ScanFormat::Json => output::json(&report),
