@@ -29,6 +29,7 @@ pub mod diag;
 pub mod exposure;
 pub mod model;
 pub mod node;
+pub mod receivers;
 pub mod web;
 
 pub use alerting::{
@@ -38,6 +39,7 @@ pub use alerting::{
 pub use diag::{Diagnostic, Diagnostics, Level};
 pub use exposure::{Control, ScanSettings};
 pub use node::{Loc, Node};
+pub use receivers::{Receiver, ReceiverSpec};
 pub use web::{
     AuthSettings, Component, ComponentGroup, Expose, MetricsAccess, Role, StatusPageSettings,
     TlsFiles, Token, User,
@@ -149,6 +151,25 @@ impl Default for RetentionSettings {
     }
 }
 
+/// Where data is kept (`store:`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreSettings {
+    /// `postgres://…` for several `serve` replicas on one database; `None`: SQLite in
+    /// `server.data_dir`. May hold a password (`${env:…}`): a [`Secret`](portwarden_core::Secret).
+    pub url: Option<portwarden_core::Secret>,
+    /// With PostgreSQL: how long the replicas may go without a leader after it dies.
+    pub takeover: Duration,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            url: None,
+            takeover: Duration::from_secs(15),
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -164,6 +185,8 @@ pub struct Config {
     pub engine: EngineSettings,
     pub server: ServerSettings,
     pub retention: RetentionSettings,
+    /// Which store (SQLite or PostgreSQL) and leadership settings (`store:`).
+    pub store: StoreSettings,
     /// Users, API tokens and sessions (`auth:`).
     pub auth: AuthSettings,
     /// The public status page (`status_page:`).
@@ -174,6 +197,8 @@ pub struct Config {
     pub baselines: Vec<portwarden_scan::baseline::Baseline>,
     /// Compliance controls and their evidence (`controls:`).
     pub controls: Vec<Control>,
+    /// Where notifications go (`receivers:`), by name.
+    pub receivers: BTreeMap<String, Receiver>,
     /// `routes:`, `maintenance:`, `heartbeat:`, `notifications:`.
     pub alerting: AlertingSettings,
 }
@@ -466,10 +491,41 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
         },
     };
 
+    let mut store = StoreSettings::default();
     let retention = match section("store") {
         None => RetentionSettings::default(),
+        // `store: postgres://…`: the URL alone.
+        Some(n) if matches!(n.kind, NodeKind::Str(_)) => {
+            match from_node::<portwarden_core::Secret>(n, &sink) {
+                Ok(url) => store.url = Some(url),
+                Err(e) => {
+                    diags.push(e.into_diagnostic());
+                    ok = false;
+                }
+            }
+            RetentionSettings::default()
+        }
         Some(n) => match from_node::<RawStore>(n, &sink) {
             Ok(raw) => {
+                if let Some(u) = raw.url {
+                    store.url = Some(u);
+                }
+                if let Some(t) = raw.takeover {
+                    if t < Duration::from_secs(3) {
+                        diags.push(
+                            Diagnostic::error(
+                                n.loc_of("takeover"),
+                                format!(
+                                    "store.takeover is {}: too short to tell a dead leader from a slow one",
+                                    portwarden_core::format_duration(t)
+                                ),
+                            )
+                            .hint("use at least 3s; the default is 15s"),
+                        );
+                        ok = false;
+                    }
+                    store.takeover = t;
+                }
                 let d = RetentionSettings::default();
                 let r = raw.retention.unwrap_or_default();
                 RetentionSettings {
@@ -485,6 +541,26 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
             }
         },
     };
+    if let (Some(url), Some(n)) = (&store.url, section("store")) {
+        let v = url.expose();
+        if !(v.starts_with("postgres://") || v.starts_with("postgresql://")) {
+            let at = if matches!(n.kind, NodeKind::Str(_)) {
+                n.loc
+            } else {
+                n.loc_of("url")
+            };
+            diags.push(
+                Diagnostic::error(
+                    Some(at),
+                    "store: only PostgreSQL URLs are accepted here (`postgres://…`)",
+                )
+                .hint(
+                    "write `store: postgres://user:${env:PGPASSWORD}@host:5432/portwarden`, or leave `store` out to use SQLite in server.data_dir",
+                ),
+            );
+            ok = false;
+        }
+    }
 
     let mut tiers = BTreeMap::new();
     for t in Tier::ALL {
@@ -639,6 +715,14 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
             )
         }
     };
+    let receivers = match section("receivers") {
+        None => BTreeMap::new(),
+        Some(n) if matches!(n.kind, NodeKind::Null) => BTreeMap::new(),
+        Some(n) => receivers::resolve_receivers(n, file, &sink, diags).unwrap_or_else(|| {
+            ok = false;
+            BTreeMap::new()
+        }),
+    };
     let alerting = {
         let names: std::collections::HashSet<&str> =
             monitors.iter().map(|m: &Monitor| m.name.as_str()).collect();
@@ -683,8 +767,10 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
         engine,
         server,
         retention,
+        store,
         auth,
         status_page,
+        receivers,
         alerting,
     })
 }
@@ -1028,6 +1114,60 @@ mod tests {
         assert_eq!(c.monitors[1].interval, Duration::from_secs(180));
         assert_eq!(c.monitors[1].timeout, Duration::from_secs(2));
         assert_eq!(c.monitors[1].transport(), Transport::Udp);
+    }
+
+    #[test]
+    fn store_selects_postgres_by_url_or_mapping() {
+        let c = load_str("store: postgres://pw@db:5432/portwarden\n", "t.yaml")
+            .unwrap()
+            .config;
+        assert_eq!(
+            c.store.url.as_ref().map(|s| s.expose()),
+            Some("postgres://pw@db:5432/portwarden")
+        );
+        assert_eq!(c.store.takeover, Duration::from_secs(15));
+        // SAFETY: single-threaded test setting a variable only this test reads.
+        unsafe { std::env::set_var("PW_TEST_STORE_PASSWORD", "hunter2-secret") };
+        let c = load_str(
+            "store:\n  url: postgresql://pw:${env:PW_TEST_STORE_PASSWORD}@db/pw\n  takeover: 20s\n  retention: {raw: 2d}\n",
+            "t.yaml",
+        )
+        .unwrap()
+        .config;
+        let url = c.store.url.as_ref().unwrap();
+        assert_eq!(url.expose(), "postgresql://pw:hunter2-secret@db/pw");
+        assert!(
+            !format!("{:?}", c.store).contains("hunter2"),
+            "the password prints"
+        );
+        assert_eq!(c.store.takeover, Duration::from_secs(20));
+        assert_eq!(c.retention.raw, Duration::from_secs(2 * 86_400));
+        // absent: SQLite
+        assert!(
+            load_str("monitors: []\n", "t.yaml")
+                .unwrap()
+                .config
+                .store
+                .url
+                .is_none()
+        );
+        // located errors
+        let e = load_str("monitors: []\nstore: mysql://db/x\n", "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("t.yaml:2:") && e.contains("postgres://"), "{e}");
+        let e = load_str("store:\n  url: sqlite:x\n", "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("t.yaml:2:"), "{e}");
+        let e = load_str("store:\n  url: postgres://db/x\n  takeover: 1s\n", "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("t.yaml:3:") && e.contains("at least 3s"), "{e}");
+        let e = load_str("store:\n  urll: postgres://db/x\n", "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean `url`"), "{e}");
     }
 
     #[test]

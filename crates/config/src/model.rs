@@ -155,6 +155,12 @@ pub struct RawRetention {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
+    /// `postgres://…` (several replicas on one database); absent: SQLite in `server.data_dir`.
+    #[serde(default)]
+    pub url: Option<portwarden_core::Secret>,
+    /// PostgreSQL: bound on how long replicas go without a leader after it dies.
+    #[serde(default, with = "opt_dur")]
+    pub takeover: Option<Duration>,
     #[serde(default)]
     pub retention: Option<RawRetention>,
 }

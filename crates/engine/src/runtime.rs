@@ -133,6 +133,9 @@ enum SchedCmd {
 enum EvalCmd {
     /// The new set of plans, and why some monitors left (resolves their incidents).
     Sync(Vec<Arc<Plan>>, Arc<HashMap<String, String>>),
+    /// This replica became the leader: forget every judgement, rebuild from the store's open
+    /// incidents, then tell the incident task which incidents are open; answers when done.
+    Resume(Vec<portwarden_core::Incident>, oneshot::Sender<()>),
 }
 
 enum EvalMsg {
@@ -161,6 +164,8 @@ enum IncidentCmd {
         monitor: String,
         reason: Option<String>,
     },
+    /// Leadership (re)gained: the open incidents as the store has them now.
+    Reset(HashMap<String, IncidentId>),
 }
 
 struct Live {
@@ -177,6 +182,9 @@ struct Inner {
     hosts: Mutex<HashMap<Arc<str>, Arc<Semaphore>>>,
     lateness: Mutex<LatenessWindow>,
     lagging: AtomicBool,
+    /// False on a follower replica: no probes, no judgement, no incident writes (another
+    /// replica leads); live views mirror the store instead.
+    active: AtomicBool,
     live: RwLock<BTreeMap<String, Live>>,
     plans: RwLock<HashMap<String, Arc<Plan>>>,
     generation: AtomicU64,
@@ -266,6 +274,19 @@ impl Engine {
         store: Arc<dyn Store>,
         metrics: EngineMetrics,
     ) -> Result<Engine, EngineError> {
+        Engine::start_as(config, opts, prober, store, metrics, true).await
+    }
+
+    /// [`start`](Self::start) as the leader (`active`) or as a follower replica, which probes
+    /// and judges nothing until [`set_active`](Self::set_active) makes it the leader.
+    pub async fn start_as(
+        config: &Config,
+        opts: EngineOptions,
+        prober: Prober,
+        store: Arc<dyn Store>,
+        metrics: EngineMetrics,
+        active: bool,
+    ) -> Result<Engine, EngineError> {
         let records: Vec<MonitorRecord> = config.monitors.iter().map(record_of).collect();
         store.sync_monitors(&records).await?;
 
@@ -283,6 +304,7 @@ impl Engine {
             hosts: Mutex::new(HashMap::new()),
             lateness: Mutex::new(LatenessWindow::default()),
             lagging: AtomicBool::new(false),
+            active: AtomicBool::new(active),
             live: RwLock::new(BTreeMap::new()),
             plans: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(1),
@@ -377,6 +399,7 @@ impl Engine {
             )),
             tokio::spawn(scheduler_task(inner.clone(), sched_rx)),
             tokio::spawn(lag_task(inner.clone())),
+            tokio::spawn(follower_task(inner.clone())),
         ];
         *engine.background.lock().unwrap_or_else(|p| p.into_inner()) = bg;
         let _ = inner
@@ -522,6 +545,34 @@ impl Engine {
     }
 
     /// Every monitor's live view, by name.
+    /// Leadership changed. Becoming the leader rebuilds every judgement from the store (open
+    /// incidents, as another replica left them) before the first probe runs; stepping down
+    /// stops probes, judgement and incident writes at once.
+    pub async fn set_active(&self, active: bool) -> Result<(), EngineError> {
+        let inner = &self.inner;
+        if !active {
+            if inner.active.swap(false, Ordering::AcqRel) {
+                tracing::info!("engine on standby: another replica leads");
+            }
+            return Ok(());
+        }
+        if inner.active.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let open = inner.store.open_incidents().await?;
+        let (tx, rx) = oneshot::channel();
+        let _ = inner.eval_tx.send(EvalCmd::Resume(open, tx));
+        // The evaluator turns the engine active once its state is rebuilt.
+        let _ = rx.await;
+        tracing::info!("engine active: probing, judging and writing incidents here");
+        Ok(())
+    }
+
+    /// Whether this engine probes and judges (false on a follower replica).
+    pub fn is_active(&self) -> bool {
+        self.inner.active.load(Ordering::Acquire)
+    }
+
     pub fn monitors(&self) -> Vec<MonitorView> {
         self.inner
             .live
@@ -903,7 +954,9 @@ async fn scheduler_task(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Sched
                     }
                     let interval = slot.plan.monitor.interval;
                     let tier = slot.plan.monitor.tier as usize;
-                    if slot.running.swap(true, Ordering::AcqRel) {
+                    if !inner.active.load(Ordering::Acquire) {
+                        // A follower replica: the leader probes.
+                    } else if slot.running.swap(true, Ordering::AcqRel) {
                         // Still running: skip this run, never double it.
                         inner.skipped_total.fetch_add(1, Ordering::Relaxed);
                         skipped[tier].inc();
@@ -979,6 +1032,11 @@ async fn evaluator_task(
         let msg = tokio::select! {
             biased;
             cmd = cmds.recv() => {
+                if let Some(EvalCmd::Resume(open, done)) = cmd {
+                    resume_from_store(&inner, &plans, &mut evals, &incidents, open);
+                    let _ = done.send(());
+                    continue;
+                }
                 if let Some(EvalCmd::Sync(ps, removed_notes)) = cmd {
                     let names: HashSet<&str> = ps.iter().map(|p| p.monitor.name.as_str()).collect();
                     for name in plans.keys() {
@@ -1059,8 +1117,11 @@ fn handle_run(
             }
         }
     }
-    // A result from before a reload that removed or replaced the monitor is stored, not judged.
-    let current = plan.filter(|p| p.generation == done.generation);
+    // A result from before a reload that removed or replaced the monitor is stored, not judged;
+    // so is a result that finishes after this replica stepped down (the leader judges).
+    let current = plan
+        .filter(|p| p.generation == done.generation)
+        .filter(|_| inner.active.load(Ordering::Acquire));
     let Some(plan) = current else {
         if let Some(r) = done.reply {
             let _ = r.send(done.observations);
@@ -1115,16 +1176,143 @@ fn handle_run(
     }
 }
 
+/// Leadership taken: every judgement is rebuilt from the store (the previous leader's open
+/// incidents), then the engine turns active and the incident task learns what is open.
+fn resume_from_store(
+    inner: &Arc<Inner>,
+    plans: &HashMap<Arc<str>, Arc<Plan>>,
+    evals: &mut HashMap<Arc<str>, HashMap<String, MonitorEval>>,
+    incidents: &mpsc::UnboundedSender<IncidentCmd>,
+    open: Vec<portwarden_core::Incident>,
+) {
+    evals.clear();
+    let mut open_map = HashMap::new();
+    let mut gone = Vec::new();
+    {
+        let mut live = inner.live.write().unwrap_or_else(|p| p.into_inner());
+        for l in live.values_mut() {
+            if l.view.enabled {
+                l.view.state = State::Pending;
+                l.view.since = None;
+                l.view.incident = None;
+                l.view.reason = "this replica leads now; judging from the next results".into();
+            }
+        }
+        for inc in &open {
+            open_map.insert(inc.monitor.clone(), inc.id);
+            let Some(p) = plans.get(inc.monitor.as_str()) else {
+                gone.push(inc.monitor.clone());
+                continue;
+            };
+            let mut e = MonitorEval::new(p.monitor.rules, p.monitor.interval);
+            e.resume(inc.state, inc.opened_at, inc.last_healthy.clone());
+            evals
+                .entry(Arc::from(inc.monitor.as_str()))
+                .or_default()
+                .insert(inner.opts.location.clone(), e);
+            if let Some(l) = live.get_mut(&inc.monitor) {
+                l.view.state = inc.state;
+                l.view.since = Some(inc.opened_at);
+                l.view.incident = Some(inc.id);
+                l.view.reason = "open incident (taken over from the previous leader)".into();
+                l.view.last_healthy = inc.last_healthy.clone();
+            }
+        }
+    }
+    tracing::info!(
+        open_incidents = open_map.len(),
+        "evaluator state rebuilt from the store"
+    );
+    inner.active.store(true, Ordering::Release);
+    let _ = incidents.send(IncidentCmd::Reset(open_map));
+    for monitor in gone {
+        let _ = incidents.send(IncidentCmd::Removed {
+            monitor,
+            reason: None,
+        });
+    }
+}
+
+/// On a follower replica, the live views mirror the store every few seconds: the leader's
+/// open incidents and the newest observation of each monitor.
+async fn follower_task(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = inner.cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if inner.active.load(Ordering::Acquire) {
+            continue;
+        }
+        let (open, last) = match (
+            inner.store.open_incidents().await,
+            inner.store.last_observations().await,
+        ) {
+            (Ok(o), Ok(l)) => (o, l),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::debug!(error = %e, "follower cannot read the store");
+                continue;
+            }
+        };
+        if inner.active.load(Ordering::Acquire) {
+            continue; // became the leader meanwhile: its own views win
+        }
+        let by_monitor: HashMap<&str, &portwarden_core::Incident> =
+            open.iter().map(|i| (i.monitor.as_str(), i)).collect();
+        let mut live = inner.live.write().unwrap_or_else(|p| p.into_inner());
+        for (name, l) in live.iter_mut() {
+            if !l.view.enabled {
+                continue;
+            }
+            if let Some(o) = last.get(name) {
+                l.view.last = vec![o.clone()];
+            }
+            match by_monitor.get(name.as_str()) {
+                Some(inc) => {
+                    l.view.state = inc.state;
+                    l.view.since = Some(inc.opened_at);
+                    l.view.incident = Some(inc.id);
+                    l.view.last_healthy = inc.last_healthy.clone();
+                    l.view.reason = "open incident (judged by the leader replica)".into();
+                }
+                None => {
+                    l.view.incident = None;
+                    l.view.state = match last.get(name).map(|o| o.outcome) {
+                        Some(Outcome::Degraded) => State::Degraded,
+                        Some(_) => State::Up,
+                        None => State::Pending,
+                    };
+                    l.view.reason = "no open incident (judged by the leader replica)".into();
+                }
+            }
+        }
+    }
+}
+
 async fn incident_task(
     inner: Arc<Inner>,
     mut rx: mpsc::UnboundedReceiver<IncidentCmd>,
     mut open: HashMap<String, IncidentId>,
 ) {
     while let Some(cmd) = rx.recv().await {
+        if let IncidentCmd::Reset(now_open) = cmd {
+            open = now_open;
+            inner.metrics.incidents_open.set(open.len() as i64);
+            continue;
+        }
         // Retry each change until the store takes it: incidents must not be lost, and they
-        // must be applied in order.
+        // must be applied in order. A follower writes none: the leader owns incidents (and
+        // rebuilds from the store when it takes over).
         let mut backoff = Duration::from_millis(200);
         loop {
+            if !inner.active.load(Ordering::Acquire) {
+                tracing::info!(
+                    "not the leader any more: an incident change is left to the new leader"
+                );
+                break;
+            }
             match apply_incident(&inner, &mut open, &cmd).await {
                 Ok(()) => break,
                 Err(e) => {
@@ -1162,6 +1350,7 @@ async fn apply_incident(
         }
     };
     match cmd {
+        IncidentCmd::Reset(_) => {}
         IncidentCmd::Removed { monitor, reason } => {
             if let Some(id) = open.get(monitor).copied() {
                 let now = Utc::now();

@@ -80,6 +80,7 @@ fn bench(c: &mut Criterion) {
             config: config.clone(),
             data_dir: Some(data.clone()),
             listen: Some("127.0.0.1:0".parse().unwrap()),
+            store: None,
         })
         .await
         .unwrap()

@@ -337,6 +337,7 @@ async fn health(State(s): State<AppState>) -> Response {
         "store": store,
         "config": reload,
         "discovery": s.discovery.status(),
+        "leadership": s.leadership.status(),
     });
     // Always 200: the process answers; `status` says how it feels.
     (StatusCode::OK, Json(body)).into_response()

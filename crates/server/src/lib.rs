@@ -21,6 +21,8 @@ use chrono::{DateTime, Utc};
 use portwarden_discovery::{Discovery, DiscoveryMetrics};
 use portwarden_engine::{Engine, EngineMetrics, EngineOptions, ReloadReport};
 use portwarden_probe::{Prober, Resolver};
+use portwarden_store::postgres::PgStore;
+use portwarden_store::postgres::leader::{LeaderMetrics, Leadership};
 use portwarden_store::sqlite::SqliteStore;
 use portwarden_store::{Retention, Store, StoreMetrics, WriterOptions};
 use prometheus_client::registry::Registry;
@@ -43,6 +45,8 @@ pub struct ServeOptions {
     pub data_dir: Option<PathBuf>,
     /// Overrides `server.listen`.
     pub listen: Option<SocketAddr>,
+    /// Overrides `store` (a `postgres://` URL): several replicas on one database.
+    pub store: Option<portwarden_core::Secret>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +100,8 @@ pub struct AppState {
     /// The UI's caches and the status page.
     pub web: Arc<Web>,
     pub data_dir: PathBuf,
+    /// Whether this replica is the leader (always, with SQLite).
+    pub leadership: Leadership,
 }
 
 /// What the UI keeps between requests.
@@ -254,24 +260,51 @@ impl Daemon {
             minute: config.retention.minute,
             hour: config.retention.hour,
         };
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
-            &data_dir,
-            retention,
-            WriterOptions::default(),
-            store_metrics,
-        )?);
+        let leader_metrics = LeaderMetrics::default();
+        leader_metrics.register(&mut registry);
+        let store_url = opts.store.clone().or_else(|| config.store.url.clone());
+        let (store, leadership): (Arc<dyn Store>, Leadership) = match &store_url {
+            Some(url) => {
+                let pg = PgStore::open(
+                    url.expose(),
+                    retention,
+                    WriterOptions::default(),
+                    store_metrics,
+                )
+                .await?;
+                let leadership = Leadership::campaign(
+                    pg.config().clone(),
+                    config.store.takeover,
+                    leader_metrics,
+                );
+                (Arc::new(pg), leadership)
+            }
+            None => {
+                leader_metrics.leader.set(1);
+                (
+                    Arc::new(SqliteStore::open(
+                        &data_dir,
+                        retention,
+                        WriterOptions::default(),
+                        store_metrics,
+                    )?),
+                    Leadership::always(),
+                )
+            }
+        };
         let prober = Prober::new(Resolver::new(&config.resolver)?, &config.engine.location);
         // Discovered monitors start from each source's cached last good set, so a restart
         // keeps them (and their open incidents) even while a source is down.
         let prepared =
             Discovery::prepare(&loaded, Some(data_dir.join("discovery")), discovery_metrics);
         let start_config = prepared.config();
-        let engine = Engine::start(
+        let engine = Engine::start_as(
             &start_config,
             engine_opts,
             prober,
             store.clone(),
             engine_metrics,
+            leadership.is_leader(),
         )
         .await?;
         let discovery = Discovery::start(prepared, engine.clone());
@@ -315,6 +348,7 @@ impl Daemon {
                 status: web::status::StatusPage::new(config.status_page.clone()),
             }),
             data_dir: data_dir.clone(),
+            leadership: leadership.clone(),
         };
 
         let listener = tokio::net::TcpListener::bind(listen)
@@ -354,7 +388,16 @@ impl Daemon {
                 state.clone(),
                 shutdown.subscribe(),
             )),
-            tokio::spawn(retention_task(store.clone(), shutdown.subscribe())),
+            tokio::spawn(retention_task(
+                store.clone(),
+                leadership.clone(),
+                shutdown.subscribe(),
+            )),
+            tokio::spawn(follow_leadership(
+                leadership.clone(),
+                engine.clone(),
+                shutdown.subscribe(),
+            )),
             tokio::spawn(web::cache::refresher(
                 state.web.overview.clone(),
                 store.clone(),
@@ -381,6 +424,7 @@ impl Daemon {
         let _ = self.shutdown.send(true);
         self.state.discovery.stop();
         self.state.engine.shutdown().await;
+        self.state.leadership.resign().await;
         if let Err(e) = self.state.store.close().await {
             tracing::warn!(error = %e, "store close failed");
         }
@@ -396,13 +440,51 @@ pub(crate) async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await.map(|_| ());
 }
 
-async fn retention_task(store: Arc<dyn Store>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    // First pass a minute after start, then hourly.
+/// Turns this replica's engine on when it becomes the leader (rebuilding its judgement from
+/// the store) and off when it stops being the leader.
+async fn follow_leadership(
+    leadership: Leadership,
+    engine: Engine,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut rx = leadership.watch();
+    loop {
+        let leader = *rx.borrow_and_update();
+        let mut backoff = Duration::from_millis(200);
+        // Becoming active reads the open incidents; retry while the database is away.
+        while let Err(e) = engine.set_active(leader).await {
+            tracing::warn!(error = %e, "cannot take over evaluation yet; retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = crate::stopped(&mut stop) => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+            if *rx.borrow() != leader {
+                break;
+            }
+        }
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            _ = crate::stopped(&mut stop) => return,
+        }
+    }
+}
+
+async fn retention_task(
+    store: Arc<dyn Store>,
+    leadership: Leadership,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    // First pass a minute after start, then hourly; with several replicas only the leader.
     let mut wait = Duration::from_secs(60);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = crate::stopped(&mut stop) => return,
+        }
+        if !leadership.is_leader() {
+            wait = Duration::from_secs(60);
+            continue;
         }
         match store.apply_retention(Utc::now()).await {
             Ok(n) if n > 0 => tracing::info!(deleted = n, "retention applied"),

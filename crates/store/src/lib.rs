@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod histogram;
 pub mod metrics;
+pub mod postgres;
 pub mod sqlite;
 
 pub use metrics::StoreMetrics;
@@ -36,6 +37,8 @@ pub enum StoreError {
     Db(String),
     #[error("cannot open the data directory `{path}`: {reason}")]
     Open { path: String, reason: String },
+    #[error("cannot use the PostgreSQL database `{url}`: {reason}")]
+    Connect { url: String, reason: String },
     #[error("the store is shutting down")]
     Closed,
     #[error("not found: {0}")]

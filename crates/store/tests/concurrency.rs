@@ -1,6 +1,7 @@
 //! Readers query while the writer commits: no "database is locked", no errors at all.
 //! Also a throughput measurement (`--ignored`), printed in rows/s.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -22,10 +23,8 @@ fn ok_or_not_found<T>(r: Result<T, StoreError>) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn readers_run_while_the_writer_commits() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(dir.path()));
+async fn readers_run_while_the_writer_commits(db: Db) {
+    let store: Arc<dyn Store> = Arc::from(db.open().await);
     let stop = Arc::new(AtomicBool::new(false));
     let reads = Arc::new(AtomicU64::new(0));
     let base = now_ms() - 2 * HOUR;
@@ -161,8 +160,7 @@ async fn readers_run_while_the_writer_commits() {
     }
     let h = store.health();
     assert!(h.ok, "{h:?}");
-    let conn = raw(&dir.path().join(SqliteStore::FILE_NAME));
-    assert_eq!(count(&conn, "SELECT COUNT(*) FROM observations"), written);
+    assert_eq!(db.count("SELECT COUNT(*) FROM observations").await, written);
     eprintln!(
         "{written} rows written while {} reads ran",
         reads.load(Ordering::Relaxed)
@@ -172,18 +170,26 @@ async fn readers_run_while_the_writer_commits() {
 }
 
 /// `cargo test -p portwarden-store --release --test concurrency -- --ignored --nocapture`
+/// (`STORE=postgres` measures the PostgreSQL store on the local server).
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "measurement, not a check"]
 async fn insert_throughput() {
-    let dir = tempfile::tempdir().unwrap();
+    let backend = if std::env::var("STORE").is_ok_and(|v| v == "postgres") {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    };
+    let Some(db) = Db::new(backend) else {
+        return;
+    };
     let metrics = StoreMetrics::default();
-    let store = SqliteStore::open(
-        dir.path(),
-        Retention::default(),
-        WriterOptions::default(),
-        metrics.clone(),
-    )
-    .unwrap();
+    let store = db
+        .open_with(
+            Retention::default(),
+            WriterOptions::default(),
+            metrics.clone(),
+        )
+        .await;
     let n: i64 = std::env::var("ROWS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -218,8 +224,8 @@ async fn insert_throughput() {
     store.flush().await.unwrap();
     let secs = t0.elapsed().as_secs_f64();
     eprintln!(
-        "{n} rows over {monitors} monitors in {secs:.2} s = {:.0} rows/s (default writer options; \
-         channel full {full} times; {} rows written)",
+        "{backend:?}: {n} rows over {monitors} monitors in {secs:.2} s = {:.0} rows/s (default \
+         writer options; channel full {full} times; {} rows written)",
         n as f64 / secs,
         metrics.rows_written.get()
     );
@@ -232,7 +238,7 @@ async fn insert_throughput() {
 #[ignore = "measurement, not a check"]
 async fn availability_all_at_scale() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open_sqlite(dir.path());
     store.flush().await.unwrap();
     let now = now_ms();
     let hour0 = now / HOUR * HOUR - 30 * HOUR;
@@ -267,3 +273,5 @@ async fn availability_all_at_scale() {
     }
     store.close().await.unwrap();
 }
+
+on_both_backends!(readers_run_while_the_writer_commits);

@@ -1,12 +1,13 @@
 //! Acceptance: incidents open → update → acknowledge → resolve, with their timeline.
 
+#[macro_use]
 mod common;
 
 use common::*;
 use portwarden_core::{
     EventKind, IncidentEvent, IncidentStatus, LastHealthy, Scope, Severity, State,
 };
-use portwarden_store::{IncidentChange, IncidentFilter, NewIncident, Store, StoreError};
+use portwarden_store::{IncidentChange, IncidentFilter, NewIncident, StoreError};
 use serde_json::json;
 
 fn new_incident(monitor: &str, at: i64) -> NewIncident {
@@ -31,10 +32,8 @@ fn new_incident(monitor: &str, at: i64) -> NewIncident {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn incident_lifecycle_with_timeline() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn incident_lifecycle_with_timeline(db: Db) {
+    let store = db.open().await;
     let t0 = now_ms() / 1000 * 1000 - 600_000;
 
     let id = store.open_incident(new_incident("db", t0)).await.unwrap();
@@ -141,10 +140,8 @@ async fn incident_lifecycle_with_timeline() {
     store.close().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn incidents_filter_by_status_and_monitor_and_page() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn incidents_filter_by_status_and_monitor_and_page(db: Db) {
+    let store = db.open().await;
     let t0 = now_ms() - 86_400_000;
     let mut ids = Vec::new();
     for n in 0..25 {
@@ -251,3 +248,8 @@ async fn incidents_filter_by_status_and_monitor_and_page() {
     assert!(matches!(e, StoreError::BadCursor));
     store.close().await.unwrap();
 }
+
+on_both_backends!(
+    incident_lifecycle_with_timeline,
+    incidents_filter_by_status_and_monitor_and_page,
+);

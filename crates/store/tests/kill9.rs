@@ -13,10 +13,13 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use portwarden_core::Outcome;
+use portwarden_store::postgres::PgStore;
 use portwarden_store::sqlite::SqliteStore;
 use portwarden_store::{ObservationQuery, Retention, Store, StoreMetrics, WriterOptions};
 
 const CHILD_ENV: &str = "KILL9_CHILD_DIR";
+/// Set (to the database URL) when the child writes to PostgreSQL.
+const URL_ENV: &str = "KILL9_CHILD_URL";
 const BASE_ENV: &str = "KILL9_CHILD_BASE";
 const FLUSH_EVERY_ROWS: i64 = 3_000;
 
@@ -29,18 +32,28 @@ fn child_writer_entry() {
     let base: i64 = std::env::var(BASE_ENV).unwrap().parse().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
-        let store = SqliteStore::open(
-            std::path::Path::new(&dir),
-            Retention::default(),
-            WriterOptions {
-                flush_every: Duration::from_millis(50),
-                batch_rows: 1_000,
-                channel_capacity: 20_000,
-                backlog_limit: 100_000,
-            },
-            StoreMetrics::default(),
-        )
-        .unwrap();
+        let opts = WriterOptions {
+            flush_every: Duration::from_millis(50),
+            batch_rows: 1_000,
+            channel_capacity: 20_000,
+            backlog_limit: 100_000,
+        };
+        let store: Box<dyn Store> = match std::env::var(URL_ENV) {
+            Ok(url) => Box::new(
+                PgStore::open(&url, Retention::default(), opts, StoreMetrics::default())
+                    .await
+                    .unwrap(),
+            ),
+            Err(_) => Box::new(
+                SqliteStore::open(
+                    std::path::Path::new(&dir),
+                    Retention::default(),
+                    opts,
+                    StoreMetrics::default(),
+                )
+                .unwrap(),
+            ),
+        };
         let mut out = std::io::stdout();
         let mut seq: i64 = 0;
         loop {
@@ -72,20 +85,40 @@ fn child_writer_entry() {
 }
 
 #[test]
-fn kill_9_during_a_write_burst_loses_at_most_the_unflushed_batch() {
+fn sqlite_kill_9_during_a_write_burst_loses_at_most_the_unflushed_batch() {
     if std::env::var(CHILD_ENV).is_ok() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    if let Some(db) = Db::new(Backend::Sqlite) {
+        kill_9_during_a_write_burst(db);
+    }
+}
+
+#[test]
+fn postgres_kill_9_during_a_write_burst_loses_at_most_the_unflushed_batch() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    if let Some(db) = Db::new(Backend::Postgres) {
+        kill_9_during_a_write_burst(db);
+    }
+}
+
+fn kill_9_during_a_write_burst(db: Db) {
+    let dir = db.dir.path();
     let base = now_ms() - HOUR;
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    if db.backend == Backend::Postgres {
+        cmd.env(URL_ENV, db.url());
+    }
+    let mut child = cmd
         .args([
             "--exact",
             "child_writer_entry",
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(CHILD_ENV, dir.path())
+        .env(CHILD_ENV, dir)
         .env(BASE_ENV, base.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -120,56 +153,55 @@ fn kill_9_during_a_write_burst_loses_at_most_the_unflushed_batch() {
         }
     }
 
-    let path = dir.path().join(SqliteStore::FILE_NAME);
-    {
-        let conn = rusqlite::Connection::open(&path).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    if db.backend == Backend::Sqlite {
+        let conn = rusqlite::Connection::open(dir.join(SqliteStore::FILE_NAME)).unwrap();
         let check: String = conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap();
         assert_eq!(check, "ok");
         let fk: i64 = count(&conn, "SELECT COUNT(*) FROM pragma_foreign_key_check");
         assert_eq!(fk, 0);
-        let total = count(&conn, "SELECT COUNT(*) FROM observations");
-        let held = count(
-            &conn,
-            &format!(
+    }
+    rt.block_on(async {
+        let total = db.count("SELECT COUNT(*) FROM observations").await;
+        let held = db
+            .count(&format!(
                 "SELECT COUNT(*) FROM observations WHERE started_at < {}",
                 base + confirmed
-            ),
-        );
+            ))
+            .await;
         assert_eq!(held, confirmed, "every confirmed row is there");
         assert!(total >= confirmed);
         // rows past the last confirmation form a prefix of the burst: whole batches, no holes
-        let max_seq = count(
-            &conn,
-            "SELECT COALESCE(MAX(started_at), 0) FROM observations",
-        ) - base;
+        let max_seq = db
+            .count("SELECT COALESCE(MAX(started_at), 0) FROM observations")
+            .await
+            - base;
         assert_eq!(
             total,
             max_seq + 1,
             "no holes: committed batches are all-or-nothing"
         );
         // rollups were committed in the same transactions as their rows
-        let rolled = count(
-            &conn,
-            "SELECT SUM(up + degraded + down + unknown + maintenance) FROM rollup_minute",
-        );
+        let rolled = db
+            .count("SELECT SUM(up + degraded + down + unknown + maintenance) FROM rollup_minute")
+            .await;
         assert_eq!(rolled, total);
-        let rolled_h = count(
-            &conn,
-            "SELECT SUM(up + degraded + down + unknown + maintenance) FROM rollup_hour",
-        );
+        let rolled_h = db
+            .count("SELECT SUM(up + degraded + down + unknown + maintenance) FROM rollup_hour")
+            .await;
         assert_eq!(rolled_h, total);
         eprintln!(
-            "kill -9: {confirmed} confirmed, {total} present, {} beyond the last confirmation",
+            "kill -9 ({:?}): {confirmed} confirmed, {total} present, {} beyond the last confirmation",
+            db.backend,
             total - confirmed
         );
-    }
+    });
 
-    // The store reopens and keeps working on the same file.
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    // The store reopens and keeps working on the same data.
     rt.block_on(async {
-        let store = open(dir.path());
+        let store = db.open().await;
         assert!(store.health().ok);
         store.submit(rec(obs("m0", base + 10_000_000, Outcome::Up, Some(1.0))));
         store.flush().await.unwrap();

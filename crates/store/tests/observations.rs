@@ -1,12 +1,13 @@
 //! Acceptance: observations round-trip every field, page newest first with cursors.
 
+#[macro_use]
 mod common;
 
 use common::*;
 use portwarden_core::{
     DnsFailure, ErrorKind, Observation, Outcome, Phase, Phases, ProbeError, TlsFailure,
 };
-use portwarden_store::{MonitorRecord, ObservationQuery, Record, Store, StoreError};
+use portwarden_store::{MonitorRecord, ObservationQuery, Record, StoreError};
 use serde_json::json;
 
 fn query(limit: usize) -> ObservationQuery {
@@ -72,10 +73,8 @@ fn rich(i: i64, base: i64) -> Observation {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn observations_round_trip_every_field_newest_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn observations_round_trip_every_field_newest_first(db: Db) {
+    let store = db.open().await;
     let ids = store
         .sync_monitors(&[MonitorRecord {
             name: "db".into(),
@@ -147,10 +146,8 @@ async fn observations_round_trip_every_field_newest_first() {
     store.close().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn observations_page_with_cursors_and_reject_bad_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn observations_page_with_cursors_and_reject_bad_ones(db: Db) {
+    let store = db.open().await;
     let base = now_ms() - 3_600_000;
     // 250 rows, in groups of 5 with the same started_at: the cursor must break ties.
     let mut input = Vec::new();
@@ -243,12 +240,10 @@ async fn observations_page_with_cursors_and_reject_bad_ones() {
     assert!(matches!(store.flush().await, Err(StoreError::Closed)));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn reopening_keeps_everything_and_dropping_does_not_hang() {
-    let dir = tempfile::tempdir().unwrap();
+async fn reopening_keeps_everything_and_dropping_does_not_hang(db: Db) {
     let base = now_ms() - 60_000;
     {
-        let store = open(dir.path());
+        let store = db.open().await;
         for i in 0..10 {
             store.submit(rec(obs("a", base + i, Outcome::Up, Some(1.0))));
         }
@@ -263,10 +258,53 @@ async fn reopening_keeps_everything_and_dropping_does_not_hang() {
     }
     // the writer's last attempt on drop races with the reopen; wait for it a little
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let store = open(dir.path());
+    let store = db.open().await;
     let page = store.observations("a", &query(1000)).await.unwrap();
     assert_eq!(page.items.len(), 20, "the drop flushed the last rows");
     store.close().await.unwrap();
+}
+
+on_both_backends!(
+    observations_round_trip_every_field_newest_first,
+    observations_page_with_cursors_and_reject_bad_ones,
+    reopening_keeps_everything_and_dropping_does_not_hang,
+);
+
+/// A PostgreSQL that cannot be reached, or a URL that is no URL: a clear error naming the
+/// database without its password.
+#[tokio::test]
+async fn postgres_open_reports_an_unreachable_database_without_the_password() {
+    let port = portwarden_testkit::free_port();
+    let url = format!("postgres://pw:s3cret-pass@127.0.0.1:{port}/nowhere?connect_timeout=2");
+    let e = portwarden_store::postgres::PgStore::open(
+        &url,
+        portwarden_store::Retention::default(),
+        fast_writer(),
+        portwarden_store::StoreMetrics::default(),
+    )
+    .await
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, StoreError::Connect { .. }), "{msg}");
+    assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+    assert!(msg.contains("nowhere"), "{msg}");
+    assert!(!msg.contains("s3cret"), "the password leaked: {msg}");
+    for bad in [
+        "postgres://pw:s3cret@host:notaport/db",
+        "postgres://pw:s3cret@h/db?sslmode=require",
+    ] {
+        let e = portwarden_store::postgres::PgStore::open(
+            bad,
+            portwarden_store::Retention::default(),
+            fast_writer(),
+            portwarden_store::StoreMetrics::default(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains("s3cret"), "the password leaked: {e}");
+        assert!(e.contains("PostgreSQL"), "{e}");
+    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The notification outbox: rows written with the incident change, claimed, retried,
 //! delivered or given up, grouped, idempotent, and visible on the incident.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -9,7 +10,6 @@ use common::*;
 use portwarden_core::{EventKind, IncidentEvent, Scope, Severity, State};
 use portwarden_store::{
     AttemptRecord, AttemptResult, IncidentChange, NewIncident, NewOutbox, OutboxStatus, Silence,
-    Store,
 };
 use serde_json::json;
 
@@ -54,10 +54,8 @@ fn attempt(at: i64, ok: bool, status: u16) -> AttemptRecord {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn rows_follow_the_incident_and_record_every_attempt() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn rows_follow_the_incident_and_record_every_attempt(db: Db) {
+    let store = db.open().await;
     let t0 = now_ms();
     let id = store
         .open_incident(incident(
@@ -185,12 +183,10 @@ async fn rows_follow_the_incident_and_record_every_attempt() {
     store.close().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_due_row_takes_its_whole_group_and_claims_survive_no_restart() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_due_row_takes_its_whole_group_and_claims_survive_no_restart(db: Db) {
     let t0 = now_ms();
     {
-        let store = open(dir.path());
+        let store = db.open().await;
         for (i, m) in ["a", "b", "c"].iter().enumerate() {
             let mut r = row(
                 "trigger",
@@ -220,7 +216,7 @@ async fn a_due_row_takes_its_whole_group_and_claims_survive_no_restart() {
         store.close().await.unwrap();
     }
     // A new process: leases of the dead one are released at start.
-    let store = open(dir.path());
+    let store = db.open().await;
     assert!(
         store
             .claim_outbox(t(t0), Duration::from_secs(600), 100)
@@ -240,10 +236,8 @@ async fn a_due_row_takes_its_whole_group_and_claims_survive_no_restart() {
     store.close().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn silences_expire_and_can_be_deleted() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn silences_expire_and_can_be_deleted(db: Db) {
+    let store = db.open().await;
     let t0 = now_ms();
     let id = store
         .create_silence(Silence {
@@ -268,3 +262,9 @@ async fn silences_expire_and_can_be_deleted() {
     assert!(store.silences(t(t0 + 2500)).await.unwrap().is_empty());
     store.close().await.unwrap();
 }
+
+on_both_backends!(
+    rows_follow_the_incident_and_record_every_attempt,
+    a_due_row_takes_its_whole_group_and_claims_survive_no_restart,
+    silences_expire_and_can_be_deleted,
+);

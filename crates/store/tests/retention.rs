@@ -1,29 +1,23 @@
 //! Acceptance: retention deletes only what is older than each window; incidents stay.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
 
 use common::*;
 use portwarden_core::{EventKind, IncidentEvent, Outcome, Scope, Severity, State};
-use portwarden_store::sqlite::SqliteStore;
-use portwarden_store::{IncidentChange, NewIncident, Retention, Store, StoreMetrics};
+use portwarden_store::{IncidentChange, NewIncident, Retention, StoreMetrics};
 
-#[tokio::test(flavor = "multi_thread")]
-async fn retention_deletes_only_what_is_older_than_the_windows() {
-    let dir = tempfile::tempdir().unwrap();
+async fn retention_deletes_only_what_is_older_than_the_windows(db: Db) {
     let retention = Retention {
         raw: Duration::from_secs(2 * 86_400),
         minute: Duration::from_secs(3 * 86_400),
         hour: Duration::from_secs(5 * 86_400),
     };
-    let store = SqliteStore::open(
-        dir.path(),
-        retention,
-        fast_writer(),
-        StoreMetrics::default(),
-    )
-    .unwrap();
+    let store = db
+        .open_with(retention, fast_writer(), StoreMetrics::default())
+        .await;
     // "now" is fixed and minute-aligned + 30 s, so cutoffs fall inside buckets.
     let now = now_ms() / MIN * MIN + 30_000;
     let start = now - 8 * DAY;
@@ -66,10 +60,8 @@ async fn retention_deletes_only_what_is_older_than_the_windows() {
         .await
         .unwrap();
 
-    let path = dir.path().join(SqliteStore::FILE_NAME);
-    let conn = raw(&path);
-    let before_min = count(&conn, "SELECT COUNT(*) FROM rollup_minute");
-    let before_hour = count(&conn, "SELECT COUNT(*) FROM rollup_hour");
+    let before_min = db.count("SELECT COUNT(*) FROM rollup_minute").await;
+    let before_hour = db.count("SELECT COUNT(*) FROM rollup_hour").await;
 
     let deleted = store.apply_retention(chrono_t(now)).await.unwrap();
 
@@ -77,27 +69,30 @@ async fn retention_deletes_only_what_is_older_than_the_windows() {
     let min_cut = now - 3 * DAY;
     let hour_cut = now - 5 * DAY;
     let kept_raw = all.iter().filter(|&&t| t >= raw_cut).count() as i64;
-    assert_eq!(count(&conn, "SELECT COUNT(*) FROM observations"), kept_raw);
     assert_eq!(
-        count(
-            &conn,
-            &format!("SELECT COUNT(*) FROM observations WHERE started_at < {raw_cut}")
-        ),
+        db.count("SELECT COUNT(*) FROM observations").await,
+        kept_raw
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT COUNT(*) FROM observations WHERE started_at < {raw_cut}"
+        ))
+        .await,
         0
     );
     // a bucket goes only when all of it is older than the cutoff
     assert_eq!(
-        count(
-            &conn,
-            &format!("SELECT COUNT(*) FROM rollup_minute WHERE bucket + {MIN} <= {min_cut}")
-        ),
+        db.count(&format!(
+            "SELECT COUNT(*) FROM rollup_minute WHERE bucket + {MIN} <= {min_cut}"
+        ))
+        .await,
         0
     );
     assert_eq!(
-        count(
-            &conn,
-            &format!("SELECT COUNT(*) FROM rollup_hour WHERE bucket + {HOUR} <= {hour_cut}")
-        ),
+        db.count(&format!(
+            "SELECT COUNT(*) FROM rollup_hour WHERE bucket + {HOUR} <= {hour_cut}"
+        ))
+        .await,
         0
     );
     // ...and everything younger is still there: the bucket that straddles the cutoff and all
@@ -108,10 +103,8 @@ async fn retention_deletes_only_what_is_older_than_the_windows() {
         .filter(|b| b + MIN > min_cut)
         .collect();
     assert_eq!(
-        count(
-            &conn,
-            "SELECT COUNT(*) FROM rollup_minute WHERE monitor_id = (SELECT id FROM monitors WHERE name = 'db')"
-        ),
+        db.count("SELECT COUNT(*) FROM rollup_minute WHERE monitor_id = (SELECT id FROM monitors WHERE name = 'db')"
+        ).await,
         want_min.len() as i64
     );
     let want_hour: std::collections::BTreeSet<i64> = all
@@ -120,29 +113,27 @@ async fn retention_deletes_only_what_is_older_than_the_windows() {
         .filter(|b| b + HOUR > hour_cut)
         .collect();
     assert_eq!(
-        count(
-            &conn,
-            "SELECT COUNT(*) FROM rollup_hour WHERE monitor_id = (SELECT id FROM monitors WHERE name = 'db')"
-        ),
+        db.count("SELECT COUNT(*) FROM rollup_hour WHERE monitor_id = (SELECT id FROM monitors WHERE name = 'db')"
+        ).await,
         want_hour.len() as i64
     );
-    let after_min = count(&conn, "SELECT COUNT(*) FROM rollup_minute");
-    let after_hour = count(&conn, "SELECT COUNT(*) FROM rollup_hour");
+    let after_min = db.count("SELECT COUNT(*) FROM rollup_minute").await;
+    let after_hour = db.count("SELECT COUNT(*) FROM rollup_hour").await;
     let obs_deleted = (all.len() as i64 - kept_raw) + 30_000;
     assert_eq!(
         deleted as i64,
         obs_deleted + (before_min - after_min) + (before_hour - after_hour)
     );
     // resolved incidents are kept with their timeline
-    assert_eq!(count(&conn, "SELECT COUNT(*) FROM incidents"), 1);
-    assert_eq!(count(&conn, "SELECT COUNT(*) FROM incident_events"), 2);
+    assert_eq!(db.count("SELECT COUNT(*) FROM incidents").await, 1);
+    assert_eq!(db.count("SELECT COUNT(*) FROM incident_events").await, 2);
     // idempotent
     assert_eq!(store.apply_retention(chrono_t(now)).await.unwrap(), 0);
     // the writer still works and its rollup cache did not resurrect deleted buckets
     store.submit(rec(obs("db", now - 10, Outcome::Up, Some(1.0))));
     store.flush().await.unwrap();
     assert_eq!(
-        count(&conn, "SELECT COUNT(*) FROM observations"),
+        db.count("SELECT COUNT(*) FROM observations").await,
         kept_raw + 1
     );
     store.close().await.unwrap();
@@ -151,3 +142,5 @@ async fn retention_deletes_only_what_is_older_than_the_windows() {
 fn chrono_t(ms: i64) -> chrono::DateTime<chrono::Utc> {
     t(ms)
 }
+
+on_both_backends!(retention_deletes_only_what_is_older_than_the_windows);

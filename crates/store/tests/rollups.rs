@@ -2,6 +2,7 @@
 //! histogram's bound (±2 % relative, `LogHistogram::RELATIVE_ERROR`); hour and day rollups agree
 //! with the minute ones.
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeMap;
@@ -10,7 +11,6 @@ use std::time::Duration;
 use common::*;
 use portwarden_core::{Observation, Outcome};
 use portwarden_store::histogram::LogHistogram;
-use portwarden_store::sqlite::SqliteStore;
 use portwarden_store::{Availability, Record, Resolution, Retention, Store, StoreMetrics};
 
 const ALPHA: f64 = LogHistogram::RELATIVE_ERROR;
@@ -96,23 +96,21 @@ fn floor(ms: i64, unit: i64) -> i64 {
     ms.div_euclid(unit) * unit
 }
 
-async fn load(store: &SqliteStore, records: &[Record]) {
+async fn load(store: &dyn Store, records: &[Record]) {
     for r in records {
         assert!(store.submit(r.clone()));
     }
     store.flush().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn availability_counts_are_exact_over_days_hours_and_edges() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn availability_counts_are_exact_over_days_hours_and_edges(sdb: Db) {
+    let store = sdb.open().await;
     let start = days_ago(4);
     let end = start + 3 * DAY;
     let db = synthetic("db", start, end, 0);
     let web = synthetic("web", start + 7 * HOUR, end, 5);
-    load(&store, &db).await;
-    load(&store, &web).await;
+    load(&*store, &db).await;
+    load(&*store, &web).await;
 
     let windows = [
         (start, end), // whole days
@@ -179,14 +177,12 @@ async fn availability_counts_are_exact_over_days_hours_and_edges() {
     store.close().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn latency_series_quantiles_are_within_the_bound_and_merge_exactly() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn latency_series_quantiles_are_within_the_bound_and_merge_exactly(sdb: Db) {
+    let store = sdb.open().await;
     let start = days_ago(3);
     let end = start + 2 * DAY;
     let db = synthetic("db", start, end, 0);
-    load(&store, &db).await;
+    load(&*store, &db).await;
 
     for (res, unit) in [
         (Resolution::Minute, MIN),
@@ -258,85 +254,57 @@ async fn latency_series_quantiles_are_within_the_bound_and_merge_exactly() {
 
     // The stored hour histograms are exactly the merge of their minute histograms, and the
     // hour counts the sum of the minute counts (checked on the file itself).
-    let conn = raw(&dir.path().join(SqliteStore::FILE_NAME));
-    let mut hours = conn
-        .prepare("SELECT monitor_id, bucket, location, up, degraded, down, unknown, maintenance, connect_hist, duration_hist, connect_max FROM rollup_hour")
-        .unwrap();
+    let hist = |v: &Val| {
+        v.blob()
+            .map(|b| LogHistogram::decode(&b).unwrap())
+            .unwrap_or_default()
+    };
     let mut checked = 0;
-    let rows = hours
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-                [
-                    r.get::<_, i64>(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ],
-                r.get::<_, Option<Vec<u8>>>(8)?,
-                r.get::<_, Option<Vec<u8>>>(9)?,
-                r.get::<_, Option<f64>>(10)?,
+    let hours = sdb
+        .query("SELECT monitor_id, bucket, location, up, degraded, down, unknown, maintenance, connect_hist, duration_hist, connect_max FROM rollup_hour")
+        .await;
+    for row in hours {
+        let (mid, bucket, loc) = (row[0].int(), row[1].int(), row[2].text());
+        let counts: Vec<i64> = row[3..8].iter().map(Val::int).collect();
+        let minutes = sdb
+            .query(&format!(
+                "SELECT up, degraded, down, unknown, maintenance, connect_hist, duration_hist, connect_max FROM rollup_minute WHERE monitor_id = {mid} AND location = '{loc}' AND bucket >= {bucket} AND bucket < {}",
+                bucket + HOUR
             ))
-        })
-        .unwrap();
-    for row in rows {
-        let (mid, bucket, loc, counts, ch, dh, cmax) = row.unwrap();
-        let mut s = conn
-            .prepare("SELECT up, degraded, down, unknown, maintenance, connect_hist, duration_hist, connect_max FROM rollup_minute WHERE monitor_id = ?1 AND location = ?2 AND bucket >= ?3 AND bucket < ?4")
-            .unwrap();
-        let mut sum = [0i64; 5];
+            .await;
+        let mut sum = vec![0i64; 5];
         let (mut cm, mut dm) = (LogHistogram::new(), LogHistogram::new());
         let mut max: Option<f64> = None;
-        let mut q = s
-            .query(rusqlite::params![mid, loc, bucket, bucket + HOUR])
-            .unwrap();
-        while let Some(r) = q.next().unwrap() {
+        for r in &minutes {
             for (i, v) in sum.iter_mut().enumerate() {
-                *v += r.get::<_, i64>(i).unwrap();
+                *v += r[i].int();
             }
-            if let Some(b) = r.get::<_, Option<Vec<u8>>>(5).unwrap() {
-                cm.merge(&LogHistogram::decode(&b).unwrap());
-            }
-            if let Some(b) = r.get::<_, Option<Vec<u8>>>(6).unwrap() {
-                dm.merge(&LogHistogram::decode(&b).unwrap());
-            }
-            if let Some(m) = r.get::<_, Option<f64>>(7).unwrap() {
+            cm.merge(&hist(&r[5]));
+            dm.merge(&hist(&r[6]));
+            if let Some(m) = r[7].real() {
                 max = Some(max.map_or(m, |x: f64| x.max(m)));
             }
         }
         assert_eq!(sum, counts);
-        assert_eq!(
-            ch.map(|b| LogHistogram::decode(&b).unwrap())
-                .unwrap_or_default(),
-            cm
-        );
-        assert_eq!(
-            dh.map(|b| LogHistogram::decode(&b).unwrap())
-                .unwrap_or_default(),
-            dm
-        );
-        assert_eq!(cmax, max);
+        assert_eq!(hist(&row[8]), cm);
+        assert_eq!(hist(&row[9]), dm);
+        assert_eq!(row[10].real(), max);
         checked += 1;
     }
     assert!(checked >= 48, "checked {checked} hour rows");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn rollups_survive_a_restart_and_late_rows_merge_into_stored_buckets() {
-    let dir = tempfile::tempdir().unwrap();
+async fn rollups_survive_a_restart_and_late_rows_merge_into_stored_buckets(sdb: Db) {
     let start = days_ago(1) + 10 * HOUR;
     let first = synthetic("db", start, start + HOUR, 0);
     let second = synthetic("db", start + 30 * MIN + 7_000, start + 2 * HOUR, 3);
     {
-        let store = open(dir.path());
-        load(&store, &first).await;
+        let store = sdb.open().await;
+        load(&*store, &first).await;
         store.close().await.unwrap();
     }
-    let store = open(dir.path()); // empty cache: the same buckets are read back and merged
-    load(&store, &second).await;
+    let store = sdb.open().await; // empty cache: the same buckets are read back and merged
+    load(&*store, &second).await;
     let all: Vec<Record> = first.iter().chain(&second).cloned().collect();
     let (from, to) = (start + 20 * MIN, start + 2 * HOUR);
     assert_eq!(
@@ -354,24 +322,18 @@ async fn rollups_survive_a_restart_and_late_rows_merge_into_stored_buckets() {
     store.close().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn edges_older_than_the_minute_retention_come_from_hour_rollups() {
-    let dir = tempfile::tempdir().unwrap();
+async fn edges_older_than_the_minute_retention_come_from_hour_rollups(sdb: Db) {
     let retention = Retention {
         raw: Duration::from_secs(86_400),
         minute: Duration::from_secs(86_400),
         hour: Duration::from_secs(400 * 86_400),
     };
-    let store = SqliteStore::open(
-        dir.path(),
-        retention,
-        fast_writer(),
-        StoreMetrics::default(),
-    )
-    .unwrap();
+    let store = sdb
+        .open_with(retention, fast_writer(), StoreMetrics::default())
+        .await;
     let start = days_ago(4);
     let db = synthetic("db", start, start + DAY, 0);
-    load(&store, &db).await;
+    load(&*store, &db).await;
     // minute rollups of that day are gone after retention...
     store.apply_retention(chrono::Utc::now()).await.unwrap();
     // ...so a window with ragged edges is answered from whole hours
@@ -380,3 +342,10 @@ async fn edges_older_than_the_minute_retention_come_from_hour_rollups() {
     assert_eq!(got, expected(&db, start + 5 * HOUR, start + 14 * HOUR));
     store.close().await.unwrap();
 }
+
+on_both_backends!(
+    availability_counts_are_exact_over_days_hours_and_edges,
+    latency_series_quantiles_are_within_the_bound_and_merge_exactly,
+    rollups_survive_a_restart_and_late_rows_merge_into_stored_buckets,
+    edges_older_than_the_minute_retention_come_from_hour_rollups,
+);

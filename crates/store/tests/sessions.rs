@@ -1,11 +1,12 @@
 //! Web sessions and locally created users: saved, found, touched, revoked, purged; survive a
 //! reopen.
 
+#[macro_use]
 mod common;
 
 use chrono::{Duration, Utc};
 use common::*;
-use portwarden_store::{LocalUser, RevokeSessions, SessionRecord, Store};
+use portwarden_store::{LocalUser, RevokeSessions, SessionRecord};
 
 fn session(id: &str, user: &str, ttl_min: i64) -> SessionRecord {
     let now = Utc::now();
@@ -22,10 +23,8 @@ fn session(id: &str, user: &str, ttl_min: i64) -> SessionRecord {
     }
 }
 
-#[tokio::test]
-async fn sessions_live_expire_and_are_revoked() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn sessions_live_expire_and_are_revoked(db: Db) {
+    let store = db.open().await;
     store
         .create_session(session("a1", "alice", 60))
         .await
@@ -112,10 +111,8 @@ async fn sessions_live_expire_and_are_revoked() {
     store.close().await.unwrap();
 }
 
-#[tokio::test]
-async fn local_users_are_created_once_and_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn local_users_are_created_once_and_kept(db: Db) {
+    let store = db.open().await;
     let u = LocalUser {
         name: "admin".into(),
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
@@ -132,7 +129,7 @@ async fn local_users_are_created_once_and_kept() {
         "never replaced"
     );
     store.close().await.unwrap();
-    let store = open(dir.path());
+    let store = db.open().await;
     let got = store.local_user("admin").await.unwrap().unwrap();
     assert_eq!(got.password_hash, u.password_hash);
     assert!(store.local_user("root").await.unwrap().is_none());
@@ -141,12 +138,10 @@ async fn local_users_are_created_once_and_kept() {
 
 /// Rollups also keep the TLS and protocol phases (migration 3), and the sparkline query gives
 /// every monitor's median connect time per step.
-#[tokio::test]
-async fn rollups_keep_tls_and_protocol_phases_and_sparklines() {
+async fn rollups_keep_tls_and_protocol_phases_and_sparklines(db: Db) {
     use portwarden_core::Outcome;
     use portwarden_store::Resolution;
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = db.open().await;
     let base = now_ms() / HOUR * HOUR - 2 * HOUR;
     for i in 0..60 {
         let mut o = obs(
@@ -198,3 +193,9 @@ async fn rollups_keep_tls_and_protocol_phases_and_sparklines() {
     );
     store.close().await.unwrap();
 }
+
+on_both_backends!(
+    sessions_live_expire_and_are_revoked,
+    local_users_are_created_once_and_kept,
+    rollups_keep_tls_and_protocol_phases_and_sparklines,
+);

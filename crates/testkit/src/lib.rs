@@ -13,6 +13,7 @@ pub mod certs;
 pub mod hostile;
 pub mod http;
 pub mod netns;
+pub mod pg;
 pub mod process;
 pub mod tmpfs;
 

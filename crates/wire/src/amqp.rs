@@ -6,7 +6,7 @@
 //! definitions (`connection` = class 10, `channel` = class 20), and RabbitMQ's field-table
 //! errata (type letters `t b B s u I i l f d D S A T F V x`).
 
-use crate::reader::{Cursor, DecodeError, text};
+use crate::cursor::{Cursor, DecodeError, text_upto};
 
 /// What the client sends first: `AMQP` 0 0 9 1.
 pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
@@ -116,7 +116,7 @@ const MAX_TEXT: usize = 1024;
 
 fn short_str(c: &mut Cursor<'_>) -> Result<String, DecodeError> {
     let n = c.u8("short string length")? as usize;
-    Ok(text(c.take(n, "short string")?, MAX_TEXT))
+    Ok(text_upto(c.take(n, "short string")?, MAX_TEXT))
 }
 
 fn long_bytes<'a>(c: &mut Cursor<'a>, what: &'static str) -> Result<&'a [u8], DecodeError> {
@@ -157,7 +157,7 @@ fn value(c: &mut Cursor<'_>, depth: usize) -> Result<Value, DecodeError> {
             c.skip(5, "decimal")?;
             Value::Other
         }
-        b'S' => Value::Str(text(long_bytes(c, "long string")?, MAX_TEXT)),
+        b'S' => Value::Str(text_upto(long_bytes(c, "long string")?, MAX_TEXT)),
         b'x' => {
             long_bytes(c, "byte array")?;
             Value::Other
@@ -275,8 +275,8 @@ pub fn parse_method(payload: &[u8]) -> Result<Method, DecodeError> {
             let version_major = c.u8("version-major")?;
             let version_minor = c.u8("version-minor")?;
             let properties = table(&mut c, 0)?;
-            let mechanisms = text(long_bytes(&mut c, "mechanisms")?, MAX_TEXT);
-            let locales = text(long_bytes(&mut c, "locales")?, MAX_TEXT);
+            let mechanisms = text_upto(long_bytes(&mut c, "mechanisms")?, MAX_TEXT);
+            let locales = text_upto(long_bytes(&mut c, "locales")?, MAX_TEXT);
             Method::Start(Start {
                 version_major,
                 version_minor,

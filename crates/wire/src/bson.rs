@@ -118,10 +118,10 @@ fn decode_doc(
     count: &mut usize,
 ) -> Result<(Document, usize), DecodeError> {
     DecodeError::check_len("BSON nesting depth", depth as u64, MAX_DEPTH as u64)?;
-    let mut c = Cursor::new(buf, "BSON document");
-    let len = c.i32_le()?;
+    let mut c = Cursor::new(buf);
+    let len = c.i32_le("BSON document")?;
     if len < 5 || len as usize > buf.len() {
-        return Err(DecodeError::malformed(format!(
+        return Err(DecodeError::invalid(format!(
             "BSON document length {len} does not fit the {} bytes available",
             buf.len()
         )));
@@ -129,17 +129,15 @@ fn decode_doc(
     let len = len as usize;
     let body = &buf[4..len];
     let Some((&0, elems)) = body.split_last() else {
-        return Err(DecodeError::malformed(
-            "BSON document not terminated by 0x00",
-        ));
+        return Err(DecodeError::invalid("BSON document not terminated by 0x00"));
     };
-    let mut c = Cursor::new(elems, "BSON element");
+    let mut c = Cursor::new(elems);
     let mut out = Vec::new();
     while !c.is_empty() {
         *count += 1;
         DecodeError::check_len("BSON elements", *count as u64, MAX_ELEMENTS as u64)?;
-        let ty = c.u8()?;
-        let name = text(c.cstr()?);
+        let ty = c.u8("BSON element")?;
+        let name = text(c.cstr("BSON element")?);
         let v = decode_value(&mut c, ty, depth, count)?;
         out.push((name, v));
     }
@@ -153,20 +151,20 @@ fn decode_value(
     count: &mut usize,
 ) -> Result<Bson, DecodeError> {
     let len_prefixed = |c: &mut Cursor<'_>| -> Result<usize, DecodeError> {
-        let n = c.i32_le()?;
+        let n = c.i32_le("BSON element")?;
         if n < 0 {
-            return Err(DecodeError::malformed("negative BSON length"));
+            return Err(DecodeError::invalid("negative BSON length"));
         }
         Ok(n as usize)
     };
     Ok(match ty {
-        0x01 => Bson::Double(c.f64_le()?),
+        0x01 => Bson::Double(c.f64_le("BSON element")?),
         0x02 | 0x0d | 0x0e => {
             let n = len_prefixed(c)?;
             if n == 0 {
-                return Err(DecodeError::malformed("BSON string length 0"));
+                return Err(DecodeError::invalid("BSON string length 0"));
             }
-            let s = c.take(n)?;
+            let s = c.take(n, "BSON element")?;
             let s = text(&s[..n - 1]);
             if ty == 0x02 {
                 Bson::String(s)
@@ -176,7 +174,7 @@ fn decode_value(
         }
         0x03 | 0x04 => {
             let (d, used) = decode_doc(c.rest(), depth + 1, count)?;
-            c.skip(used)?;
+            c.skip(used, "BSON element")?;
             if ty == 0x03 {
                 Bson::Document(d)
             } else {
@@ -185,8 +183,8 @@ fn decode_value(
         }
         0x05 => {
             let n = len_prefixed(c)?;
-            let subtype = c.u8()?;
-            Bson::Binary(subtype, c.take(n)?.to_vec())
+            let subtype = c.u8("BSON element")?;
+            Bson::Binary(subtype, c.take(n, "BSON element")?.to_vec())
         }
         0x06 | 0x0a | 0x7f | 0xff => {
             if ty == 0x0a {
@@ -196,40 +194,40 @@ fn decode_value(
             }
         }
         0x07 => {
-            c.skip(12)?;
+            c.skip(12, "BSON element")?;
             Bson::Other(ty)
         }
-        0x08 => match c.u8()? {
+        0x08 => match c.u8("BSON element")? {
             0 => Bson::Bool(false),
             1 => Bson::Bool(true),
-            b => return Err(DecodeError::malformed(format!("BSON boolean byte {b}"))),
+            b => return Err(DecodeError::invalid(format!("BSON boolean byte {b}"))),
         },
-        0x09 => Bson::DateTime(c.i64_le()?),
+        0x09 => Bson::DateTime(c.i64_le("BSON element")?),
         0x0b => {
-            c.cstr()?;
-            c.cstr()?;
+            c.cstr("BSON element")?;
+            c.cstr("BSON element")?;
             Bson::Other(ty)
         }
         0x0c => {
             let n = len_prefixed(c)?;
-            c.skip(n)?;
-            c.skip(12)?;
+            c.skip(n, "BSON element")?;
+            c.skip(12, "BSON element")?;
             Bson::Other(ty)
         }
         0x0f => {
             let n = len_prefixed(c)?;
-            c.skip(n.saturating_sub(4))?;
+            c.skip(n.saturating_sub(4), "BSON element")?;
             Bson::Other(ty)
         }
-        0x10 => Bson::Int32(c.i32_le()?),
-        0x11 => Bson::Timestamp(c.u64_le()?),
-        0x12 => Bson::Int64(c.i64_le()?),
+        0x10 => Bson::Int32(c.i32_le("BSON element")?),
+        0x11 => Bson::Timestamp(c.u64_le("BSON element")?),
+        0x12 => Bson::Int64(c.i64_le("BSON element")?),
         0x13 => {
-            c.skip(16)?;
+            c.skip(16, "BSON element")?;
             Bson::Other(ty)
         }
         other => {
-            return Err(DecodeError::malformed(format!(
+            return Err(DecodeError::invalid(format!(
                 "unknown BSON type 0x{other:02x}"
             )));
         }
@@ -399,7 +397,7 @@ mod tests {
         }
         assert!(matches!(
             decode_document(&doc),
-            Err(DecodeError::TooLarge { .. })
+            Err(DecodeError::TooLong { .. })
         ));
     }
 

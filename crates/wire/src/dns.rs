@@ -7,7 +7,7 @@ use std::str::FromStr;
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 
-use crate::reader::DecodeError;
+use crate::cursor::DecodeError;
 
 /// Largest answer we read (UDP answers without EDNS are ≤ 512 bytes; over TCP a message is at
 /// most 65 535 bytes by construction).

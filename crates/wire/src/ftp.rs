@@ -4,7 +4,7 @@
 pub use crate::smtp::{Dialect, Reply, parse_reply};
 
 /// Parses an FTP reply (multi-line replies may hold free-form lines between first and last).
-pub fn parse(buf: &[u8]) -> Result<Option<(Reply, usize)>, crate::reader::DecodeError> {
+pub fn parse(buf: &[u8]) -> Result<Option<(Reply, usize)>, crate::cursor::DecodeError> {
     parse_reply(buf, Dialect::Ftp)
 }
 

@@ -96,10 +96,10 @@ pub fn parse_response(
     let window = &buf[..buf.len().min(limits.max_head)];
     let Some(head_end) = window.windows(4).position(|w| w == b"\r\n\r\n") else {
         if buf.len() >= limits.max_head {
-            return Err(DecodeError::TooLarge {
+            return Err(DecodeError::TooLong {
                 what: "HTTP response head",
-                len: buf.len() as u64,
-                max: limits.max_head as u64,
+                len: buf.len(),
+                limit: limits.max_head,
             });
         }
         if !buf.is_empty() && !b"HTTP/".starts_with(&buf[..buf.len().min(5)]) {
@@ -116,14 +116,14 @@ pub fn parse_response(
     let mut headers = Vec::new();
     for l in lines {
         if headers.len() >= limits.max_headers {
-            return Err(DecodeError::TooLarge {
+            return Err(DecodeError::TooLong {
                 what: "HTTP header count",
-                len: headers.len() as u64 + 1,
-                max: limits.max_headers as u64,
+                len: headers.len() + 1,
+                limit: limits.max_headers,
             });
         }
         let Some(colon) = l.iter().position(|&b| b == b':') else {
-            return Err(DecodeError::malformed(format!(
+            return Err(DecodeError::invalid(format!(
                 "HTTP header line without a colon: `{}`",
                 crate::printable::escape(l, 64)
             )));
@@ -160,7 +160,7 @@ pub fn parse_response(
     if let Some(cl) = resp.header("content-length") {
         let n: u64 = cl
             .parse()
-            .map_err(|_| DecodeError::malformed(format!("bad Content-Length `{cl}`")))?;
+            .map_err(|_| DecodeError::invalid(format!("bad Content-Length `{cl}`")))?;
         DecodeError::check_len("HTTP body", n, limits.max_body as u64)?;
         let n = n as usize;
         if rest.len() < n {
@@ -179,7 +179,7 @@ pub fn parse_response(
 }
 
 fn not_http(buf: &[u8]) -> DecodeError {
-    DecodeError::malformed(format!(
+    DecodeError::invalid(format!(
         "not an HTTP response: `{}`",
         crate::printable::escape(buf, 48)
     ))
@@ -204,7 +204,7 @@ fn dechunk(buf: &[u8], max_body: usize) -> Result<Option<(Vec<u8>, usize)>, Deco
     loop {
         let Some(end) = find_crlf(&buf[pos..buf.len().min(pos + 1024)]) else {
             if buf.len() - pos >= 1024 {
-                return Err(DecodeError::malformed("chunk size line too long"));
+                return Err(DecodeError::invalid("chunk size line too long"));
             }
             return Ok(None);
         };
@@ -212,7 +212,7 @@ fn dechunk(buf: &[u8], max_body: usize) -> Result<Option<(Vec<u8>, usize)>, Deco
         let size_txt = text(line);
         let size_txt = size_txt.split(';').next().unwrap_or("").trim();
         let size = u64::from_str_radix(size_txt, 16)
-            .map_err(|_| DecodeError::malformed(format!("bad chunk size `{size_txt}`")))?;
+            .map_err(|_| DecodeError::invalid(format!("bad chunk size `{size_txt}`")))?;
         DecodeError::check_len("HTTP body", body.len() as u64 + size, max_body as u64)?;
         pos += end + 2;
         if size == 0 {
@@ -233,7 +233,7 @@ fn dechunk(buf: &[u8], max_body: usize) -> Result<Option<(Vec<u8>, usize)>, Deco
         }
         body.extend_from_slice(&buf[pos..pos + size]);
         if &buf[pos + size..pos + size + 2] != b"\r\n" {
-            return Err(DecodeError::malformed("chunk not followed by CRLF"));
+            return Err(DecodeError::invalid("chunk not followed by CRLF"));
         }
         pos += size + 2;
     }

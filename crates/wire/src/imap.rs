@@ -4,7 +4,7 @@
 //! or `+ ...` (continuation). Literals (`{n}`) never appear in the responses a probe asks for,
 //! and every line is bounded.
 
-use crate::reader::{DecodeError, next_line, text};
+use crate::cursor::{DecodeError, next_line, text_upto};
 
 /// Longest line we accept (a CAPABILITY line is a few hundred bytes).
 pub const MAX_LINE: usize = 8192;
@@ -35,7 +35,7 @@ pub fn parse_line(buf: &[u8]) -> Result<Option<(Line, usize)>, DecodeError> {
     let Some((raw, used)) = next_line(buf, MAX_LINE)? else {
         return Ok(None);
     };
-    let s = text(raw, MAX_LINE);
+    let s = text_upto(raw, MAX_LINE);
     if s.chars().any(|c| c.is_control() && c != '\t') {
         return Err(DecodeError::invalid(
             "control bytes in an IMAP response line",

@@ -7,7 +7,7 @@
 //! client_id; response header v0 = correlation_id) and the message schemas for ApiVersions
 //! (api_key 18) and Metadata (api_key 3).
 
-use crate::reader::{Cursor, DecodeError, text};
+use crate::cursor::{Cursor, DecodeError, text_upto};
 
 pub const API_METADATA: i16 = 3;
 pub const API_VERSIONS: i16 = 18;
@@ -121,7 +121,7 @@ fn string(c: &mut Cursor<'_>, what: &'static str) -> Result<Option<String>, Deco
     if n < 0 {
         return Ok(None);
     }
-    Ok(Some(text(c.take(n as usize, what)?, 1024)))
+    Ok(Some(text_upto(c.take(n as usize, what)?, 1024)))
 }
 
 /// Parses an `ApiVersions` v0 response body (after the size prefix).

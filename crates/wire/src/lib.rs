@@ -34,7 +34,6 @@ pub mod ntp;
 pub mod pop3;
 pub mod postgres;
 pub mod printable;
-pub mod reader;
 pub mod resp;
 pub mod scram;
 pub mod smtp;

@@ -32,10 +32,10 @@ fn first_line(buf: &[u8], max: usize) -> Result<Option<(&[u8], usize)>, DecodeEr
     let window = &buf[..buf.len().min(max)];
     match window.windows(2).position(|w| w == b"\r\n") {
         Some(end) => Ok(Some((&buf[..end], end + 2))),
-        None if buf.len() >= max => Err(DecodeError::TooLarge {
+        None if buf.len() >= max => Err(DecodeError::TooLong {
             what: "memcached line",
-            len: buf.len() as u64,
-            max: max as u64,
+            len: buf.len(),
+            limit: max,
         }),
         None => Ok(None),
     }
@@ -51,7 +51,7 @@ fn check_start(buf: &[u8], starts: &[&[u8]]) -> Result<(), DecodeError> {
     if ok || buf.is_empty() {
         Ok(())
     } else {
-        Err(DecodeError::malformed(format!(
+        Err(DecodeError::invalid(format!(
             "`{}` is not a memcached reply",
             crate::printable::escape(&buf[..buf.len().min(32)], 32)
         )))
@@ -84,7 +84,7 @@ pub fn parse_version(buf: &[u8], max: usize) -> Result<Option<(Reply, usize)>, D
     }
     match line.strip_prefix(b"VERSION ") {
         Some(v) => Ok(Some((Reply::Version(text(v)), used))),
-        None => Err(DecodeError::malformed(format!(
+        None => Err(DecodeError::invalid(format!(
             "expected `VERSION <version>` but got `{}`",
             crate::printable::escape(line, 64)
         ))),
@@ -118,7 +118,7 @@ pub fn parse_stats(buf: &[u8], max: usize) -> Result<Option<(Reply, usize)>, Dec
             return Ok(Some((e, pos)));
         }
         let Some(rest) = line.strip_prefix(b"STAT ") else {
-            return Err(DecodeError::malformed(format!(
+            return Err(DecodeError::invalid(format!(
                 "expected `STAT <name> <value>` but got `{}`",
                 crate::printable::escape(line, 64)
             )));

@@ -236,66 +236,66 @@ pub fn parse_reply(buf: &[u8], max: usize) -> Result<Option<(Reply, usize)>, Dec
     if buf.len() < 16 {
         return Ok(None);
     }
-    let mut c = Cursor::new(buf, "message header");
-    let len = c.i32_le()?;
+    let mut c = Cursor::new(buf);
+    let len = c.i32_le("message header")?;
     if len < 16 {
-        return Err(DecodeError::malformed(format!(
+        return Err(DecodeError::invalid(format!(
             "MongoDB message length {len} is below the 16-byte header"
         )));
     }
     DecodeError::check_len("MongoDB message length", len as u64, max as u64)?;
     let len = len as usize;
-    let _request_id = c.i32_le()?;
-    let response_to = c.i32_le()?;
-    let op = c.i32_le()?;
+    let _request_id = c.i32_le("message header")?;
+    let response_to = c.i32_le("message header")?;
+    let op = c.i32_le("message header")?;
     if buf.len() < len {
         return Ok(None);
     }
-    let mut c = Cursor::new(&buf[16..len], "OP_MSG");
+    let mut c = Cursor::new(&buf[16..len]);
     let body = match op {
         OP_MSG => {
-            let flags = c.u32_le()?;
+            let flags = c.u32_le("OP_MSG")?;
             let mut end = c.remaining();
             if flags & 1 != 0 {
                 end = end
                     .checked_sub(4)
-                    .ok_or(DecodeError::Truncated("OP_MSG checksum"))?;
+                    .ok_or(DecodeError::truncated("OP_MSG checksum"))?;
             }
-            let mut sections = Cursor::new(&c.rest()[..end], "OP_MSG section");
+            let mut sections = Cursor::new(&c.rest()[..end]);
             let mut body = None;
             while !sections.is_empty() {
-                match sections.u8()? {
+                match sections.u8("OP_MSG section")? {
                     0 => {
                         let (d, used) = decode_document(sections.rest())?;
-                        sections.skip(used)?;
+                        sections.skip(used, "OP_MSG section")?;
                         if body.is_none() {
                             body = Some(d);
                         }
                     }
                     1 => {
                         let mut s = sections.clone();
-                        let n = s.i32_le()?;
+                        let n = s.i32_le("MongoDB message")?;
                         if n < 4 {
-                            return Err(DecodeError::malformed("bad OP_MSG sequence size"));
+                            return Err(DecodeError::invalid("bad OP_MSG sequence size"));
                         }
-                        sections.skip(n as usize)?;
+                        sections.skip(n as usize, "OP_MSG section")?;
                     }
                     k => {
-                        return Err(DecodeError::malformed(format!(
+                        return Err(DecodeError::invalid(format!(
                             "unknown OP_MSG section kind {k}"
                         )));
                     }
                 }
             }
-            body.ok_or_else(|| DecodeError::malformed("OP_MSG without a body section"))?
+            body.ok_or_else(|| DecodeError::invalid("OP_MSG without a body section"))?
         }
         OP_REPLY => {
             // Legacy reply: flags, cursorID, startingFrom, numberReturned, documents.
-            c.skip(20)?;
+            c.skip(20, "OP_MSG")?;
             decode_document(c.rest())?.0
         }
         other => {
-            return Err(DecodeError::malformed(format!(
+            return Err(DecodeError::invalid(format!(
                 "opCode {other} is not a reply"
             )));
         }

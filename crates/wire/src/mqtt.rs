@@ -3,7 +3,7 @@
 //! Spec: MQTT 3.1.1 §2.2 (fixed header, remaining length), §3.1 (CONNECT), §3.2 (CONNACK return
 //! codes); MQTT 5.0 §3.1, §3.2 (CONNACK reason codes and properties), §2.2.2.2 (property ids).
 
-use crate::reader::{Cursor, DecodeError, text};
+use crate::cursor::{Cursor, DecodeError, text_upto};
 
 /// Largest CONNACK we accept (properties included).
 pub const MAX_PACKET: usize = 64 * 1024;
@@ -241,8 +241,8 @@ fn parse_props(props: &[u8], ack: &mut ConnAck) -> Result<(), DecodeError> {
                 let n = c.u16("property length")? as usize;
                 let s = c.take(n, "property value")?;
                 match id {
-                    0x1F => ack.reason_string = Some(text(s, 256)),
-                    0x12 => ack.assigned_client_id = Some(text(s, 256)),
+                    0x1F => ack.reason_string = Some(text_upto(s, 256)),
+                    0x12 => ack.assigned_client_id = Some(text_upto(s, 256)),
                     _ => {}
                 }
             }
@@ -320,7 +320,7 @@ pub fn parse_publish(first: u8, body: &[u8], v: Version) -> Result<(String, &[u8
     }
     let mut c = Cursor::new(body);
     let n = c.u16("topic length")? as usize;
-    let topic = text(c.take(n, "topic")?, 1024);
+    let topic = text_upto(c.take(n, "topic")?, 1024);
     if (first >> 1) & 3 > 0 {
         c.skip(2, "packet id")?;
     }

@@ -114,36 +114,36 @@ pub fn parse_greeting(payload: &[u8]) -> Result<Greeting, DecodeError> {
     match payload.first() {
         Some(0xff) => Ok(Greeting::Err(parse_err(payload)?)),
         Some(10) => parse_handshake_v10(payload).map(Greeting::Handshake),
-        Some(v) => Err(DecodeError::malformed(format!(
+        Some(v) => Err(DecodeError::invalid(format!(
             "protocol version {v} in the greeting (expected 10)"
         ))),
-        None => Err(DecodeError::Truncated("greeting")),
+        None => Err(DecodeError::truncated("greeting")),
     }
 }
 
 fn parse_handshake_v10(payload: &[u8]) -> Result<Handshake, DecodeError> {
-    let mut c = Cursor::new(payload, "handshake");
-    let protocol_version = c.u8()?;
-    let sv = c.cstr()?;
+    let mut c = Cursor::new(payload);
+    let protocol_version = c.u8("protocol version")?;
+    let sv = c.cstr("server version")?;
     DecodeError::check_len("server version", sv.len() as u64, 256)?;
     let server_version = text(sv);
-    let connection_id = c.u32_le()?;
-    let mut auth_data = c.take(8)?.to_vec();
-    c.skip(1)?; // filler
-    let mut capabilities = u32::from(c.u16_le()?);
+    let connection_id = c.u32_le("connection id")?;
+    let mut auth_data = c.take(8, "auth data")?.to_vec();
+    c.skip(1, "handshake")?; // filler
+    let mut capabilities = u32::from(c.u16_le("capability flags")?);
     let mut charset = 0;
     let mut status = 0;
     let mut auth_plugin = String::new();
     if !c.is_empty() {
-        charset = c.u8()?;
-        status = c.u16_le()?;
-        capabilities |= u32::from(c.u16_le()?) << 16;
-        let auth_len = c.u8()?;
-        c.skip(10)?; // reserved (MariaDB keeps extended capabilities in the last 4)
+        charset = c.u8("character set")?;
+        status = c.u16_le("status flags")?;
+        capabilities |= u32::from(c.u16_le("capability flags")?) << 16;
+        let auth_len = c.u8("handshake")?;
+        c.skip(10, "handshake")?; // reserved (MariaDB keeps extended capabilities in the last 4)
         if capabilities & CLIENT_SECURE_CONNECTION != 0 {
             // Part 2 is max(13, auth_len - 8) bytes, the last being a NUL.
             let n = (usize::from(auth_len).saturating_sub(8)).max(13);
-            let part2 = c.take(n.min(c.remaining()))?;
+            let part2 = c.take(n.min(c.remaining()), "auth data")?;
             let part2 = part2.strip_suffix(&[0]).unwrap_or(part2);
             auth_data.extend_from_slice(part2);
         }
@@ -165,15 +165,15 @@ fn parse_handshake_v10(payload: &[u8]) -> Result<Handshake, DecodeError> {
 
 /// Parses an ERR packet payload (starting with 0xff).
 pub fn parse_err(payload: &[u8]) -> Result<ErrPacket, DecodeError> {
-    let mut c = Cursor::new(payload, "ERR packet");
-    if c.u8()? != 0xff {
-        return Err(DecodeError::malformed("not an ERR packet"));
+    let mut c = Cursor::new(payload);
+    if c.u8("ERR packet")? != 0xff {
+        return Err(DecodeError::invalid("not an ERR packet"));
     }
-    let code = c.u16_le()?;
+    let code = c.u16_le("ERR packet")?;
     let mut sql_state = None;
     if c.peek() == Some(b'#') && c.remaining() >= 6 {
-        c.skip(1)?;
-        sql_state = Some(text(c.take(5)?));
+        c.skip(1, "ERR packet")?;
+        sql_state = Some(text(c.take(5, "ERR packet")?));
     }
     let msg = c.rest();
     Ok(ErrPacket {
@@ -303,17 +303,17 @@ pub fn parse_auth_reply(payload: &[u8]) -> Result<AuthReply, DecodeError> {
         Some(0x00) => Ok(AuthReply::Ok),
         Some(0xff) => Ok(AuthReply::Err(parse_err(payload)?)),
         Some(0xfe) => {
-            let mut c = Cursor::new(&payload[1..], "AuthSwitchRequest");
+            let mut c = Cursor::new(&payload[1..]);
             let plugin = text(c.cstr_or_rest());
             let data = c.rest();
             let data = data.strip_suffix(&[0]).unwrap_or(data).to_vec();
             Ok(AuthReply::Switch { plugin, data })
         }
         Some(0x01) => Ok(AuthReply::More(payload[1..].to_vec())),
-        Some(b) => Err(DecodeError::malformed(format!(
+        Some(b) => Err(DecodeError::invalid(format!(
             "unexpected byte 0x{b:02x} in an authentication reply"
         ))),
-        None => Err(DecodeError::Truncated("authentication reply")),
+        None => Err(DecodeError::truncated("authentication reply")),
     }
 }
 
@@ -332,15 +332,13 @@ pub fn com_quit() -> [u8; 1] {
 
 /// A length-encoded integer. `None` for the NULL marker `0xfb`.
 pub fn lenenc_int(c: &mut Cursor<'_>) -> Result<Option<u64>, DecodeError> {
-    Ok(match c.u8()? {
+    Ok(match c.u8("MySQL packet")? {
         0xfb => None,
-        0xfc => Some(u64::from(c.u16_le()?)),
-        0xfd => Some(u64::from(c.u24_le()?)),
-        0xfe => Some(c.u64_le()?),
+        0xfc => Some(u64::from(c.u16_le("MySQL packet")?)),
+        0xfd => Some(u64::from(c.u24_le("MySQL packet")?)),
+        0xfe => Some(c.u64_le("MySQL packet")?),
         0xff => {
-            return Err(DecodeError::malformed(
-                "0xff is not a length-encoded integer",
-            ));
+            return Err(DecodeError::invalid("0xff is not a length-encoded integer"));
         }
         b => Some(u64::from(b)),
     })
@@ -351,7 +349,7 @@ fn lenenc_str<'a>(c: &mut Cursor<'a>) -> Result<Option<&'a [u8]>, DecodeError> {
         None => Ok(None),
         Some(n) => {
             DecodeError::check_len("length-encoded string", n, MAX_PACKET as u64)?;
-            Ok(Some(c.take(n as usize)?))
+            Ok(Some(c.take(n as usize, "MySQL packet")?))
         }
     }
 }
@@ -413,12 +411,12 @@ pub fn parse_query_result(
     match first.first() {
         Some(0x00) => return Ok(Some((QueryResult::Ok, pos))),
         Some(0xff) => return Ok(Some((QueryResult::Err(parse_err(first)?), pos))),
-        Some(0xfb) => return Err(DecodeError::malformed("LOCAL INFILE request")),
-        None => return Err(DecodeError::Truncated("query result")),
+        Some(0xfb) => return Err(DecodeError::invalid("LOCAL INFILE request")),
+        None => return Err(DecodeError::truncated("query result")),
         _ => {}
     }
-    let mut c = Cursor::new(first, "column count");
-    let ncols = lenenc_int(&mut c)?.ok_or_else(|| DecodeError::malformed("NULL column count"))?;
+    let mut c = Cursor::new(first);
+    let ncols = lenenc_int(&mut c)?.ok_or_else(|| DecodeError::invalid("NULL column count"))?;
     DecodeError::check_len("column count", ncols, MAX_COLUMNS)?;
     let mut rs = ResultSet::default();
     for _ in 0..ncols {
@@ -428,7 +426,7 @@ pub fn parse_query_result(
         if def.first() == Some(&0xff) {
             return Ok(Some((QueryResult::Err(parse_err(def)?), pos)));
         }
-        let mut c = Cursor::new(def, "column definition");
+        let mut c = Cursor::new(def);
         for _ in 0..4 {
             lenenc_str(&mut c)?; // catalog, schema, table, org_table
         }
@@ -440,7 +438,7 @@ pub fn parse_query_result(
         return Ok(None);
     };
     if !is_eof(eof) {
-        return Err(DecodeError::malformed(
+        return Err(DecodeError::invalid(
             "expected EOF after column definitions",
         ));
     }
@@ -455,13 +453,13 @@ pub fn parse_query_result(
             return Ok(Some((QueryResult::Err(parse_err(p)?), pos)));
         }
         if rs.rows.len() >= MAX_ROWS {
-            return Err(DecodeError::TooLarge {
+            return Err(DecodeError::TooLong {
                 what: "rows in a result set",
-                len: rs.rows.len() as u64 + 1,
-                max: MAX_ROWS as u64,
+                len: rs.rows.len() + 1,
+                limit: MAX_ROWS,
             });
         }
-        let mut c = Cursor::new(p, "row");
+        let mut c = Cursor::new(p);
         let mut row = Vec::with_capacity(rs.columns.len());
         for _ in 0..ncols {
             row.push(lenenc_str(&mut c)?.map(text));

@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use crate::reader::DecodeError;
+use crate::cursor::DecodeError;
 
 /// Longest control line we accept (an `INFO` with cluster `connect_urls` can be a few KiB).
 pub const MAX_LINE: usize = 64 * 1024;

@@ -1,7 +1,7 @@
 //! SNTP client (RFC 4330, NTPv4 packet format of RFC 5905 §7.3): the 48-byte request, the
 //! server's answer, and clock offset / round-trip delay / root distance.
 
-use crate::reader::{Cursor, DecodeError};
+use crate::cursor::{Cursor, DecodeError};
 
 pub const PACKET_LEN: usize = 48;
 /// Seconds from 1900-01-01 (NTP era 0) to 1970-01-01.

@@ -1,7 +1,7 @@
 //! POP3 (RFC 1939, RFC 2449 `CAPA`, RFC 2595 `STLS`): `+OK` / `-ERR` status lines and the
 //! dot-terminated multi-line `CAPA` answer.
 
-use crate::reader::{DecodeError, next_line, text};
+use crate::cursor::{DecodeError, next_line, text_upto};
 
 pub const MAX_LINE: usize = 4096;
 pub const MAX_LINES: usize = 256;
@@ -32,7 +32,7 @@ pub fn parse_status(buf: &[u8]) -> Result<Option<(Status, usize)>, DecodeError> 
     Ok(Some((
         Status {
             ok,
-            text: text(rest, MAX_LINE).trim().to_string(),
+            text: text_upto(rest, MAX_LINE).trim().to_string(),
         },
         used,
     )))
@@ -55,7 +55,7 @@ pub fn parse_multiline(buf: &[u8]) -> Result<Option<(Vec<String>, usize)>, Decod
             return Err(DecodeError::invalid("multi-line POP3 answer is too long"));
         }
         let l = line.strip_prefix(b".").unwrap_or(line);
-        lines.push(text(l, MAX_LINE));
+        lines.push(text_upto(l, MAX_LINE));
     }
 }
 

@@ -168,13 +168,13 @@ pub fn parse_backend(buf: &[u8], max: usize) -> Result<Option<(Backend, usize)>,
     }
     let ty = buf[0];
     if !ty.is_ascii_alphabetic() {
-        return Err(DecodeError::malformed(format!(
+        return Err(DecodeError::invalid(format!(
             "byte 0x{ty:02x} is not a PostgreSQL message type"
         )));
     }
     let len = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
     if len < 4 {
-        return Err(DecodeError::malformed(format!(
+        return Err(DecodeError::invalid(format!(
             "message length {len} is below 4"
         )));
     }
@@ -190,15 +190,15 @@ pub fn parse_backend(buf: &[u8], max: usize) -> Result<Option<(Backend, usize)>,
         b'E' => Backend::Error(parse_fields(body)?),
         b'N' => Backend::Notice(parse_fields(body)?),
         b'S' => {
-            let mut c = Cursor::new(body, "ParameterStatus");
-            let name = text(c.cstr()?);
-            let value = text(c.cstr()?);
+            let mut c = Cursor::new(body);
+            let name = text(c.cstr("ParameterStatus")?);
+            let value = text(c.cstr("ParameterStatus")?);
             Backend::ParameterStatus { name, value }
         }
         b'K' => Backend::BackendKeyData,
         b'Z' => {
-            let mut c = Cursor::new(body, "ReadyForQuery");
-            Backend::ReadyForQuery(c.u8()?)
+            let mut c = Cursor::new(body);
+            Backend::ReadyForQuery(c.u8("ReadyForQuery")?)
         }
         other => Backend::Other(other),
     };
@@ -206,14 +206,14 @@ pub fn parse_backend(buf: &[u8], max: usize) -> Result<Option<(Backend, usize)>,
 }
 
 fn parse_auth(body: &[u8]) -> Result<Auth, DecodeError> {
-    let mut c = Cursor::new(body, "Authentication");
-    let code = c.i32_be()?;
+    let mut c = Cursor::new(body);
+    let code = c.i32("Authentication")?;
     Ok(match code {
         0 => Auth::Ok,
         2 => Auth::KerberosV5,
         3 => Auth::CleartextPassword,
         5 => {
-            c.skip(4)?; // salt
+            c.skip(4, "Authentication")?; // salt
             Auth::Md5Password
         }
         7 => Auth::Gss,
@@ -221,7 +221,7 @@ fn parse_auth(body: &[u8]) -> Result<Auth, DecodeError> {
         10 => {
             let mut mechs = Vec::new();
             loop {
-                let m = c.cstr()?;
+                let m = c.cstr("Authentication")?;
                 if m.is_empty() {
                     break;
                 }
@@ -241,14 +241,14 @@ fn parse_auth(body: &[u8]) -> Result<Auth, DecodeError> {
 const FIELD_KEEP: usize = 1024;
 
 fn parse_fields(body: &[u8]) -> Result<ErrorFields, DecodeError> {
-    let mut c = Cursor::new(body, "ErrorResponse");
+    let mut c = Cursor::new(body);
     let mut f = ErrorFields::default();
     loop {
-        let code = c.u8()?;
+        let code = c.u8("ErrorResponse")?;
         if code == 0 {
             break;
         }
-        let v = c.cstr()?;
+        let v = c.cstr("ErrorResponse")?;
         let v = text(&v[..v.len().min(FIELD_KEEP)]);
         match code {
             b'V' => f.severity = v,
@@ -348,7 +348,7 @@ mod tests {
     fn rejects_huge_or_bad_lengths() {
         assert!(matches!(
             parse_backend(b"E\x7f\xff\xff\xff", MAX_MESSAGE),
-            Err(DecodeError::TooLarge { .. })
+            Err(DecodeError::TooLong { .. })
         ));
         assert!(parse_backend(b"E\0\0\0\x02", MAX_MESSAGE).is_err());
         assert!(parse_backend(b"+PONG\r\n", MAX_MESSAGE).is_err());

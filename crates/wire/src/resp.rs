@@ -95,10 +95,10 @@ fn line<'a>(
             *pos += end + 2;
             Ok(Some(&rest[..end]))
         }
-        None if rest.len() > limits.max_bulk + 1 => Err(DecodeError::TooLarge {
+        None if rest.len() > limits.max_bulk + 1 => Err(DecodeError::TooLong {
             what: "RESP line",
-            len: rest.len() as u64,
-            max: limits.max_bulk as u64,
+            len: rest.len(),
+            limit: limits.max_bulk,
         }),
         None => Ok(None),
     }
@@ -109,7 +109,7 @@ fn int(l: &[u8]) -> Result<i64, DecodeError> {
         .ok()
         .and_then(|s| s.parse::<i64>().ok())
         .ok_or_else(|| {
-            DecodeError::malformed(format!(
+            DecodeError::invalid(format!(
                 "`{}` is not a RESP integer",
                 crate::printable::escape(l, 32)
             ))
@@ -127,7 +127,7 @@ fn value(
         return Ok(None);
     };
     if !b"+-:_#,($!=*~>%".contains(&ty) {
-        return Err(DecodeError::malformed(format!(
+        return Err(DecodeError::invalid(format!(
             "byte 0x{ty:02x} does not start a RESP reply"
         )));
     }
@@ -145,7 +145,7 @@ fn value(
             std::str::from_utf8(l)
                 .ok()
                 .and_then(|s| s.parse().ok())
-                .ok_or_else(|| DecodeError::malformed("bad RESP double"))?,
+                .ok_or_else(|| DecodeError::invalid("bad RESP double"))?,
         ),
         b'(' => Value::Simple(text(l)),
         b'$' | b'!' | b'=' => {
@@ -160,7 +160,7 @@ fn value(
             }
             let data = &buf[*pos..*pos + n];
             if &buf[*pos + n..*pos + n + 2] != b"\r\n" {
-                return Err(DecodeError::malformed("bulk string not followed by CRLF"));
+                return Err(DecodeError::invalid("bulk string not followed by CRLF"));
             }
             *pos += n + 2;
             if ty == b'!' {
@@ -190,7 +190,7 @@ fn value(
             Value::Array(items)
         }
         other => {
-            return Err(DecodeError::malformed(format!(
+            return Err(DecodeError::invalid(format!(
                 "byte 0x{other:02x} does not start a RESP reply"
             )));
         }

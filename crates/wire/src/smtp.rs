@@ -5,7 +5,7 @@
 //! which has a space (or nothing). FTP: the first line is `NNN-`, the last `NNN `, and the
 //! lines between may be anything.
 
-use crate::reader::{DecodeError, next_line, text};
+use crate::cursor::{DecodeError, next_line, text_upto};
 
 /// Longest reply line we accept (RFC 5321 says 512; servers are lax).
 pub const MAX_LINE: usize = 4096;
@@ -92,7 +92,7 @@ pub fn parse_reply(buf: &[u8], dialect: Dialect) -> Result<Option<(Reply, usize)
                     ));
                 }
                 code = Some(c);
-                lines.push(text(line.get(4..).unwrap_or(&[]), MAX_LINE));
+                lines.push(text_upto(line.get(4..).unwrap_or(&[]), MAX_LINE));
                 if sep != Some(b'-') {
                     break;
                 }
@@ -106,14 +106,14 @@ pub fn parse_reply(buf: &[u8], dialect: Dialect) -> Result<Option<(Reply, usize)
                 if !matches!(sep, None | Some(b' ')) {
                     return Err(DecodeError::invalid("reply code not followed by space"));
                 }
-                lines.push(text(line.get(4..).unwrap_or(&[]), MAX_LINE));
+                lines.push(text_upto(line.get(4..).unwrap_or(&[]), MAX_LINE));
                 break;
             }
             (Some(c), Some((c2, Some(b'-')))) if c2 == c => {
-                lines.push(text(&line[4..], MAX_LINE));
+                lines.push(text_upto(&line[4..], MAX_LINE));
             }
             (Some(_), _) if dialect == Dialect::Ftp => {
-                lines.push(text(line, MAX_LINE));
+                lines.push(text_upto(line, MAX_LINE));
             }
             (Some(_), _) => {
                 return Err(DecodeError::invalid(

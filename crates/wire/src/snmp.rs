@@ -4,7 +4,7 @@
 //! types IpAddress, Counter32, Gauge32, TimeTicks, Opaque, Counter64), X.690 (BER: tag, length
 //! in short or long form, INTEGER two's complement, OBJECT IDENTIFIER base-128 arcs).
 
-use crate::reader::{Cursor, DecodeError};
+use crate::cursor::{Cursor, DecodeError};
 
 pub const SYS_DESCR: &str = "1.3.6.1.2.1.1.1.0";
 pub const SYS_UPTIME: &str = "1.3.6.1.2.1.1.3.0";

@@ -3,7 +3,7 @@
 //! RFC 5656 §4 `SSH_MSG_KEX_ECDH_INIT`/`REPLY`). The exchange hash input is built here; the
 //! crypto (X25519, SHA-256, signature checks) lives with the probe.
 
-use crate::reader::{Cursor, DecodeError, text};
+use crate::cursor::{Cursor, DecodeError, text_upto};
 
 /// RFC 4253 §4.2: the identification line is at most 255 bytes including CR LF.
 pub const MAX_BANNER_LINE: usize = 255;
@@ -79,7 +79,7 @@ pub fn parse_banner(buf: &[u8]) -> Result<Option<(Banner, usize)>, DecodeError> 
         }
         pos += nl + 1;
         if let Some(id) = line.strip_prefix(b"SSH-") {
-            let s = text(id, MAX_BANNER_LINE);
+            let s = text_upto(id, MAX_BANNER_LINE);
             let (proto, rest) = s.split_once('-').ok_or_else(|| {
                 DecodeError::invalid("SSH identification without a software version")
             })?;
@@ -89,7 +89,7 @@ pub fn parse_banner(buf: &[u8]) -> Result<Option<(Banner, usize)>, DecodeError> 
             };
             return Ok(Some((
                 Banner {
-                    line: text(line, MAX_BANNER_LINE),
+                    line: text_upto(line, MAX_BANNER_LINE),
                     proto: proto.to_string(),
                     software,
                     comments,
@@ -103,7 +103,7 @@ pub fn parse_banner(buf: &[u8]) -> Result<Option<(Banner, usize)>, DecodeError> 
                 "no SSH identification within the first 20 lines",
             ));
         }
-        preamble.push(text(line, MAX_BANNER_LINE));
+        preamble.push(text_upto(line, MAX_BANNER_LINE));
     }
 }
 
@@ -190,7 +190,7 @@ fn name_list(c: &mut Cursor<'_>, what: &'static str) -> Result<Vec<String>, Deco
     if b.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(text(b, 8192)
+    Ok(text_upto(b, 8192)
         .split(',')
         .take(256)
         .map(str::to_string)
@@ -297,7 +297,7 @@ pub fn parse_disconnect(payload: &[u8]) -> Result<(u32, String), DecodeError> {
     let mut c = Cursor::new(payload);
     c.u8("message number")?;
     let code = c.u32("reason code")?;
-    let desc = text(string(&mut c, "description")?, 256);
+    let desc = text_upto(string(&mut c, "description")?, 256);
     Ok((code, desc))
 }
 
@@ -325,7 +325,7 @@ fn unsigned(b: &[u8]) -> &[u8] {
 
 pub fn parse_host_key(blob: &[u8]) -> Result<(String, HostKey<'_>), DecodeError> {
     let mut c = Cursor::new(blob);
-    let kind = text(string(&mut c, "key type")?, 64);
+    let kind = text_upto(string(&mut c, "key type")?, 64);
     let k = match kind.as_str() {
         "ssh-ed25519" => HostKey::Ed25519(string(&mut c, "ed25519 key")?),
         "ssh-rsa" => {
@@ -334,7 +334,7 @@ pub fn parse_host_key(blob: &[u8]) -> Result<(String, HostKey<'_>), DecodeError>
             HostKey::Rsa { e, n }
         }
         k if k.starts_with("ecdsa-sha2-") => HostKey::Ecdsa {
-            curve: text(string(&mut c, "curve")?, 32),
+            curve: text_upto(string(&mut c, "curve")?, 32),
             q: string(&mut c, "ecdsa point")?,
         },
         other => HostKey::Other(other.to_string()),
@@ -345,7 +345,7 @@ pub fn parse_host_key(blob: &[u8]) -> Result<(String, HostKey<'_>), DecodeError>
 /// A signature blob: algorithm name and signature bytes.
 pub fn parse_signature(blob: &[u8]) -> Result<(String, &[u8]), DecodeError> {
     let mut c = Cursor::new(blob);
-    let alg = text(string(&mut c, "signature algorithm")?, 64);
+    let alg = text_upto(string(&mut c, "signature algorithm")?, 64);
     let sig = string(&mut c, "signature")?;
     Ok((alg, sig))
 }

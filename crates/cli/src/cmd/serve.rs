@@ -1,4 +1,4 @@
-//! `portwarden serve --config FILE [--data-dir DIR] [--listen ADDR]`.
+//! `portwarden serve --config FILE [--data-dir DIR] [--listen ADDR] [--store URL]`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +19,16 @@ pub struct ServeArgs {
     /// Address of the HTTP API and /metrics (default: `server.listen`, else 127.0.0.1:9797).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// PostgreSQL for several replicas on one database (default: `store` in the config, else
+    /// SQLite in the data directory). Prefer the environment variable: a password given as
+    /// an argument is visible to every user of the machine.
+    #[arg(
+        long,
+        env = "PORTWARDEN_STORE",
+        value_name = "postgres://…",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
 }
 
 pub async fn run(a: ServeArgs) -> anyhow::Result<u8> {
@@ -26,6 +36,7 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<u8> {
         config: a.config,
         data_dir: a.data_dir,
         listen: a.listen,
+        store: a.store.map(portwarden_core::Secret::new),
     };
     match serve(opts).await {
         Ok(()) => Ok(0),

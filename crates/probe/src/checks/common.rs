@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 
 use portwarden_core::{ErrorKind, Outcome, Phase, ProbeError};
+use portwarden_wire::cursor::DecodeError;
 use portwarden_wire::printable;
-use portwarden_wire::reader::DecodeError;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 

@@ -126,7 +126,7 @@ async fn next_op<S: Io>(
             None => {
                 // A non-NATS peer: judge the first bytes before waiting for a whole line.
                 if b.len() >= 4 && !b[..4].iter().all(|c| c.is_ascii_graphic() || *c == b' ') {
-                    return Err(portwarden_wire::reader::DecodeError::invalid(
+                    return Err(portwarden_wire::cursor::DecodeError::invalid(
                         "binary data where a NATS control line was expected",
                     ));
                 }

@@ -67,6 +67,7 @@ impl TestDaemon {
             config: config.clone(),
             data_dir: Some(data_dir.unwrap_or_else(|| dir.path().join("data"))),
             listen: Some("127.0.0.1:0".parse().unwrap()),
+            store: None,
         })
         .await
         .unwrap_or_else(|e| panic!("daemon start: {e}"));

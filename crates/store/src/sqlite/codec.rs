@@ -7,13 +7,92 @@ use portwarden_core::{
     ErrorKind, EventKind, Incident, IncidentEvent, IncidentStatus, LastHealthy, Observation,
     Outcome, Phases, ProbeError, Scope, Severity, State,
 };
-use rusqlite::Row;
 
 use crate::{Result, StoreError};
 
 pub const MINUTE_MS: i64 = 60_000;
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 86_400_000;
+
+/// Reads a column of a result row, from SQLite or PostgreSQL, so the row mappings below serve
+/// both backends.
+pub trait Cols {
+    fn col<T: FromCol>(&self, i: usize) -> Result<T>;
+}
+
+/// A value [`Cols::col`] can read.
+pub trait FromCol: Sized {
+    fn from_sqlite(row: &rusqlite::Row<'_>, i: usize) -> Result<Self>;
+    fn from_pg(row: &tokio_postgres::Row, i: usize) -> Result<Self>;
+}
+
+impl Cols for rusqlite::Row<'_> {
+    fn col<T: FromCol>(&self, i: usize) -> Result<T> {
+        T::from_sqlite(self, i)
+    }
+}
+
+impl Cols for tokio_postgres::Row {
+    fn col<T: FromCol>(&self, i: usize) -> Result<T> {
+        T::from_pg(self, i)
+    }
+}
+
+fn pg_err(row: &tokio_postgres::Row, i: usize, e: tokio_postgres::Error) -> StoreError {
+    let name = row.columns().get(i).map_or("?", |c| c.name());
+    StoreError::Db(format!("column `{name}`: {e}"))
+}
+
+macro_rules! from_col_plain {
+    ($($t:ty),*) => {$(
+        impl FromCol for $t {
+            fn from_sqlite(row: &rusqlite::Row<'_>, i: usize) -> Result<Self> {
+                Ok(row.get(i)?)
+            }
+            fn from_pg(row: &tokio_postgres::Row, i: usize) -> Result<Self> {
+                row.try_get(i).map_err(|e| pg_err(row, i, e))
+            }
+        }
+    )*};
+}
+from_col_plain!(
+    String,
+    Option<String>,
+    f64,
+    Option<f64>,
+    Option<Vec<u8>>,
+    bool
+);
+
+/// Integers: PostgreSQL columns may be SMALLINT, INTEGER or BIGINT.
+fn pg_int(row: &tokio_postgres::Row, i: usize) -> Result<Option<i64>> {
+    use tokio_postgres::types::Type;
+    let ty = row.columns().get(i).map(|c| c.type_().clone());
+    let r = match ty {
+        Some(Type::INT2) => row.try_get::<_, Option<i16>>(i).map(|v| v.map(i64::from)),
+        Some(Type::INT4) => row.try_get::<_, Option<i32>>(i).map(|v| v.map(i64::from)),
+        _ => row.try_get::<_, Option<i64>>(i),
+    };
+    r.map_err(|e| pg_err(row, i, e))
+}
+
+impl FromCol for i64 {
+    fn from_sqlite(row: &rusqlite::Row<'_>, i: usize) -> Result<Self> {
+        Ok(row.get(i)?)
+    }
+    fn from_pg(row: &tokio_postgres::Row, i: usize) -> Result<Self> {
+        pg_int(row, i)?.ok_or_else(|| StoreError::Db(format!("column {i} is NULL")))
+    }
+}
+
+impl FromCol for Option<i64> {
+    fn from_sqlite(row: &rusqlite::Row<'_>, i: usize) -> Result<Self> {
+        Ok(row.get(i)?)
+    }
+    fn from_pg(row: &tokio_postgres::Row, i: usize) -> Result<Self> {
+        pg_int(row, i)
+    }
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -117,9 +196,9 @@ pub const OBS_COLUMNS: &str = "o.id, m.name, o.location, t.target, t.check_kind,
      o.protocol_ms, o.started_at, o.duration_ms, o.scheduled_at, o.lateness_ms, o.details";
 
 /// Reads one row selected with [`OBS_COLUMNS`]; returns (id, started_at ms, observation).
-pub fn observation_from_row(row: &Row<'_>) -> Result<(i64, i64, Observation)> {
-    let id: i64 = row.get(0)?;
-    let address: Option<String> = row.get(5)?;
+pub fn observation_from_row(row: &impl Cols) -> Result<(i64, i64, Observation)> {
+    let id: i64 = row.col(0)?;
+    let address: Option<String> = row.col(5)?;
     let address = match address {
         Some(a) => Some(
             a.parse()
@@ -127,10 +206,10 @@ pub fn observation_from_row(row: &Row<'_>) -> Result<(i64, i64, Observation)> {
         ),
         None => None,
     };
-    let outcome = outcome_from_code(row.get(6)?)?;
-    let error_kind: Option<String> = row.get(7)?;
-    let error_subkind: Option<String> = row.get(8)?;
-    let message: Option<String> = row.get(9)?;
+    let outcome = outcome_from_code(row.col(6)?)?;
+    let error_kind: Option<String> = row.col(7)?;
+    let error_subkind: Option<String> = row.col(8)?;
+    let message: Option<String> = row.col(9)?;
     let (error, note) = match error_kind {
         Some(code) => {
             let kind = ErrorKind::from_codes(&code, error_subkind.as_deref())
@@ -142,33 +221,33 @@ pub fn observation_from_row(row: &Row<'_>) -> Result<(i64, i64, Observation)> {
         }
         None => (None, message),
     };
-    let started_ms: i64 = row.get(14)?;
-    let scheduled: Option<i64> = row.get(16)?;
-    let details: Option<String> = row.get(18)?;
+    let started_ms: i64 = row.col(14)?;
+    let scheduled: Option<i64> = row.col(16)?;
+    let details: Option<String> = row.col(18)?;
     let details = match details {
         Some(s) => serde_json::from_str(&s)
             .map_err(|e| StoreError::Db(format!("stored details are not a JSON object: {e}")))?,
         None => serde_json::Map::new(),
     };
     let obs = Observation {
-        monitor: row.get(1)?,
-        location: row.get(2)?,
-        target: row.get(3)?,
-        check: row.get(4)?,
+        monitor: row.col(1)?,
+        location: row.col(2)?,
+        target: row.col(3)?,
+        check: row.col(4)?,
         address,
         outcome,
         error,
         note,
         phases: Phases {
-            dns_ms: row.get(10)?,
-            connect_ms: row.get(11)?,
-            tls_ms: row.get(12)?,
-            protocol_ms: row.get(13)?,
+            dns_ms: row.col(10)?,
+            connect_ms: row.col(11)?,
+            tls_ms: row.col(12)?,
+            protocol_ms: row.col(13)?,
         },
         started_at: from_ms(started_ms)?,
-        duration_ms: row.get(15)?,
+        duration_ms: row.col(15)?,
         scheduled_at: scheduled.map(from_ms).transpose()?,
-        lateness_ms: row.get(17)?,
+        lateness_ms: row.col(17)?,
         details,
     };
     Ok((id, started_ms, obs))
@@ -179,23 +258,23 @@ pub const INCIDENT_COLUMNS: &str = "i.id, m.name, i.status, i.state, i.severity,
      i.locations, i.opened_at, i.resolved_at, i.acknowledged_at, i.acknowledged_by, \
      i.error_kind, i.message, i.last_healthy";
 
-pub fn incident_from_row(row: &Row<'_>) -> Result<Incident> {
-    let status: String = row.get(2)?;
+pub fn incident_from_row(row: &impl Cols) -> Result<Incident> {
+    let status: String = row.col(2)?;
     let status = match status.as_str() {
         "open" => IncidentStatus::Open,
         "resolved" => IncidentStatus::Resolved,
         other => return Err(StoreError::Db(format!("unknown incident status `{other}`"))),
     };
-    let state: String = row.get(3)?;
+    let state: String = row.col(3)?;
     let state =
         State::parse(&state).ok_or_else(|| StoreError::Db(format!("unknown state `{state}`")))?;
-    let severity: String = row.get(4)?;
+    let severity: String = row.col(4)?;
     let severity = Severity::parse(&severity)
         .ok_or_else(|| StoreError::Db(format!("unknown severity `{severity}`")))?;
-    let scope: String = row.get(5)?;
-    let locations: String = row.get(6)?;
+    let scope: String = row.col(5)?;
+    let locations: String = row.col(6)?;
     let scope = decode_scope(&scope, &locations)?;
-    let last_healthy: Option<String> = row.get(13)?;
+    let last_healthy: Option<String> = row.col(13)?;
     let last_healthy: Option<LastHealthy> = match last_healthy {
         Some(s) => Some(
             serde_json::from_str(&s)
@@ -204,22 +283,22 @@ pub fn incident_from_row(row: &Row<'_>) -> Result<Incident> {
         None => None,
     };
     let opt_time = |i: usize| -> Result<Option<DateTime<Utc>>> {
-        let v: Option<i64> = row.get(i)?;
+        let v: Option<i64> = row.col(i)?;
         v.map(from_ms).transpose()
     };
     Ok(Incident {
-        id: row.get(0)?,
-        monitor: row.get(1)?,
+        id: row.col(0)?,
+        monitor: row.col(1)?,
         status,
         state,
         severity,
         scope,
-        opened_at: from_ms(row.get(7)?)?,
+        opened_at: from_ms(row.col(7)?)?,
         resolved_at: opt_time(8)?,
         acknowledged_at: opt_time(9)?,
-        acknowledged_by: row.get(10)?,
-        error_kind: row.get(11)?,
-        message: row.get(12)?,
+        acknowledged_by: row.col(10)?,
+        error_kind: row.col(11)?,
+        message: row.col(12)?,
         last_healthy,
     })
 }
@@ -240,20 +319,20 @@ fn decode_scope(scope: &str, locations: &str) -> Result<Scope> {
 }
 
 /// Event columns: at, kind, message, data.
-pub fn event_from_row(row: &Row<'_>) -> Result<IncidentEvent> {
-    let kind: String = row.get(1)?;
+pub fn event_from_row(row: &impl Cols) -> Result<IncidentEvent> {
+    let kind: String = row.col(1)?;
     let kind = EventKind::parse(&kind)
         .ok_or_else(|| StoreError::Db(format!("unknown incident event kind `{kind}`")))?;
-    let data: Option<String> = row.get(3)?;
+    let data: Option<String> = row.col(3)?;
     let data = match data {
         Some(s) => serde_json::from_str(&s)
             .map_err(|e| StoreError::Db(format!("stored event data: {e}")))?,
         None => serde_json::Value::Null,
     };
     Ok(IncidentEvent {
-        at: from_ms(row.get(0)?)?,
+        at: from_ms(row.col(0)?)?,
         kind,
-        message: row.get(2)?,
+        message: row.col(2)?,
         data,
     })
 }

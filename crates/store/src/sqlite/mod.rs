@@ -25,13 +25,13 @@
 //! ```
 
 mod auth;
-mod codec;
+pub(crate) mod codec;
 mod exposure;
-mod outbox;
-mod read;
-mod rollup;
+pub(crate) mod outbox;
+pub(crate) mod read;
+pub(crate) mod rollup;
 mod schema;
-mod writer;
+pub(crate) mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

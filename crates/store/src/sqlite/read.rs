@@ -248,7 +248,7 @@ pub struct Window {
 }
 
 impl Window {
-    fn plan(&self) -> Plan {
+    pub(crate) fn plan(&self) -> Plan {
         plan(
             to_ms(self.from),
             to_ms(self.to),

@@ -144,6 +144,39 @@ impl Agg {
     }
 }
 
+impl Agg {
+    /// [`Agg::from_row`] for any backend's row (see [`Cols`](super::codec::Cols)).
+    pub fn from_cols(row: &impl super::codec::Cols, at: usize) -> crate::Result<Agg> {
+        let count = |i: usize| -> crate::Result<u64> {
+            let v: i64 = row.col(at + i)?;
+            Ok(u64::try_from(v).unwrap_or(0))
+        };
+        let hist = |i: usize| -> crate::Result<LogHistogram> {
+            let b: Option<Vec<u8>> = row.col(at + i)?;
+            Ok(match b {
+                Some(b) => LogHistogram::decode(&b).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "damaged rollup histogram read as empty");
+                    LogHistogram::new()
+                }),
+                None => LogHistogram::new(),
+            })
+        };
+        Ok(Agg {
+            up: count(0)?,
+            degraded: count(1)?,
+            down: count(2)?,
+            unknown: count(3)?,
+            maintenance: count(4)?,
+            connect_max: row.col(at + 5)?,
+            duration_max: row.col(at + 6)?,
+            connect: hist(7)?,
+            duration: hist(8)?,
+            tls: hist(9)?,
+            protocol: hist(10)?,
+        })
+    }
+}
+
 /// The column list [`Agg::from_row`] expects.
 pub const AGG_COLUMNS: &str = "up, degraded, down, unknown, maintenance, connect_max, duration_max, connect_hist, duration_hist, tls_hist, protocol_hist";
 

@@ -114,6 +114,25 @@ impl Shared {
     pub fn lock(&self) -> std::sync::MutexGuard<'_, SharedState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// A write succeeded: health good, error cleared.
+    pub fn mark_ok(&self, metrics: &StoreMetrics) {
+        metrics.healthy.set(1);
+        let mut st = self.lock();
+        st.ok = true;
+        st.last_error = None;
+        st.last_commit_at = Some(Utc::now());
+    }
+
+    /// A write failed: health bad with the error.
+    pub fn mark_failed(&self, metrics: &StoreMetrics, msg: &str) {
+        metrics.write_errors.inc();
+        metrics.healthy.set(0);
+        let mut st = self.lock();
+        st.ok = false;
+        st.last_error = Some(msg.to_string());
+        st.last_error_at = Some(Utc::now());
+    }
 }
 
 /// FxHash (as in rustc): much cheaper than SipHash for the writer's small internal keys

@@ -1,0 +1,154 @@
+//! A real HTTP receiver on loopback for the channel tests: records every request and answers
+//! from a script (status, headers, body), then 200 once the script is used up.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("the body is JSON")
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("").to_string())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn new(status: u16, body: &str) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    pub fn header(mut self, k: &str, v: &str) -> Reply {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+}
+
+#[derive(Default)]
+struct State {
+    seen: Vec<Seen>,
+    script: VecDeque<Reply>,
+    default: Option<Reply>,
+}
+
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: Arc<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.task) == 1 {
+            self.task.abort();
+        }
+    }
+}
+
+impl Receiver {
+    /// Starts a receiver on 127.0.0.1 (an ephemeral port).
+    pub async fn start() -> Receiver {
+        let state: Arc<Mutex<State>> = Arc::default();
+        let st = state.clone();
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let st = st.clone();
+                async move {
+                    let mut s = st.lock().unwrap();
+                    s.seen.push(Seen {
+                        method: method.to_string(),
+                        path: uri.path().to_string(),
+                        query: uri.query().map(str::to_string),
+                        headers,
+                        body: body.to_vec(),
+                    });
+                    let r = s
+                        .script
+                        .pop_front()
+                        .or_else(|| s.default.clone())
+                        .unwrap_or_else(|| Reply::new(200, "ok"));
+                    let mut resp: Response =
+                        (StatusCode::from_u16(r.status).unwrap(), r.body.clone()).into_response();
+                    for (k, v) in &r.headers {
+                        resp.headers_mut().insert(
+                            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                            v.parse().unwrap(),
+                        );
+                    }
+                    resp
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver {
+            addr,
+            state,
+            task: Arc::new(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Answers the next requests with these replies, in order.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state.lock().unwrap().script.extend(replies);
+    }
+
+    /// Answers with this once the script is used up (default: 200 `ok`).
+    pub fn default_reply(&self, r: Reply) {
+        self.state.lock().unwrap().default = Some(r);
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+}
+
+/// Loads `receivers:` YAML and builds the channels.
+pub fn channels(
+    yaml: &str,
+) -> std::collections::HashMap<String, std::sync::Arc<dyn portwarden_notify::Channel>> {
+    let loaded = portwarden_config::load_str(yaml, "test.yaml").unwrap_or_else(|d| panic!("{d}"));
+    portwarden_notify::build(&loaded.config.receivers).unwrap_or_else(|e| panic!("{e}"))
+}

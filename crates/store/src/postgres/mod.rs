@@ -1,0 +1,548 @@
+//! The PostgreSQL store, for several `portwarden serve` replicas on one database.
+//!
+//! Selected with `store: postgres://user@host:5432/db` in the config. Same data model, same
+//! answers and same migration versions as the SQLite store (the store test suite runs against
+//! both); what differs:
+//! - **Connections**: a small [`deadpool_postgres`] pool (default 8) serves reads and awaited
+//!   writes (incidents, registry, sessions) — each one transaction on a pooled connection. A
+//!   pool instead of one connection because reads must not wait behind each other, and
+//!   deadpool because it is the maintained, minimal pool for tokio-postgres (recycling checks
+//!   closed connections, waits are bounded).
+//! - **Observations** go through a bounded channel to one writer task per replica that commits
+//!   in batches with rollups merged under row locks ([`writer`]), so several replicas may
+//!   write the same buckets.
+//! - **Migrations** run under an advisory lock: replicas starting together migrate once.
+//! - **Leadership** ([`leader`]): one replica holds a session advisory lock on a dedicated
+//!   connection and runs evaluation and notification; the others take over when it goes.
+//!
+//! TLS to PostgreSQL is not supported yet: connect over a Unix socket, a private network or a
+//! TLS tunnel; `sslmode=require` is refused at start with a clear message.
+
+pub mod leader;
+mod ops;
+mod outbox;
+mod read;
+pub mod schema;
+mod writer;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use portwarden_core::{Incident, IncidentEvent, IncidentId, Observation};
+use tokio::sync::{mpsc, oneshot};
+
+use self::ops::RetentionTable;
+use self::writer::{Cmd, Writer};
+use crate::sqlite::codec::to_ms;
+use crate::sqlite::read::Window;
+use crate::sqlite::writer::{Shared, Submitted};
+use crate::{
+    AttemptRecord, AttemptResult, Availability, DayAvailability, IncidentChange, IncidentDetail,
+    IncidentFilter, LatencyPoint, LocalUser, MonitorId, MonitorRecord, NewIncident, NewOutbox,
+    NotificationRecord, ObservationQuery, OutboxRow, Page, Record, Resolution, Result, Retention,
+    RevokeSessions, SessionRecord, Silence, Store, StoreError, StoreHealth, StoreMetrics,
+    WriterOptions,
+};
+
+/// Connections in the pool (reads and awaited writes; the writer takes one while committing).
+pub const POOL_SIZE: usize = 8;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const POOL_WAIT: Duration = Duration::from_secs(15);
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Db(describe(&e))
+    }
+}
+
+/// A tokio-postgres error as one line: the server's message (with detail) when it sent one.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("PostgreSQL: {}", db.message());
+            if let Some(d) = db.detail() {
+                s.push_str(&format!(" ({d})"));
+            }
+            s
+        }
+        None => format!("PostgreSQL: {e}"),
+    }
+}
+
+pub(crate) fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => {
+            StoreError::Db(format!("cannot connect: {}", describe(&e)))
+        }
+        other => StoreError::Db(format!("PostgreSQL connection pool: {other}")),
+    }
+}
+
+/// Where a `postgres://` URL points, without the password (for logs and errors).
+pub fn redact(cfg: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let hosts: Vec<String> = cfg
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let port = cfg
+                .get_ports()
+                .get(i)
+                .or(cfg.get_ports().first())
+                .copied()
+                .unwrap_or(5432);
+            match h {
+                Host::Tcp(n) => format!("{n}:{port}"),
+                Host::Unix(p) => format!("{}:{port}", p.display()),
+            }
+        })
+        .collect();
+    format!(
+        "postgres://{}@{}/{}",
+        cfg.get_user().unwrap_or(""),
+        hosts.join(","),
+        cfg.get_dbname().unwrap_or("")
+    )
+}
+
+/// Parses a `postgres://` URL (or `key=value` string) for the store; refuses what it cannot
+/// honour. The error never repeats the URL (it may hold a password).
+pub fn parse_url(url: &str) -> std::result::Result<tokio_postgres::Config, String> {
+    let mut cfg = tokio_postgres::Config::from_str(url).map_err(|e| {
+        format!(
+            "not a valid PostgreSQL URL ({e}); write postgres://user:password@host:5432/database"
+        )
+    })?;
+    if cfg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(
+            "sslmode=require: TLS to PostgreSQL is not supported yet; connect over a \
+                    Unix socket, a private network or a TLS tunnel"
+                .into(),
+        );
+    }
+    if cfg.get_hosts().is_empty() {
+        return Err("the URL names no host; write postgres://user@host:5432/database".into());
+    }
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if cfg.get_application_name().is_none() {
+        cfg.application_name("portwarden");
+    }
+    // Dead peers are noticed by the kernel, not only at the next query.
+    cfg.keepalives(true);
+    cfg.keepalives_idle(Duration::from_secs(10));
+    Ok(cfg)
+}
+
+/// PostgreSQL implementation of [`Store`]; answers exactly like
+/// [`SqliteStore`](crate::sqlite::SqliteStore) (see its documentation for the details the
+/// trait leaves open).
+pub struct PgStore {
+    pool: Pool,
+    obs_tx: mpsc::Sender<Submitted>,
+    cmd_tx: mpsc::Sender<Cmd>,
+    shared: Arc<Shared>,
+    metrics: StoreMetrics,
+    retention: Retention,
+    closed: AtomicBool,
+    config: tokio_postgres::Config,
+    target: String,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("database", &self.target)
+            .field("retention", &self.retention)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects, migrates the schema and starts the writer task. Needs a tokio runtime.
+    pub async fn open(
+        url: &str,
+        retention: Retention,
+        writer: WriterOptions,
+        metrics: StoreMetrics,
+    ) -> Result<PgStore> {
+        let config = parse_url(url).map_err(|reason| StoreError::Connect {
+            url: "postgres://…".into(),
+            reason,
+        })?;
+        let target = redact(&config);
+        let open_err = |reason: String| StoreError::Connect {
+            url: target.clone(),
+            reason,
+        };
+        let mgr = Manager::from_config(
+            config.clone(),
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| open_err(e.to_string()))?;
+        {
+            let mut c = pool
+                .get()
+                .await
+                .map_err(|e| open_err(pool_error(e).to_string()))?;
+            schema::migrate(&mut c)
+                .await
+                .map_err(|e| open_err(e.to_string()))?;
+        }
+        let opts = WriterOptions {
+            batch_rows: writer.batch_rows.max(1),
+            channel_capacity: writer.channel_capacity.max(1),
+            ..writer
+        };
+        let (obs_tx, obs_rx) = mpsc::channel(opts.channel_capacity);
+        let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        let shared = Arc::new(Shared::default());
+        shared.lock().ok = true;
+        metrics.healthy.set(1);
+        let w = Writer::new(pool.clone(), opts, metrics.clone(), shared.clone());
+        tokio::spawn(w.run(obs_rx, cmd_rx));
+        tracing::info!(database = %target, "store opened (PostgreSQL)");
+        Ok(PgStore {
+            pool,
+            obs_tx,
+            cmd_tx,
+            shared,
+            metrics,
+            retention,
+            closed: AtomicBool::new(false),
+            config,
+            target,
+        })
+    }
+
+    /// Where the store is (`postgres://user@host:port/db`, never the password).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The connection settings (for the leader lock's own connection).
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    pub fn retention(&self) -> Retention {
+        self.retention
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(StoreError::Closed);
+        }
+        match self.pool.get().await {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                let e = pool_error(e);
+                self.shared.mark_failed(&self.metrics, &e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// A finished awaited write: a success heals health when nothing is waiting in the writer.
+    fn track<T>(&self, r: Result<T>) -> Result<T> {
+        if r.is_ok() && !self.shared.lock().ok && self.shared.held.load(Ordering::Relaxed) == 0 {
+            self.shared.mark_ok(&self.metrics);
+        }
+        r
+    }
+
+    fn window(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Window {
+        Window {
+            from,
+            to,
+            now: Utc::now(),
+            minute_retention_ms: i64::try_from(self.retention.minute.as_millis())
+                .unwrap_or(i64::MAX),
+        }
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn sync_monitors(
+        &self,
+        monitors: &[MonitorRecord],
+    ) -> Result<HashMap<String, MonitorId>> {
+        let mut c = self.client().await?;
+        self.track(ops::sync_monitors(&mut c, monitors).await)
+    }
+
+    fn submit(&self, record: Record) -> bool {
+        let s = Submitted {
+            rec: record,
+            at: Instant::now(),
+        };
+        match self.obs_tx.try_send(s) {
+            Ok(()) => true,
+            Err(_) => {
+                self.shared
+                    .dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.metrics.rows_dropped.inc();
+                false
+            }
+        }
+    }
+
+    async fn flush(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd_tx
+            .send(Cmd::Flush(tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn open_incident(&self, new: NewIncident) -> Result<IncidentId> {
+        let mut c = self.client().await?;
+        self.track(ops::open_incident(&mut c, &new).await)
+    }
+
+    async fn change_incident(&self, id: IncidentId, change: IncidentChange) -> Result<()> {
+        let mut c = self.client().await?;
+        self.track(ops::change_incident(&mut c, id, &change, &[]).await)
+    }
+
+    async fn change_incident_with(
+        &self,
+        id: IncidentId,
+        change: IncidentChange,
+        outbox: Vec<NewOutbox>,
+    ) -> Result<()> {
+        let mut c = self.client().await?;
+        self.track(ops::change_incident(&mut c, id, &change, &outbox).await)
+    }
+
+    async fn enqueue_outbox(
+        &self,
+        incident: Option<IncidentId>,
+        rows: Vec<NewOutbox>,
+        event: Option<IncidentEvent>,
+    ) -> Result<u64> {
+        let mut c = self.client().await?;
+        self.track(outbox::enqueue(&mut c, incident, &rows, event.as_ref()).await)
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>> {
+        let c = self.client().await?;
+        self.track(outbox::claim(&c, to_ms(now), ms(lease), limit).await)
+    }
+
+    async fn release_outbox_claims(&self) -> Result<u64> {
+        let c = self.client().await?;
+        self.track(outbox::release_claims(&c).await)
+    }
+
+    async fn finish_outbox_attempt(
+        &self,
+        ids: Vec<i64>,
+        attempt: AttemptRecord,
+        result: AttemptResult,
+    ) -> Result<()> {
+        let mut c = self.client().await?;
+        self.track(outbox::finish(&mut c, &ids, &attempt, &result).await)
+    }
+
+    async fn incident_notifications(&self, id: IncidentId) -> Result<Vec<NotificationRecord>> {
+        outbox::incident_notifications(&*self.client().await?, id).await
+    }
+
+    async fn outbox_pending(&self) -> Result<u64> {
+        outbox::pending(&*self.client().await?).await
+    }
+
+    async fn create_silence(&self, silence: Silence) -> Result<i64> {
+        let c = self.client().await?;
+        self.track(outbox::create_silence(&c, &silence).await)
+    }
+
+    async fn silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>> {
+        outbox::silences(&*self.client().await?, now).await
+    }
+
+    async fn delete_silence(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
+        let c = self.client().await?;
+        self.track(outbox::delete_silence(&c, id, now).await)
+    }
+
+    async fn open_incidents(&self) -> Result<Vec<Incident>> {
+        read::open_incidents(&*self.client().await?).await
+    }
+
+    async fn incidents(&self, filter: &IncidentFilter) -> Result<Page<Incident>> {
+        read::incidents(&*self.client().await?, filter).await
+    }
+
+    async fn incident(&self, id: IncidentId) -> Result<Option<IncidentDetail>> {
+        read::incident(&*self.client().await?, id).await
+    }
+
+    async fn observations(&self, monitor: &str, q: &ObservationQuery) -> Result<Page<Observation>> {
+        read::observations(&*self.client().await?, monitor, q).await
+    }
+
+    async fn last_observations(&self) -> Result<HashMap<String, Observation>> {
+        read::last_observations(&*self.client().await?).await
+    }
+
+    async fn availability(
+        &self,
+        monitor: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Availability> {
+        let w = self.window(from, to);
+        read::availability(&*self.client().await?, monitor, &w).await
+    }
+
+    async fn availability_all(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<HashMap<String, Availability>> {
+        let w = self.window(from, to);
+        read::availability_all(&*self.client().await?, &w).await
+    }
+
+    async fn availability_daily(
+        &self,
+        monitor: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<DayAvailability>> {
+        let w = self.window(from, to);
+        read::availability_daily(&*self.client().await?, monitor, &w).await
+    }
+
+    async fn latency_series(
+        &self,
+        monitor: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        resolution: Resolution,
+    ) -> Result<Vec<LatencyPoint>> {
+        read::latency_series(&*self.client().await?, monitor, from, to, resolution).await
+    }
+
+    async fn apply_retention(&self, now: DateTime<Utc>) -> Result<u64> {
+        let now = to_ms(now);
+        let r = self.retention;
+        let c = self.client().await?;
+        let mut total = ops::retain(
+            &c,
+            RetentionTable::Observations,
+            now.saturating_sub(ms(r.raw)),
+        )
+        .await?;
+        total += ops::retain(&c, RetentionTable::Minute, now.saturating_sub(ms(r.minute))).await?;
+        total += ops::retain(&c, RetentionTable::Hour, now.saturating_sub(ms(r.hour))).await?;
+        if total > 0 {
+            tracing::info!(rows = total, "retention deleted old data");
+        }
+        Ok(total)
+    }
+
+    fn health(&self) -> StoreHealth {
+        let queued = (self.obs_tx.max_capacity() - self.obs_tx.capacity()) as u64;
+        let held = self.shared.held.load(Ordering::Relaxed);
+        let st = self.shared.lock();
+        StoreHealth {
+            ok: st.ok,
+            last_error: st.last_error.clone(),
+            last_error_at: st.last_error_at,
+            last_commit_at: st.last_commit_at,
+            pending_rows: queued + held,
+            dropped_rows: self.shared.dropped.load(Ordering::Relaxed),
+            lag_seconds: st.oldest_pending.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+        }
+    }
+
+    async fn close(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd_tx
+            .send(Cmd::Close(tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let r = rx.await.map_err(|_| StoreError::Closed)?;
+        self.closed.store(true, Ordering::Relaxed);
+        self.pool.close();
+        r
+    }
+
+    async fn connect_sparklines(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        step: Duration,
+    ) -> Result<HashMap<String, Vec<Option<f64>>>> {
+        read::connect_sparklines(&*self.client().await?, to_ms(from), to_ms(to), ms(step)).await
+    }
+
+    async fn create_session(&self, session: SessionRecord) -> Result<()> {
+        let c = self.client().await?;
+        self.track(ops::create_session(&c, &session).await)
+    }
+
+    async fn session(&self, id: &str) -> Result<Option<SessionRecord>> {
+        ops::session(&*self.client().await?, id).await
+    }
+
+    async fn touch_session(&self, id: &str, at: DateTime<Utc>) -> Result<()> {
+        let c = self.client().await?;
+        self.track(ops::touch_session(&c, id, at).await)
+    }
+
+    async fn revoke_sessions(&self, which: RevokeSessions, at: DateTime<Utc>) -> Result<u64> {
+        let c = self.client().await?;
+        self.track(ops::revoke_sessions(&c, &which, at).await)
+    }
+
+    async fn active_sessions(&self, now: DateTime<Utc>) -> Result<Vec<SessionRecord>> {
+        ops::active_sessions(&*self.client().await?, now).await
+    }
+
+    async fn purge_sessions(&self, before: DateTime<Utc>) -> Result<u64> {
+        let c = self.client().await?;
+        self.track(ops::purge_sessions(&c, before).await)
+    }
+
+    async fn local_user(&self, name: &str) -> Result<Option<LocalUser>> {
+        ops::local_user(&*self.client().await?, name).await
+    }
+
+    async fn create_local_user(&self, user: LocalUser) -> Result<bool> {
+        let c = self.client().await?;
+        self.track(ops::create_local_user(&c, &user).await)
+    }
+}
