@@ -410,6 +410,24 @@ impl Guard {
                 continue;
             }
             let msg = format!("no longer seen: {}", f.message);
+            let outbox = match (&self.hook, f.incident_id) {
+                (Some(h), Some(_)) => {
+                    let inc = NewIncident {
+                        monitor: monitor.clone(),
+                        state: State::Down,
+                        severity: b.severity,
+                        scope: Scope::Global,
+                        opened_at: f.first_seen,
+                        error_kind: Some(f.kind.clone()),
+                        message: Some(msg.clone()),
+                        last_healthy: None,
+                        event: IncidentEvent::new(now, EventKind::Resolved, msg.clone()),
+                        outbox: vec![],
+                    };
+                    h(b, &inc, "resolve")
+                }
+                _ => vec![],
+            };
             apply.gone.push(GoneFinding {
                 id: f.id,
                 incident: f.incident_id.map(|iid: IncidentId| {
@@ -421,6 +439,7 @@ impl Guard {
                         },
                     )
                 }),
+                outbox,
             });
         }
         apply.scan.findings_opened = apply.opened.len() as u64;

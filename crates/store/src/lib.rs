@@ -536,6 +536,8 @@ pub struct GoneFinding {
     pub id: FindingId,
     /// The incident change to apply in the same transaction (a `Resolve`).
     pub incident: Option<(IncidentId, IncidentChange)>,
+    /// Notifications of the resolution, queued in the same transaction.
+    pub outbox: Vec<NewOutbox>,
 }
 
 /// Everything one scan changes, committed in one transaction.

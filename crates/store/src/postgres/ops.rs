@@ -94,7 +94,17 @@ pub(crate) async fn insert_event(
 
 pub async fn open_incident(c: &mut Client, new: &NewIncident) -> Result<IncidentId> {
     let tx = c.transaction().await?;
-    let mid = monitor_id(&tx, &new.monitor).await?;
+    let id = open_incident_tx(&tx, new).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Opens an incident inside the caller's transaction (with its event and outbox rows).
+pub(crate) async fn open_incident_tx(
+    tx: &Transaction<'_>,
+    new: &NewIncident,
+) -> Result<IncidentId> {
+    let mid = monitor_id(tx, &new.monitor).await?;
     let (scope, locations) = encode_scope(&new.scope);
     let last_healthy = match &new.last_healthy {
         Some(h) => Some(
@@ -122,9 +132,8 @@ pub async fn open_incident(c: &mut Client, new: &NewIncident) -> Result<Incident
         )
         .await?
         .try_get(0)?;
-    insert_event(&tx, id, &new.event).await?;
-    super::outbox::insert_rows(&tx, Some(id), &new.outbox, Utc::now()).await?;
-    tx.commit().await?;
+    insert_event(tx, id, &new.event).await?;
+    super::outbox::insert_rows(tx, Some(id), &new.outbox, Utc::now()).await?;
     Ok(id)
 }
 
@@ -144,6 +153,18 @@ pub async fn change_incident(
     outbox: &[crate::NewOutbox],
 ) -> Result<()> {
     let tx = c.transaction().await?;
+    change_incident_tx(&tx, id, change, outbox).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Applies an incident change inside the caller's transaction.
+pub(crate) async fn change_incident_tx(
+    tx: &Transaction<'_>,
+    id: IncidentId,
+    change: &IncidentChange,
+    outbox: &[crate::NewOutbox],
+) -> Result<()> {
     // FOR UPDATE: two replicas changing one incident apply their changes one after the other.
     let cur = tx
         .query_opt(
@@ -194,7 +215,7 @@ pub async fn change_incident(
                 tx.execute("UPDATE incidents SET message = $2 WHERE id = $1", &[&id, m])
                     .await?;
             }
-            insert_event(&tx, id, event).await?;
+            insert_event(tx, id, event).await?;
         }
         IncidentChange::Acknowledge { by, event } => {
             tx.execute(
@@ -203,7 +224,7 @@ pub async fn change_incident(
                 &[&id, &to_ms(event.at), by],
             )
             .await?;
-            insert_event(&tx, id, event).await?;
+            insert_event(tx, id, event).await?;
         }
         IncidentChange::Resolve { at, event } => {
             if !resolved {
@@ -212,12 +233,11 @@ pub async fn change_incident(
                     &[&id, &to_ms(*at)],
                 )
                 .await?;
-                insert_event(&tx, id, event).await?;
+                insert_event(tx, id, event).await?;
             }
         }
     }
-    super::outbox::insert_rows(&tx, Some(id), outbox, Utc::now()).await?;
-    tx.commit().await?;
+    super::outbox::insert_rows(tx, Some(id), outbox, Utc::now()).await?;
     Ok(())
 }
 

@@ -121,6 +121,7 @@ fn apply_scan(tx: &Transaction<'_>, caches: &mut Caches, a: &ScanApply) -> Resul
         .execute(params![g.id, at, scan_id])?;
         if let Some((iid, change)) = &g.incident {
             super::writer::change_incident(tx, *iid, change)?;
+            super::outbox::insert_rows(tx, Some(*iid), &g.outbox, chrono::Utc::now())?;
         }
     }
     Ok(ScanApplied {
