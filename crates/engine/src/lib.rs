@@ -8,6 +8,7 @@
 //!   latency against an absolute threshold or the monitor's own baseline, Nagios-style flap
 //!   detection. O(1) amortised per result.
 
+pub mod alerting;
 pub mod bench;
 pub mod evaluator;
 pub mod lateness;

@@ -22,6 +22,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::alerting::{AlertSetup, Alerting};
 use crate::evaluator::{MonitorEval, RunResult, Transition};
 use crate::lateness::{LatenessSummary, LatenessWindow};
 use crate::metrics::{CheckLabels, EngineMetrics, MonitorLabels, PhaseLabels, TierLabels};
@@ -34,6 +35,8 @@ pub struct EngineOptions {
     pub lag_threshold: Duration,
     pub shutdown_grace: Duration,
     pub location: String,
+    /// The key that signs acknowledge links (`alerting::link_key`); random when `None`.
+    pub link_key: Option<Vec<u8>>,
 }
 
 impl EngineOptions {
@@ -48,6 +51,7 @@ impl EngineOptions {
             lag_threshold: c.engine.lag_threshold,
             shutdown_grace: c.engine.shutdown_grace,
             location: c.engine.location.clone(),
+            link_key: None,
         }
     }
 }
@@ -197,6 +201,7 @@ struct Inner {
     results_tx: mpsc::Sender<EvalMsg>,
     cancel: CancellationToken,
     runs: TaskTracker,
+    alerting: Arc<Alerting>,
 }
 
 /// A running engine. Cheap to clone.
@@ -213,6 +218,8 @@ pub enum EngineError {
     Store(#[from] portwarden_store::StoreError),
     #[error("monitor `{0}`: {1}")]
     Spec(String, String),
+    #[error("receivers: {0}")]
+    Receivers(String),
 }
 
 /// Stable 64-bit FNV-1a of a monitor name: its phase offset within the interval.
@@ -294,7 +301,14 @@ impl Engine {
         let (eval_tx, eval_rx) = mpsc::unbounded_channel();
         let (results_tx, results_rx) = mpsc::channel(16_384);
         let (inc_tx, inc_rx) = mpsc::unbounded_channel();
+        let setup = AlertSetup::from_config(config).map_err(EngineError::Receivers)?;
+        let key = opts
+            .link_key
+            .clone()
+            .unwrap_or_else(|| (0..32).map(|_| fastrand::u8(..)).collect());
+        let alerting = Arc::new(Alerting::new(setup, &key));
         let inner = Arc::new(Inner {
+            alerting: alerting.clone(),
             global: Arc::new(Semaphore::new(opts.concurrency)),
             opts,
             prober,
@@ -363,6 +377,13 @@ impl Engine {
             }
         }
         inner.metrics.incidents_open.set(open_map.len() as i64);
+        // Who was told about each open incident (they hear its resolve), from the outbox.
+        let defs: HashMap<String, Arc<Monitor>> = plans
+            .iter()
+            .map(|p| (p.monitor.name.clone(), p.monitor.clone()))
+            .collect();
+        alerting.resume_all(&*store, &defs, &open).await;
+        alerting.set_active(active);
         {
             let mut pm = inner.plans.write().unwrap_or_else(|p| p.into_inner());
             for p in &plans {
@@ -388,7 +409,31 @@ impl Engine {
             inner: inner.clone(),
             background: Arc::new(Mutex::new(Vec::new())),
         };
+        let lookup_inner = inner.clone();
+        let lookup: crate::alerting::MonitorLookup = Arc::new(move |name: &str| {
+            lookup_inner
+                .plans
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(name)
+                .map(|p| p.monitor.clone())
+        });
         let bg = vec![
+            tokio::spawn(crate::alerting::dispatcher(
+                alerting.clone(),
+                store.clone(),
+                inner.cancel.clone(),
+            )),
+            tokio::spawn(crate::alerting::ticker(
+                alerting.clone(),
+                store.clone(),
+                lookup,
+                inner.cancel.clone(),
+            )),
+            tokio::spawn(crate::alerting::heartbeat(
+                alerting.clone(),
+                inner.cancel.clone(),
+            )),
             tokio::spawn(incident_task(inner.clone(), inc_rx, open_map)),
             tokio::spawn(evaluator_task(
                 inner.clone(),
@@ -426,6 +471,9 @@ impl Engine {
         notes: &ApplyNotes,
     ) -> Result<ReloadReport, EngineError> {
         let inner = &self.inner;
+        // Receivers and routes first: a broken receiver keeps the previous config.
+        let setup = AlertSetup::from_config(config).map_err(EngineError::Receivers)?;
+        inner.alerting.replace_setup(setup);
         let old: HashMap<String, Arc<Plan>> = inner
             .plans
             .read()
@@ -551,6 +599,7 @@ impl Engine {
     pub async fn set_active(&self, active: bool) -> Result<(), EngineError> {
         let inner = &self.inner;
         if !active {
+            inner.alerting.set_active(false);
             if inner.active.swap(false, Ordering::AcqRel) {
                 tracing::info!("engine on standby: another replica leads");
             }
@@ -560,10 +609,20 @@ impl Engine {
             return Ok(());
         }
         let open = inner.store.open_incidents().await?;
+        let defs: HashMap<String, Arc<Monitor>> = inner
+            .plans
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, p)| (k.clone(), p.monitor.clone()))
+            .collect();
+        inner.alerting.resume_all(&*inner.store, &defs, &open).await;
         let (tx, rx) = oneshot::channel();
         let _ = inner.eval_tx.send(EvalCmd::Resume(open, tx));
         // The evaluator turns the engine active once its state is rebuilt.
         let _ = rx.await;
+        // Notifications too: the dispatcher takes over the outbox (leftover claims released).
+        inner.alerting.set_active(true);
         tracing::info!("engine active: probing, judging and writing incidents here");
         Ok(())
     }
@@ -659,6 +718,11 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// Routes, outbox dispatch, acknowledge links, silences.
+    pub fn alerting(&self) -> &Arc<Alerting> {
+        &self.inner.alerting
     }
 
     pub fn location(&self) -> &str {
@@ -1090,10 +1154,24 @@ fn handle_run(
 ) {
     inner.runs_total.fetch_add(1, Ordering::Relaxed);
     let plan = plans.get(&done.monitor).cloned();
+    // Inside a maintenance window: recorded (apart from availability), not judged.
+    let maintenance = plan.as_ref().and_then(|p| {
+        let m = &p.monitor;
+        let at = done
+            .observations
+            .first()
+            .map(|o| o.started_at)
+            .unwrap_or_else(Utc::now);
+        let setup = inner.alerting.setup();
+        setup
+            .settings
+            .maintenance_at(&m.name, &m.target.host.to_string(), &m.meta, at)
+            .map(|(w, end)| (w.name.clone(), end, w.reason.clone()))
+    });
     for o in &done.observations {
         inner.store.submit(Record {
             obs: o.clone(),
-            maintenance: false,
+            maintenance: maintenance.is_some(),
         });
         let kind = o.error.as_ref().map(|e| e.kind.as_str()).unwrap_or("");
         counters
@@ -1129,6 +1207,28 @@ fn handle_run(
         return;
     };
     let m = &plan.monitor;
+    if let Some((window, end, why)) = maintenance {
+        {
+            let mut live = inner.live.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(l) = live.get_mut(&m.name) {
+                if l.view.state != State::Maintenance {
+                    l.view.since = Some(Utc::now());
+                }
+                l.view.state = State::Maintenance;
+                l.view.reason = match why {
+                    Some(w) => format!("maintenance `{window}` until {end}: {w}"),
+                    None => format!("maintenance `{window}` until {end}"),
+                };
+                l.view.last = done.observations.clone();
+                l.view.runs += 1;
+            }
+        }
+        plan.metrics.state.set(State::Maintenance.code());
+        if let Some(r) = done.reply {
+            let _ = r.send(done.observations);
+        }
+        return;
+    }
     let by_location = match evals.get_mut(m.name.as_str()) {
         Some(e) => e,
         None => evals.entry(Arc::from(m.name.as_str())).or_default(),
@@ -1354,9 +1454,10 @@ async fn apply_incident(
         IncidentCmd::Removed { monitor, reason } => {
             if let Some(id) = open.get(monitor).copied() {
                 let now = Utc::now();
+                let rows = inner.alerting.on_resolve(id, now);
                 inner
                     .store
-                    .change_incident(
+                    .change_incident_with(
                         id,
                         IncidentChange::Resolve {
                             at: now,
@@ -1368,8 +1469,10 @@ async fn apply_incident(
                                     .unwrap_or_else(|| "monitor removed from the config".into()),
                             ),
                         },
+                        rows.clone(),
                     )
                     .await?;
+                inner.alerting.resolved(id);
                 open.remove(monitor);
             }
         }
@@ -1383,12 +1486,45 @@ async fn apply_incident(
                 (Some(e), Some(m)) => format!("{} → {}: {} ({e}: {m})", t.from, t.to, t.reason),
                 _ => format!("{} → {}: {}", t.from, t.to, t.reason),
             };
+            let def = inner
+                .plans
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(monitor)
+                .map(|p| p.monitor.clone());
             match (existing, t.to.is_bad()) {
                 (None, true) => {
+                    let message_text = t.message.clone().or_else(|| Some(t.reason.clone()));
+                    let (outbox, item, parent) = match &def {
+                        Some(m) => {
+                            let all: HashMap<String, Arc<Monitor>> = inner
+                                .plans
+                                .read()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .iter()
+                                .map(|(k, p)| (k.clone(), p.monitor.clone()))
+                                .collect();
+                            let item = crate::alerting::item_for(
+                                m,
+                                t.to,
+                                t.at,
+                                None,
+                                t.error.clone(),
+                                message_text.clone(),
+                                t.last_healthy.clone(),
+                                Scope::Global,
+                            );
+                            let (rows, _note, parent) =
+                                inner.alerting.on_open(m, &all, item.clone());
+                            (rows, Some(item), parent)
+                        }
+                        None => (Vec::new(), None, None),
+                    };
+                    let rows = outbox.clone();
                     let id = inner
                         .store
                         .open_incident(NewIncident {
-                            outbox: Vec::new(),
+                            outbox,
                             monitor: monitor.clone(),
                             state: t.to,
                             severity: *severity,
@@ -1402,7 +1538,10 @@ async fn apply_incident(
                             })),
                         })
                         .await?;
-                    tracing::warn!(monitor = %monitor, incident = id, state = %t.to, "incident opened");
+                    tracing::warn!(monitor = %monitor, incident = id, state = %t.to, notifications = rows.iter().filter(|r| r.status == portwarden_store::OutboxStatus::Pending).count(), "incident opened");
+                    if let (Some(m), Some(item)) = (&def, &item) {
+                        inner.alerting.opened(id, m, item, &rows, parent);
+                    }
                     open.insert(monitor.clone(), id);
                     set_live(monitor, Some(id));
                 }
@@ -1422,16 +1561,19 @@ async fn apply_incident(
                         .await?;
                 }
                 (Some(id), false) if t.to == State::Up => {
+                    let rows = inner.alerting.on_resolve(id, t.at);
                     inner
                         .store
-                        .change_incident(
+                        .change_incident_with(
                             id,
                             IncidentChange::Resolve {
                                 at: t.at,
                                 event: IncidentEvent::new(t.at, EventKind::Resolved, message),
                             },
+                            rows.clone(),
                         )
                         .await?;
+                    inner.alerting.resolved(id);
                     tracing::info!(monitor = %monitor, incident = id, "incident resolved");
                     open.remove(monitor);
                     set_live(monitor, None);

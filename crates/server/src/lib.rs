@@ -28,6 +28,7 @@ use portwarden_store::{Retention, Store, StoreMetrics, WriterOptions};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
+pub mod alerting;
 pub mod api;
 pub mod auth;
 pub mod error;
@@ -116,6 +117,7 @@ pub struct Web {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api::router())
+        .merge(alerting::router())
         .merge(web::router())
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(
@@ -237,7 +239,8 @@ impl Daemon {
         let listen = opts.listen.unwrap_or(config.server.listen);
 
         let nofile = portwarden_engine::raise_nofile();
-        let engine_opts = EngineOptions::from_config(&config, nofile);
+        let mut engine_opts = EngineOptions::from_config(&config, nofile);
+        engine_opts.link_key = Some(portwarden_engine::alerting::link_key(&data_dir));
         tracing::info!(
             nofile,
             concurrency = engine_opts.concurrency,

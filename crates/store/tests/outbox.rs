@@ -268,3 +268,50 @@ on_both_backends!(
     a_due_row_takes_its_whole_group_and_claims_survive_no_restart,
     silences_expire_and_can_be_deleted,
 );
+
+/// Two replicas' dispatchers claiming at the same moment from one PostgreSQL database (as in a
+/// leadership handover): `FOR UPDATE SKIP LOCKED` gives every row to exactly one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_claims_never_share_a_row() {
+    let Some(db) = Db::new(Backend::Postgres) else {
+        return;
+    };
+    let a: std::sync::Arc<dyn portwarden_store::Store> = db.open().await.into();
+    let b: std::sync::Arc<dyn portwarden_store::Store> = db.open().await.into();
+    let t0 = now_ms();
+    for i in 0..200 {
+        let mut r = row("trigger", "hook", t0 - 1000, None);
+        r.key = format!("trigger-{i}");
+        r.monitor = format!("m{i}");
+        a.open_incident(incident(&format!("m{i}"), t0, vec![r]))
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for s in [a.clone(), b.clone(), a.clone(), b.clone()] {
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let c = s
+                    .claim_outbox(t(t0), Duration::from_secs(600), 7)
+                    .await
+                    .unwrap();
+                if c.is_empty() {
+                    return mine;
+                }
+                mine.extend(c.into_iter().map(|r| r.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "a row was claimed twice");
+    assert_eq!(n, 200, "every row claimed once");
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}

@@ -88,3 +88,155 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+/// A private PostgreSQL cluster on a free port (for tests that stop and restart the server):
+/// `initdb` + `pg_ctl` as the `postgres` user (they refuse root), data in a temporary
+/// directory, stopped (`-m immediate`) and removed on drop.
+pub struct Cluster {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+}
+
+fn pg_bin() -> Option<std::path::PathBuf> {
+    let mut versions: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop()
+}
+
+fn as_postgres(bin: &std::path::Path, tool: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(bin.join(tool))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {tool}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{tool} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+impl Cluster {
+    /// `None` after a loud skip when not root or PostgreSQL's server binaries are missing.
+    #[track_caller]
+    pub fn start() -> Option<Cluster> {
+        if !crate::need(
+            crate::is_root(),
+            "root (to run a private PostgreSQL as `postgres`)",
+        ) {
+            return None;
+        }
+        let Some(bin) = pg_bin() else {
+            crate::need(
+                false,
+                "PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb)",
+            );
+            return None;
+        };
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "pw-pgcluster-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).ok()?;
+        let chown = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status();
+        if !chown.is_ok_and(|s| s.success()) {
+            crate::need(false, "chown to the postgres user");
+            return None;
+        }
+        let c = Cluster {
+            port: crate::free_port(),
+            dir,
+            bin,
+        };
+        let data = c.dir.join("data");
+        let data = data.to_string_lossy();
+        if let Err(e) = as_postgres(
+            &c.bin,
+            "initdb",
+            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
+        ) {
+            crate::need(false, &format!("initdb: {e}"));
+            return None;
+        }
+        if let Err(e) = c.start_server() {
+            crate::need(false, &format!("pg_ctl start: {e}"));
+            return None;
+        }
+        Some(c)
+    }
+
+    fn start_server(&self) -> Result<(), String> {
+        let data = self.dir.join("data");
+        let log = self.dir.join("log");
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        as_postgres(
+            &self.bin,
+            "pg_ctl",
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-l",
+                &log.to_string_lossy(),
+                "-o",
+                &opts,
+                "-w",
+                "start",
+            ],
+        )
+    }
+
+    /// Starts the server again (same port, same data).
+    pub fn restart(&self) -> Result<(), String> {
+        self.start_server()
+    }
+
+    /// Stops the server at once (`-m immediate`: like a crash).
+    pub fn stop(&self) {
+        let data = self.dir.join("data");
+        let _ = as_postgres(
+            &self.bin,
+            "pg_ctl",
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/postgres`
+    pub fn url(&self) -> String {
+        format!("postgres://{USER}@{HOST}:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

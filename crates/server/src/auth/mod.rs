@@ -363,6 +363,8 @@ pub fn is_public(path: &str, metrics_public: bool) -> bool {
         || path == "/status.json"
         || path == "/api/v1/health"
         || path == "/login"
+        // Signed acknowledge links: the HMAC in the path is the credential.
+        || path.starts_with("/ack/")
         || path.starts_with("/assets/")
         || path == "/favicon.ico"
         || (metrics_public && path == "/metrics")

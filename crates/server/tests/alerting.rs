@@ -1,0 +1,768 @@
+//! Acceptance of issue 6 (alerting) at daemon level, with real receivers: an HTTP server in
+//! this test process that records every request (and answers what the test tells it), real
+//! servers that the test kills and restarts (redis-server), and an in-process daemon.
+//!
+//! 1. trigger + resolve exactly once per receiver, with every content field
+//! 2. 500 ×5 then 200 → delivered once, 6 attempts recorded; 429 + Retry-After: 2 honoured
+//! 4. restart while down and notified → no second trigger; recovery while stopped → one resolve
+//! 5. 30 monitors on one host go down together → one grouped message per route
+//! 6. maintenance: killed inside → no notification, time excluded; killed after → notification
+//! 7. escalation when unacknowledged; acknowledged (signed link) → no escalation
+//! 8. a log capture of all of it holds none of the configured secrets
+//!
+//! (3, `kill -9` of the daemon while a receiver is down, is in `crates/cli/tests/alerting.rs`.)
+
+mod common;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use common::*;
+use portwarden_testkit as tk;
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------------------------
+// Log capture (acceptance 8): every test in this binary logs into one buffer.
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture() -> &'static Capture {
+    static C: OnceLock<Capture> = OnceLock::new();
+    C.get_or_init(|| {
+        let c = Capture::default();
+        let w = c.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug,hyper=info,reqwest=info,h2=info,rustls=info")
+            .with_writer(move || w.clone())
+            .with_ansi(false)
+            .try_init();
+        c
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// A recording receiver.
+
+#[derive(Debug, Clone)]
+struct Got {
+    at: Instant,
+    path: String,
+    key: Option<String>,
+    status: u16,
+    body: Value,
+}
+
+#[derive(Default)]
+struct RecvState {
+    /// Answers to give before answering 200: (status, Retry-After seconds).
+    plan: VecDeque<(u16, Option<u64>)>,
+    got: Vec<Got>,
+}
+
+#[derive(Clone)]
+struct Receiver {
+    addr: SocketAddr,
+    state: Arc<Mutex<RecvState>>,
+    _stop: Arc<tokio::sync::oneshot::Sender<()>>,
+}
+
+async fn record(
+    State(st): State<Arc<Mutex<RecvState>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    let mut s = st.lock().unwrap();
+    let (status, retry) = s.plan.pop_front().unwrap_or((200, None));
+    s.got.push(Got {
+        at: Instant::now(),
+        path: uri.path().to_string(),
+        key: headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        status,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    });
+    let code = StatusCode::from_u16(status).unwrap();
+    match retry {
+        Some(r) => (code, [("retry-after", r.to_string())], "busy").into_response(),
+        None => (code, "ok").into_response(),
+    }
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        Self::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    async fn start_on(addr: SocketAddr) -> Receiver {
+        let state = Arc::new(Mutex::new(RecvState::default()));
+        let app = axum::Router::new()
+            .fallback(record)
+            .with_state(state.clone());
+        let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(l, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Receiver {
+            addr,
+            state,
+            _stop: Arc::new(tx),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}/{path}", self.addr)
+    }
+
+    fn plan(&self, answers: &[(u16, Option<u64>)]) {
+        self.state
+            .lock()
+            .unwrap()
+            .plan
+            .extend(answers.iter().copied());
+    }
+
+    fn got(&self) -> Vec<Got> {
+        self.state.lock().unwrap().got.clone()
+    }
+
+    /// Requests answered 200 for `event`.
+    fn delivered(&self, event: &str) -> Vec<Got> {
+        self.got()
+            .into_iter()
+            .filter(|g| g.status == 200 && g.body["event"] == event)
+            .collect()
+    }
+
+    async fn wait(&self, what: &str, limit: Duration, f: impl Fn(&[Got]) -> bool) -> Vec<Got> {
+        let start = Instant::now();
+        loop {
+            let g = self.got();
+            if f(&g) {
+                return g;
+            }
+            if start.elapsed() > limit {
+                panic!(
+                    "timed out after {limit:?} waiting for {what}; got {:#?}",
+                    g.iter()
+                        .map(|g| (&g.path, g.status, &g.body["event"], &g.body["title"]))
+                        .collect::<Vec<_>>()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real servers.
+
+fn redis_on(port: u16) -> Option<tk::process::Server> {
+    let bin = tk::which("redis-server")?;
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]);
+    cmd.current_dir(std::env::temp_dir());
+    tk::process::Server::spawn_tcp("redis-server", cmd, port, Duration::from_secs(10)).ok()
+}
+
+fn have_redis() -> bool {
+    tk::need(
+        tk::which("redis-server").is_some(),
+        "redis-server (apt-get install redis-server)",
+    )
+}
+
+/// A monitor of a real redis on `port`, with every metadata field, judged fast.
+fn redis_monitor(name: &str, port: u16) -> String {
+    format!(
+        "  - name: {name}\n    target: redis://127.0.0.1:{port}\n    interval: 500ms\n    timeout: 400ms\n    service: orders-cache\n    capability: checkout\n    owner: team-payments\n    severity: critical\n    runbook: https://runbooks.example/redis\n    labels: {{env: prod}}\n    rules: {{consecutive_failures: 2, recovery: 2, flap: {{enabled: false}}}}\n"
+    )
+}
+
+fn tcp_monitor(name: &str, port: u16) -> String {
+    format!(
+        "  - name: {name}\n    target: tcp://127.0.0.1:{port}\n    interval: 500ms\n    timeout: 400ms\n    owner: team-ops\n    rules: {{consecutive_failures: 2, recovery: 2, flap: {{enabled: false}}}}\n"
+    )
+}
+
+const FAST: &str = "notifications: {backoff_initial: 100ms, backoff_max: 300ms, poll: 100ms}\n";
+
+fn webhook(name: &str, r: &Receiver, path: &str) -> String {
+    format!("  {name}: {{type: webhook, url: \"{}\"}}\n", r.url(path))
+}
+
+fn assert_every_field(item: &Value, resolved: bool) {
+    for f in [
+        "monitor",
+        "target",
+        "check",
+        "state",
+        "service",
+        "capability",
+        "owner",
+        "severity",
+        "scope",
+        "since",
+        "runbook",
+        "incident_id",
+        "incident_url",
+    ] {
+        assert!(!item[f].is_null(), "field `{f}` missing in {item:#}");
+    }
+    assert_eq!(item["service"], "orders-cache");
+    assert_eq!(item["capability"], "checkout");
+    assert_eq!(item["owner"], "team-payments");
+    assert_eq!(item["severity"], "critical");
+    assert_eq!(item["scope"], "global");
+    assert_eq!(item["runbook"], "https://runbooks.example/redis");
+    assert_eq!(item["check"], "redis");
+    assert!(item["target"].as_str().unwrap().contains("127.0.0.1"));
+    assert!(
+        item["incident_url"]
+            .as_str()
+            .unwrap()
+            .contains("/incidents/")
+    );
+    assert!(!item["error_kind"].is_null(), "error kind in {item:#}");
+    assert!(
+        !item["error_message"].is_null(),
+        "error message in {item:#}"
+    );
+    let lh = &item["last_healthy"];
+    assert!(!lh["at"].is_null(), "last healthy time in {item:#}");
+    assert!(
+        !lh["connect_ms"].is_null(),
+        "last healthy latency in {item:#}"
+    );
+    if resolved {
+        assert!(!item["recovered_at"].is_null(), "recovered_at in {item:#}");
+        assert_eq!(item["state"], "up");
+    } else {
+        assert!(item["ack_url"].as_str().unwrap().contains("/ack/"));
+        assert_eq!(item["state"], "down");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Acceptance 1 and 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_trigger_and_one_resolve_per_receiver_across_restarts() {
+    capture();
+    if !have_redis() {
+        return;
+    }
+    let (a, b) = (Receiver::start().await, Receiver::start().await);
+    let port = tk::free_port();
+    let mut redis = redis_on(port).expect("redis starts");
+    let yaml = format!(
+        "monitors:\n{}receivers:\n{}{}routes:\n  - name: everyone\n    default: true\n    receivers: [hook-a, hook-b]\n{FAST}",
+        redis_monitor("cache", port),
+        webhook("hook-a", &a, "a"),
+        webhook("hook-b", &b, "b"),
+    );
+    let d = TestDaemon::start(&yaml).await;
+    d.wait_monitor("cache", Duration::from_secs(10), "cache up", |v| {
+        v["state"] == "up"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    redis.kill();
+    for r in [&a, &b] {
+        r.wait("a trigger", Duration::from_secs(15), |g| {
+            g.iter()
+                .any(|g| g.status == 200 && g.body["event"] == "trigger")
+        })
+        .await;
+    }
+    let trig = &a.delivered("trigger")[0];
+    assert_eq!(trig.body["change"], "down");
+    let item = &trig.body["items"][0];
+    assert_every_field(item, false);
+    let incident = item["incident_id"].as_i64().unwrap();
+    assert_eq!(
+        trig.key.as_deref(),
+        Some(format!("pw-{incident}-trigger").as_str())
+    );
+
+    // Acceptance 4a: a restart while down and notified sends no second trigger.
+    let mut d = d;
+    d.stop().await;
+    let TestDaemon { dir, config, .. } = d;
+    let data = dir.path().join("data");
+    let mut d = TestDaemon::start_with(dir, config, Some(data)).await;
+    d.wait_monitor("cache", Duration::from_secs(10), "resumed down", |v| {
+        v["state"] == "down" && v["incident"] == incident
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for r in [&a, &b] {
+        assert_eq!(
+            r.delivered("trigger").len(),
+            1,
+            "one trigger, even after a restart"
+        );
+    }
+
+    // Acceptance 4b: recovery while the daemon is stopped → resolved and notified once.
+    d.stop().await;
+    let _redis = redis_on(port).expect("redis restarts");
+    let TestDaemon { dir, config, .. } = d;
+    let data = dir.path().join("data");
+    let mut d = TestDaemon::start_with(dir, config, Some(data)).await;
+    for r in [&a, &b] {
+        r.wait("a resolve", Duration::from_secs(15), |g| {
+            g.iter()
+                .any(|g| g.status == 200 && g.body["event"] == "resolve")
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for r in [&a, &b] {
+        assert_eq!(r.delivered("trigger").len(), 1);
+        let res = r.delivered("resolve");
+        assert_eq!(res.len(), 1, "exactly one resolve");
+        assert_eq!(res[0].body["change"], "recovered");
+        assert_every_field(&res[0].body["items"][0], true);
+        assert_eq!(
+            res[0].key.as_deref(),
+            Some(format!("pw-{incident}-resolve").as_str())
+        );
+        assert_eq!(r.got().len(), 2, "nothing else was sent");
+    }
+    let inc = d.json(&format!("/api/v1/incidents/{incident}")).await;
+    assert_eq!(inc["status"], "resolved");
+    let n = inc["notifications"].as_array().unwrap();
+    assert_eq!(n.len(), 4, "trigger + resolve × 2 receivers: {inc:#}");
+    assert!(n.iter().all(|r| r["status"] == "delivered"));
+    d.stop().await;
+}
+
+/// Acceptance 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retries_until_delivered_and_honours_retry_after() {
+    capture();
+    let (flaky, busy) = (Receiver::start().await, Receiver::start().await);
+    flaky.plan(&[(500, None); 5]);
+    busy.plan(&[(429, Some(2))]);
+    let port = tk::free_port(); // nothing listens: refused → down
+    let yaml = format!(
+        "monitors:\n{}receivers:\n{}{}routes:\n  - name: all\n    default: true\n    receivers: [flaky, busy]\n{FAST}",
+        tcp_monitor("closed", port),
+        webhook("flaky", &flaky, "f"),
+        webhook("busy", &busy, "b"),
+    );
+    let mut d = TestDaemon::start(&yaml).await;
+    let got = flaky
+        .wait("delivery after 5 failures", Duration::from_secs(20), |g| {
+            g.iter().any(|g| g.status == 200)
+        })
+        .await;
+    assert_eq!(got.len(), 6, "5 × 500 then 200");
+    assert!(
+        got.iter().all(|g| g.key == got[0].key),
+        "one idempotency key for every attempt"
+    );
+    let b = busy
+        .wait("delivery after 429", Duration::from_secs(20), |g| {
+            g.iter().any(|g| g.status == 200)
+        })
+        .await;
+    assert_eq!(b.len(), 2);
+    let gap = b[1].at - b[0].at;
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "Retry-After: 2 honoured, waited {gap:?}"
+    );
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(flaky.got().len(), 6, "delivered once, never again");
+    let id = got[0].body["items"][0]["incident_id"].as_i64().unwrap();
+    let inc = d.json(&format!("/api/v1/incidents/{id}")).await;
+    let n = inc["notifications"].as_array().unwrap();
+    let f = n.iter().find(|r| r["receiver"] == "flaky").unwrap();
+    assert_eq!(f["status"], "delivered");
+    let log = f["attempt_log"].as_array().unwrap();
+    assert_eq!(log.len(), 6, "6 attempts recorded: {f:#}");
+    assert!(
+        log[..5]
+            .iter()
+            .all(|a| a["ok"] == false && a["http_status"] == 500 && !a["error"].is_null())
+    );
+    assert!(log[..5].iter().all(|a| !a["retry_at"].is_null()));
+    assert_eq!(log[5]["ok"], true);
+    assert!(log.iter().all(|a| a["latency_ms"].as_f64().is_some()));
+    let bz = n.iter().find(|r| r["receiver"] == "busy").unwrap();
+    assert_eq!(bz["attempt_log"][0]["http_status"], 429);
+    assert!(
+        inc["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "notified"),
+        "the timeline says it was delivered"
+    );
+    d.stop().await;
+}
+
+/// Acceptance 5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_monitors_on_one_host_make_one_message_per_route() {
+    capture();
+    let (ops, dba) = (Receiver::start().await, Receiver::start().await);
+    let mut listeners = Vec::new();
+    let mut monitors = String::new();
+    for i in 0..30 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        listeners.push(l);
+        monitors.push_str(&tcp_monitor(&format!("port-{i:02}"), port));
+    }
+    let yaml = format!(
+        "monitors:\n{monitors}receivers:\n{}{}routes:\n  - name: ops\n    receivers: ops\n    group_by: host\n    group_wait: 4s\n    continue: true\n  - name: dba\n    match: {{owner: team-ops}}\n    receivers: dba\n    group_by: [host]\n    group_wait: 4s\n{FAST}",
+        webhook("ops", &ops, "ops"),
+        webhook("dba", &dba, "dba"),
+    );
+    let mut d = TestDaemon::start(&yaml).await;
+    d.wait_monitor("port-29", Duration::from_secs(10), "up", |v| {
+        v["state"] == "up"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(listeners); // the host "dies": every port refuses at once
+
+    for r in [&ops, &dba] {
+        r.wait("a grouped trigger", Duration::from_secs(20), |g| {
+            g.iter().any(|g| g.status == 200)
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for r in [&ops, &dba] {
+        let got = r.got();
+        assert_eq!(
+            got.len(),
+            1,
+            "one message per route, not 30: {:#?}",
+            got.iter().map(|g| &g.body["title"]).collect::<Vec<_>>()
+        );
+        let items = got[0].body["items"].as_array().unwrap();
+        assert_eq!(items.len(), 30, "with every monitor's detail");
+        let mut names: Vec<&str> = items
+            .iter()
+            .map(|i| i["monitor"].as_str().unwrap())
+            .collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 30);
+        assert!(items.iter().all(|i| i["error_kind"] == "refused"));
+        assert!(
+            got[0].body["title"]
+                .as_str()
+                .unwrap()
+                .contains("30 monitors")
+        );
+    }
+    d.stop().await;
+}
+
+/// Acceptance 6.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn maintenance_window_silences_and_excludes_from_availability() {
+    capture();
+    let hook = Receiver::start().await;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let now = chrono::Utc::now();
+    let end = now + chrono::Duration::seconds(8);
+    let yaml = format!(
+        "monitors:\n{}receivers:\n{}routes:\n  - name: all\n    default: true\n    receivers: hook\nmaintenance:\n  - name: upgrade\n    start: {}\n    end: {}\n    hosts: [127.0.0.1]\n    reason: kernel upgrade\n{FAST}",
+        tcp_monitor("svc", port),
+        webhook("hook", &hook, "h"),
+        (now - chrono::Duration::minutes(1)).to_rfc3339(),
+        end.to_rfc3339(),
+    );
+    let mut d = TestDaemon::start(&yaml).await;
+    d.wait_monitor("svc", Duration::from_secs(5), "in maintenance", |v| {
+        v["state"] == "maintenance"
+    })
+    .await;
+    drop(l); // killed inside the window
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let v = d.monitor("svc").await;
+    assert_eq!(v["state"], "maintenance", "{v:#}");
+    assert!(v["reason"].as_str().unwrap().contains("upgrade"));
+    // Back before the window ends.
+    let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let wait = (end - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(300);
+    tokio::time::sleep(wait).await;
+    d.wait_monitor("svc", Duration::from_secs(5), "up after the window", |v| {
+        v["state"] == "up"
+    })
+    .await;
+    assert!(hook.got().is_empty(), "nothing notified inside the window");
+    let av = d.json("/api/v1/monitors/svc/availability?period=24h").await;
+    let text = av.to_string();
+    assert!(av.to_string().contains("maintenance"), "{text}");
+    let m = av
+        .pointer("/availability/maintenance")
+        .or_else(|| av.get("maintenance"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let down = av
+        .pointer("/availability/down")
+        .or_else(|| av.get("down"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    assert!(m > 0, "maintenance samples counted apart: {text}");
+    assert_eq!(
+        down, 0,
+        "the outage inside the window is not downtime: {text}"
+    );
+
+    drop(l); // killed after the window → notified
+    hook.wait("a trigger after the window", Duration::from_secs(10), |g| {
+        g.iter().any(|g| g.body["event"] == "trigger")
+    })
+    .await;
+    d.stop().await;
+}
+
+/// Acceptance 7 (and the signed acknowledge link).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unacknowledged_incidents_escalate_acknowledged_ones_do_not() {
+    capture();
+    let (first, boss) = (Receiver::start().await, Receiver::start().await);
+    let (p1, p2) = (tk::free_port(), tk::free_port());
+    let yaml = format!(
+        "monitors:\n{}{}receivers:\n{}{}routes:\n  - name: oncall\n    default: true\n    receivers: first\n    escalate_after: 3s\n    escalate_to: boss\n  - name: boss\n    escalation_only: true\n    receivers: boss\n{FAST}",
+        tcp_monitor("ignored", p1),
+        tcp_monitor("handled", p2),
+        webhook("first", &first, "1"),
+        webhook("boss", &boss, "2"),
+    );
+    let mut d = TestDaemon::start(&yaml).await;
+    let got = first
+        .wait("two triggers", Duration::from_secs(10), |g| {
+            g.iter().filter(|g| g.body["event"] == "trigger").count() == 2
+        })
+        .await;
+    let handled = got
+        .iter()
+        .find(|g| g.body["items"][0]["monitor"] == "handled")
+        .unwrap();
+    let ack = handled.body["items"][0]["ack_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = &ack[ack.find("/ack/").unwrap()..];
+    // The signed link needs no login; GET only shows a button, POST acknowledges.
+    let anon = d.anonymous();
+    let p = path.to_string();
+    let page = tokio::task::spawn_blocking({
+        let anon = anon.clone();
+        move || anon.get(&p)
+    })
+    .await
+    .unwrap();
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("<form method=\"post\""));
+    let p = path.to_string();
+    let r = tokio::task::spawn_blocking(move || anon.post(&p, ""))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let forged = format!("{}0", path);
+    let anon = d.anonymous();
+    let r = tokio::task::spawn_blocking(move || anon.post(&forged, ""))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+
+    let esc = boss
+        .wait("an escalation", Duration::from_secs(10), |g| !g.is_empty())
+        .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let esc_all = boss.got();
+    assert_eq!(
+        esc_all.len(),
+        1,
+        "only the unacknowledged incident escalates: {:#?}",
+        esc_all.iter().map(|g| &g.body["title"]).collect::<Vec<_>>()
+    );
+    assert_eq!(esc[0].body["event"], "escalate");
+    assert_eq!(esc[0].body["items"][0]["monitor"], "ignored");
+    let id = esc[0].body["items"][0]["incident_id"].as_i64().unwrap();
+    let inc = d.json(&format!("/api/v1/incidents/{id}")).await;
+    assert!(
+        inc["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "escalated"),
+        "{inc:#}"
+    );
+    let hid = handled.body["items"][0]["incident_id"].as_i64().unwrap();
+    let inc = d.json(&format!("/api/v1/incidents/{hid}")).await;
+    assert_eq!(inc["acknowledged_by"], "signed link");
+    d.stop().await;
+}
+
+/// Acceptance 8, plus silences through the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn secrets_never_reach_logs_or_the_api() {
+    let cap = capture();
+    let hook = Receiver::start().await;
+    hook.plan(&[(500, None), (503, None)]);
+    let url_token = "tok-3f9a1c77e2d54b0b";
+    let header_secret = "hdr-8c1f5e2a9d7b4e63";
+    let signing = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let signing_raw = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    // SAFETY: set before the daemon starts; read at config load.
+    unsafe {
+        std::env::set_var("PW_TEST_HOOK_URL", hook.url(&format!("hooks/{url_token}")));
+        std::env::set_var("PW_TEST_HOOK_HDR", header_secret);
+        std::env::set_var("PW_TEST_HOOK_SIGN", signing);
+    }
+    let (p1, p2) = (tk::free_port(), tk::free_port());
+    let yaml = format!(
+        "monitors:\n{}{}receivers:\n  hook: {{type: webhook, url: \"${{env:PW_TEST_HOOK_URL}}\", headers: {{X-Token: \"${{env:PW_TEST_HOOK_HDR}}\"}}, secret: \"${{env:PW_TEST_HOOK_SIGN}}\"}}\n  dead: {{type: webhook, url: \"http://127.0.0.1:{}/hooks/{url_token}\"}}\nroutes:\n  - name: all\n    default: true\n    receivers: [hook, dead]\nnotifications: {{backoff_initial: 100ms, backoff_max: 300ms, poll: 100ms, give_up_after: 2s}}\n",
+        tcp_monitor("a", p1),
+        tcp_monitor("quiet", p2),
+        tk::free_port(),
+    );
+    // A silence created before `quiet` goes down keeps it from notifying.
+    let mut d =
+        TestDaemon::start(&yaml.replace("  - name: quiet", "  - name: quiet\n    enabled: true"))
+            .await;
+    let c = d.client();
+    let r = tokio::task::spawn_blocking(move || {
+        c.post(
+            "/api/v1/silences",
+            r#"{"monitors": ["quiet"], "comment": "moving racks", "duration": "1h"}"#,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    let sil = r.json();
+    assert_eq!(sil["created_by"], "test-admin");
+    let list = d.json("/api/v1/silences").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let c = d.client();
+    let r = tokio::task::spawn_blocking(move || {
+        c.post("/api/v1/silences", r#"{"comment": "x", "duration": "1h"}"#)
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    let got = hook
+        .wait("delivery after failures", Duration::from_secs(15), |g| {
+            g.iter().any(|g| g.status == 200)
+        })
+        .await;
+    assert_eq!(got[0].path, format!("/hooks/{url_token}"));
+    assert!(
+        got.iter().all(|g| g.body["items"][0]["monitor"] == "a"),
+        "the silenced monitor sent nothing"
+    );
+    let id = got[0].body["items"][0]["incident_id"].as_i64().unwrap();
+    // `dead` refuses connections until it is given up (give_up_after 2s).
+    let start = Instant::now();
+    let inc = loop {
+        let inc = d.json(&format!("/api/v1/incidents/{id}")).await;
+        let dead = inc["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["receiver"] == "dead")
+            .cloned();
+        if dead.as_ref().is_some_and(|n| n["status"] == "given_up") {
+            break inc;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "not given up: {inc:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        inc["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["message"].as_str().unwrap_or("").contains("given up")),
+        "the incident says so: {inc:#}"
+    );
+    // The silenced incident exists but its notifications are suppressed.
+    let quiet = d.json("/api/v1/incidents?monitor=quiet").await;
+    let view = d.monitor("quiet").await;
+    let qid = quiet["incidents"][0]["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("quiet has an incident: {quiet:#} {view:#}"));
+    let q = d.json(&format!("/api/v1/incidents/{qid}")).await;
+    assert!(
+        q["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["status"] == "suppressed"),
+        "{q:#}"
+    );
+    let sid = sil["id"].as_i64().unwrap();
+    let c = d.client();
+    let r = tokio::task::spawn_blocking(move || {
+        c.request("DELETE", &format!("/api/v1/silences/{sid}"), &[], b"")
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.status, 204, "{}", r.body);
+
+    let api = format!("{inc}{q}{}", d.json("/api/v1/incidents").await);
+    d.stop().await;
+    let logs = String::from_utf8_lossy(&cap.0.lock().unwrap()).to_string();
+    assert!(
+        logs.contains("notification failed"),
+        "the capture holds the failures"
+    );
+    for s in [url_token, header_secret, signing, signing_raw] {
+        assert!(!logs.contains(s), "secret `{s}` in the logs");
+        assert!(!api.contains(s), "secret `{s}` in the API");
+    }
+}
