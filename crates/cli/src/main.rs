@@ -33,6 +33,10 @@ enum Command {
     Scan(cmd::scan::ScanArgs),
     /// Print the argon2 hash of a password (read from stdin) for `auth.users[].password_hash`.
     HashPassword(cmd::hash_password::HashPasswordArgs),
+    /// Run a probe agent: take monitors from the server, probe them here, upload the results.
+    Agent(cmd::agent::AgentArgs),
+    /// Print a new agent token and the `agents:` entry (with its SHA-256) for the server.
+    AgentToken(cmd::agent::AgentTokenArgs),
 }
 
 fn init_tracing(default: &str) {
@@ -59,7 +63,7 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(match cli.command {
-        Command::Serve(_) => "info",
+        Command::Serve(_) | Command::Agent(_) => "info",
         Command::Bench(_) => "error",
         _ => "warn",
     });
@@ -79,6 +83,8 @@ fn main() -> ExitCode {
             Command::Validate(a) => cmd::validate::run(a),
             Command::Inventory(a) => cmd::inventory::run(a).await,
             Command::Serve(a) => cmd::serve::run(a).await,
+            Command::Agent(a) => cmd::agent::run(a).await,
+            Command::AgentToken(a) => cmd::agent::token(a),
             Command::Bench(a) => cmd::bench::run(a).await,
             Command::HashPassword(a) => cmd::hash_password::run(a),
             Command::Scan(a) => cmd::scan::run(a).await,

@@ -46,7 +46,7 @@ pub use web::{
 };
 
 use de::{Sink, from_node};
-use model::{RawDefaults, RawEngine, RawMonitor, RawServer, RawStore, RawTiers};
+use model::{RawAgent, RawDefaults, RawEngine, RawMonitor, RawServer, RawStore, RawTiers};
 use node::NodeKind;
 
 /// A monitor, fully resolved: defaults applied, target parsed, check validated.
@@ -67,9 +67,40 @@ pub struct Monitor {
     pub defined_at: String,
     /// The `discover:` block that made it; `None` for monitors written under `monitors:`.
     pub source: Option<String>,
+    /// Locations it is probed from; empty: every location.
+    pub locations: Vec<String>,
+    /// Multi-location confirmation (`confirm:`).
+    pub confirm: Confirm,
     /// Monitors (by name) or hosts (`host:NAME`) this one depends on: while one of them is
     /// down, this monitor's alerts are folded into that incident.
     pub depends_on: Vec<String>,
+}
+
+/// How failures seen from several locations are judged.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Confirm {
+    /// Locations that must see a failure for a `global` incident (`None`: 2, or all when
+    /// fewer are probing).
+    pub min_locations: Option<u32>,
+    /// Severity of a `regional` incident (`None`: one step below the monitor's).
+    pub regional_severity: Option<portwarden_core::Severity>,
+}
+
+impl Monitor {
+    /// Whether a probe at `location` runs this monitor.
+    pub fn runs_at(&self, location: &str) -> bool {
+        self.locations.is_empty() || self.locations.iter().any(|l| l == location)
+    }
+}
+
+/// An enrolled agent (`agents:`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentEntry {
+    pub name: String,
+    pub location: String,
+    /// Lowercase hex SHA-256 of its token.
+    pub token_sha256: String,
+    pub revoked: bool,
 }
 
 impl Monitor {
@@ -121,6 +152,8 @@ pub struct ServerSettings {
     pub data_dir: std::path::PathBuf,
     /// Serve HTTPS with these PEM files (`server.tls`).
     pub tls: Option<TlsFiles>,
+    /// An agent quiet for this long is `silent` (`server.agent_silent_after`).
+    pub agent_silent_after: Duration,
 }
 
 impl Default for ServerSettings {
@@ -129,6 +162,7 @@ impl Default for ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 9797)),
             data_dir: "portwarden-data".into(),
             tls: None,
+            agent_silent_after: Duration::from_secs(30),
         }
     }
 }
@@ -197,6 +231,8 @@ pub struct Config {
     pub baselines: Vec<portwarden_scan::baseline::Baseline>,
     /// Compliance controls and their evidence (`controls:`).
     pub controls: Vec<Control>,
+    /// Enrolled probe agents (`agents:`).
+    pub agents: Vec<AgentEntry>,
     /// Where notifications go (`receivers:`), by name.
     pub receivers: BTreeMap<String, Receiver>,
     /// `routes:`, `maintenance:`, `heartbeat:`, `notifications:`.
@@ -204,6 +240,22 @@ pub struct Config {
 }
 
 impl Config {
+    /// Every location a monitor without `locations:` is probed from: the server's own and
+    /// every enrolled (not revoked) agent's, sorted.
+    pub fn all_locations(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::iter::once(self.engine.location.clone())
+            .chain(
+                self.agents
+                    .iter()
+                    .filter(|a| !a.revoked)
+                    .map(|a| a.location.clone()),
+            )
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     pub fn monitor(&self, name: &str) -> Option<&Monitor> {
         self.monitors.iter().find(|m| m.name == name)
     }
@@ -243,6 +295,7 @@ const SECTIONS: &[&str] = &[
     "scan",
     "baselines",
     "controls",
+    "agents",
     "receivers",
     "routes",
     "maintenance",
@@ -465,6 +518,9 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
                 }
                 if let Some(d) = raw.data_dir {
                     s.data_dir = d.into();
+                }
+                if let Some(d) = raw.agent_silent_after {
+                    s.agent_silent_after = d;
                 }
                 if let Some(t) = raw.tls {
                     for (field, p) in [("tls.cert", &t.cert), ("tls.key", &t.key)] {
@@ -701,6 +757,14 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
             Vec::new()
         }),
     };
+    let agents = match section("agents") {
+        None => Vec::new(),
+        Some(n) if matches!(n.kind, NodeKind::Null) => Vec::new(),
+        Some(n) => resolve_agents(n, &sink, diags).unwrap_or_else(|| {
+            ok = false;
+            Vec::new()
+        }),
+    };
     let controls = match section("controls") {
         None => Vec::new(),
         Some(n) => {
@@ -715,6 +779,29 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
             )
         }
     };
+    if let Some(mnode) = section("monitors") {
+        let mut known: Vec<&str> = agents.iter().map(|a| a.location.as_str()).collect();
+        known.push(engine.location.as_str());
+        if let NodeKind::Seq(items) = &mnode.kind {
+            for item in items {
+                let name = item.get("name").and_then(|n| n.as_str());
+                let Some(m) = monitors.iter().find(|m| Some(m.name.as_str()) == name) else {
+                    continue;
+                };
+                for (i, l) in m.locations.iter().enumerate() {
+                    if !known.contains(&l.as_str()) {
+                        diags.push(
+                            Diagnostic::warning(
+                                item.loc_of(&format!("locations[{i}]")),
+                                format!("monitor `{}`: no agent is enrolled for location `{l}`; nothing probes it there", m.name),
+                            )
+                            .hint(diag::did_you_mean(l, &known)),
+                        );
+                    }
+                }
+            }
+        }
+    }
     let receivers = match section("receivers") {
         None => BTreeMap::new(),
         Some(n) if matches!(n.kind, NodeKind::Null) => BTreeMap::new(),
@@ -759,6 +846,7 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
         scan,
         baselines,
         controls,
+        agents,
         resolver,
         tiers,
         tier_rules,
@@ -1040,6 +1128,36 @@ fn resolve_monitor(
             .hint("fix this check option; `portwarden check --list-checks` lists every option"),
         );
     }
+    let locations = raw.locations.clone().unwrap_or_default();
+    for (i, l) in locations.iter().enumerate() {
+        if l.is_empty() || locations[..i].contains(l) {
+            diags.push(
+                Diagnostic::error(
+                    node.loc_of(&format!("locations[{i}]")),
+                    format!("monitor `{mname}`: location `{l}` is empty or listed twice"),
+                )
+                .hint("list each location name once"),
+            );
+        }
+    }
+    if raw.locations.as_ref().is_some_and(Vec::is_empty) {
+        diags.push(
+            Diagnostic::error(
+                node.loc_of("locations"),
+                format!("monitor `{mname}`: `locations` is empty, so nothing would probe it"),
+            )
+            .hint("omit `locations` to probe from every location, or name at least one"),
+        );
+    }
+    if raw.confirm.and_then(|c| c.min_locations) == Some(0) {
+        diags.push(
+            Diagnostic::error(
+                node.loc_of("confirm.min_locations"),
+                format!("monitor `{mname}`: `confirm.min_locations` must be at least 1"),
+            )
+            .hint("2 (the default) confirms an outage from two places before paging"),
+        );
+    }
     if diags[before..].iter().any(|d| d.level == Level::Error) {
         return None;
     }
@@ -1064,8 +1182,100 @@ fn resolve_monitor(
         enabled: raw.enabled,
         defined_at: format!("{file}:{}", node.loc.line),
         source: None,
+        locations,
+        confirm: Confirm {
+            min_locations: raw.confirm.and_then(|c| c.min_locations),
+            regional_severity: raw.confirm.and_then(|c| c.regional_severity),
+        },
         depends_on: raw.depends_on,
     })
+}
+
+/// `agents:`: a list of `{name, location, token_sha256}`.
+fn resolve_agents(n: &Node, sink: &Sink, diags: &mut Vec<Diagnostic>) -> Option<Vec<AgentEntry>> {
+    let NodeKind::Seq(items) = &n.kind else {
+        diags.push(
+            Diagnostic::error(
+                n.loc,
+                format!("`agents` must be a list, found {}", n.describe()),
+            )
+            .hint("write each agent as `- {name: eu-1, location: eu-west, token_sha256: ...}`"),
+        );
+        return None;
+    };
+    let before = diags.len();
+    let mut out: Vec<AgentEntry> = Vec::new();
+    for item in items {
+        let raw: RawAgent = match from_node(item, sink) {
+            Ok(r) => r,
+            Err(e) => {
+                diags.push(e.into_diagnostic());
+                continue;
+            }
+        };
+        let good_name = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        };
+        if !good_name(&raw.name) {
+            diags.push(
+                Diagnostic::error(
+                    item.loc_of("name"),
+                    format!(
+                        "agent name `{}` must be 1-64 letters, digits, `-`, `_` or `.`",
+                        raw.name
+                    ),
+                )
+                .hint("e.g. `eu-west-1`"),
+            );
+        }
+        if !good_name(&raw.location) {
+            diags.push(
+                Diagnostic::error(
+                    item.loc_of("location"),
+                    format!(
+                        "agent location `{}` must be 1-64 letters, digits, `-`, `_` or `.`",
+                        raw.location
+                    ),
+                )
+                .hint("e.g. `eu-west`"),
+            );
+        }
+        let hash = raw.token_sha256.trim().to_ascii_lowercase();
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            diags.push(
+                Diagnostic::error(item.loc_of("token_sha256"), format!("agent `{}`: `token_sha256` must be 64 hex digits (a SHA-256)", raw.name))
+                    .hint("run `portwarden agent-token` and paste the hash it prints; the token goes to the agent"),
+            );
+        }
+        if out.iter().any(|a| a.name == raw.name) {
+            diags.push(
+                Diagnostic::error(
+                    item.loc_of("name"),
+                    format!("duplicate agent name `{}`", raw.name),
+                )
+                .hint("agent names must be unique"),
+            );
+        }
+        if out.iter().any(|a| a.token_sha256 == hash) {
+            diags.push(
+                Diagnostic::error(
+                    item.loc_of("token_sha256"),
+                    format!("agent `{}` has the same token as another agent", raw.name),
+                )
+                .hint("give every agent its own token (`portwarden agent-token`)"),
+            );
+        }
+        out.push(AgentEntry {
+            name: raw.name,
+            location: raw.location,
+            token_sha256: hash,
+            revoked: raw.revoked,
+        });
+    }
+    (!diags[before..].iter().any(|d| d.level == Level::Error)).then_some(out)
 }
 
 /// Resolves one monitor written as a located YAML mapping (the shape of a `monitors:` item)
@@ -1235,5 +1445,47 @@ mod tests {
             let text = format!("monitors:\n  - name: \"{name}\"\n    target: tcp://127.0.0.1:{port}\n    interval: {interval}\n");
             let _ = load_str(&text, "p.yaml");
         }
+    }
+}
+
+#[cfg(test)]
+mod agent_tests {
+    use super::*;
+
+    const HASH: &str = "c2b429b47d56dbe3d12d92ca2ec3239e1539ce9d9b741cb81c20b1ab1e42a63d";
+
+    #[test]
+    fn agents_locations_and_confirm() {
+        let text = format!(
+            "monitors:\n  - name: db\n    target: tcp://10.0.0.1:5432\n    locations: [eu, us]\n    confirm: {{min_locations: 2, regional_severity: low}}\nagents:\n  - {{name: eu-1, location: eu, token_sha256: {HASH}}}\n  - {{name: us-1, location: us, token_sha256: \"{}\"}}\n",
+            HASH.replace('c', "d")
+        );
+        let l = load_str(&text, "t.yaml").unwrap();
+        let m = &l.config.monitors[0];
+        assert_eq!(m.locations, vec!["eu", "us"]);
+        assert_eq!(m.confirm.min_locations, Some(2));
+        assert_eq!(
+            m.confirm.regional_severity,
+            Some(portwarden_core::Severity::Low)
+        );
+        assert!(m.runs_at("eu") && !m.runs_at("local"));
+        assert_eq!(l.config.all_locations(), vec!["eu", "local", "us"]);
+        assert_eq!(l.config.agents[0].name, "eu-1");
+    }
+
+    #[test]
+    fn agent_mistakes_are_located() {
+        let text = "agents:\n  - {name: a, location: eu, token_sha256: abc}\n  - {name: a, location: eu, token_sha256: nothex, colour: red}\n";
+        let e = load_str(text, "t.yaml").unwrap_err().to_string();
+        assert!(e.contains("t.yaml:2:"), "{e}");
+        assert!(e.contains("64 hex digits"), "{e}");
+        assert!(e.contains("colour"), "{e}");
+        let text = "monitors:\n  - name: db\n    target: tcp://h:1\n    locations: []\n";
+        let e = load_str(text, "t.yaml").unwrap_err().to_string();
+        assert!(e.contains("t.yaml:4:"), "{e}");
+        let text = "monitors:\n  - name: db\n    target: tcp://h:1\n    locations: [eu-wset]\nagents:\n  - {name: a, location: eu-west, token_sha256: c2b429b47d56dbe3d12d92ca2ec3239e1539ce9d9b741cb81c20b1ab1e42a63d}\n";
+        let l = load_str(text, "t.yaml").unwrap();
+        let w = l.render_warnings();
+        assert!(w.contains("t.yaml:4:") && w.contains("eu-west"), "{w}");
     }
 }

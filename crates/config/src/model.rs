@@ -101,6 +101,40 @@ pub struct RawMonitor {
     /// Monitors (or `host:NAME`) this one depends on.
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// Where it is probed from: location names (`local` is the server itself, others are
+    /// agents' locations). Default: every location.
+    #[serde(default)]
+    pub locations: Option<Vec<String>>,
+    /// How many locations must see it fail before the incident is `global`.
+    #[serde(default)]
+    pub confirm: Option<RawConfirm>,
+}
+
+/// `confirm:` of a monitor checked from several locations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfirm {
+    /// Locations that must see a failure for a `global` incident (default 2, or all
+    /// locations when fewer).
+    #[serde(default)]
+    pub min_locations: Option<u32>,
+    /// Severity of a `regional` incident (default: one step below the monitor's).
+    #[serde(default)]
+    pub regional_severity: Option<Severity>,
+}
+
+/// One entry of `agents:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    pub name: String,
+    pub location: String,
+    /// SHA-256 (hex) of the agent's token: `portwarden agent-token` prints a token and its
+    /// hash. The token itself never needs to be on the server.
+    pub token_sha256: String,
+    /// A revoked agent is refused (401) but kept in the list for the record.
+    #[serde(default)]
+    pub revoked: bool,
 }
 
 /// `engine:` — scheduler limits.
@@ -137,6 +171,10 @@ pub struct RawServer {
     /// HTTPS: `{cert: chain.pem, key: key.pem}`.
     #[serde(default)]
     pub tls: Option<crate::web::TlsFiles>,
+    /// An agent not heard from for this long is `silent`: its locations' results become
+    /// `unknown` and a self-alert is raised (default 30s).
+    #[serde(default, with = "opt_dur")]
+    pub agent_silent_after: Option<Duration>,
 }
 
 /// `store.retention:`.

@@ -129,9 +129,32 @@ impl fmt::Display for Secret {
     }
 }
 
+thread_local! {
+    static REVEAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with secrets serializing as their value (escaped so that deserializing gives the
+/// same value back, `${` written `$${`) instead of `***`. For the one place a secret must
+/// travel: the assignment the server sends to the agent whose own probes need it. Scoped to
+/// this thread and this call.
+pub fn reveal_for_wire<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            REVEAL.with(|r| r.set(self.0));
+        }
+    }
+    let _reset = Reset(REVEAL.with(|r| r.replace(true)));
+    f()
+}
+
 impl Serialize for Secret {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("***")
+        if REVEAL.with(|r| r.get()) {
+            s.serialize_str(&self.value.replace("${", "$${"))
+        } else {
+            s.serialize_str("***")
+        }
     }
 }
 
@@ -145,6 +168,16 @@ impl<'de> Deserialize<'de> for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reveal_is_scoped_and_round_trips() {
+        let s = Secret::new("p${env:X}w");
+        let wire = reveal_for_wire(|| serde_json::to_string(&s).unwrap());
+        assert_eq!(wire, "\"p$${env:X}w\"");
+        let back: Secret = serde_json::from_str(&wire).unwrap();
+        assert_eq!(back.expose(), "p${env:X}w");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"***\"");
+    }
 
     #[test]
     fn never_prints() {

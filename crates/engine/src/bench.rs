@@ -264,6 +264,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
         lag_threshold: Duration::from_secs(1),
         shutdown_grace: Duration::from_secs(5),
         location: "local".into(),
+        evaluate: true,
         link_key: None,
     };
     let engine = Engine::start(

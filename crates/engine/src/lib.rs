@@ -17,6 +17,6 @@ pub mod runtime;
 
 pub use metrics::EngineMetrics;
 pub use runtime::{
-    ApplyNotes, Engine, EngineError, EngineHealth, EngineOptions, MonitorView, ReloadReport,
-    default_concurrency, raise_nofile,
+    ApplyNotes, Engine, EngineError, EngineHealth, EngineOptions, LocationView, MonitorView,
+    ReloadReport, combine, default_concurrency, raise_nofile,
 };

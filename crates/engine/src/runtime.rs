@@ -35,6 +35,9 @@ pub struct EngineOptions {
     pub lag_threshold: Duration,
     pub shutdown_grace: Duration,
     pub location: String,
+    /// Judge results (rules, incidents). An agent probes and ships results; the server
+    /// judges them, so the agent's engine runs with `false`.
+    pub evaluate: bool,
     /// The key that signs acknowledge links (`alerting::link_key`); random when `None`.
     pub link_key: Option<Vec<u8>>,
 }
@@ -51,6 +54,7 @@ impl EngineOptions {
             lag_threshold: c.engine.lag_threshold,
             shutdown_grace: c.engine.shutdown_grace,
             location: c.engine.location.clone(),
+            evaluate: true,
             link_key: None,
         }
     }
@@ -91,10 +95,28 @@ pub struct MonitorView {
     pub last_healthy: Option<LastHealthy>,
     /// The observations of the last run (one per address).
     pub last: Vec<Observation>,
+    /// Where the current problem is seen (while `state` is bad).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
+    /// The state at each location that probes it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub locations: BTreeMap<String, LocationView>,
     pub runs: u64,
     pub skipped: u64,
     #[serde(skip)]
     pub monitor: Arc<Monitor>,
+}
+
+/// A monitor's state at one location.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LocationView {
+    pub state: State,
+    pub since: Option<DateTime<Utc>>,
+    pub reason: String,
+    /// When the last result from there started.
+    pub last_at: Option<DateTime<Utc>>,
+    /// Every agent of the location is silent: its results are `unknown` until it returns.
+    pub silent: bool,
 }
 
 /// The engine's own health.
@@ -137,6 +159,11 @@ enum SchedCmd {
 enum EvalCmd {
     /// The new set of plans, and why some monitors left (resolves their incidents).
     Sync(Vec<Arc<Plan>>, Arc<HashMap<String, String>>),
+    /// Every known location (for monitors without `locations:`) and the silent ones.
+    Locations {
+        all: Vec<String>,
+        silent: HashSet<String>,
+    },
     /// This replica became the leader: forget every judgement, rebuild from the store's open
     /// incidents, then tell the incident task which incidents are open; answers when done.
     Resume(Vec<portwarden_core::Incident>, oneshot::Sender<()>),
@@ -154,12 +181,17 @@ struct RunDone {
     mono: Duration,
     observations: Vec<Observation>,
     reply: Option<oneshot::Sender<Vec<Observation>>>,
+    /// Where it ran (`None`: here). Results from agents are already stored.
+    remote: Option<String>,
 }
 
 enum IncidentCmd {
     Transition {
         monitor: String,
         severity: portwarden_core::Severity,
+        /// Severity while the problem is regional.
+        regional_severity: portwarden_core::Severity,
+        scope: Scope,
         t: Transition,
     },
     /// The monitor left the config: resolve its incident (with `reason`, or "monitor removed
@@ -192,6 +224,8 @@ struct Inner {
     live: RwLock<BTreeMap<String, Live>>,
     plans: RwLock<HashMap<String, Arc<Plan>>>,
     generation: AtomicU64,
+    /// Bumped whenever the monitor list changes (agents' assignments follow it).
+    list_version: AtomicU64,
     inflight: AtomicU64,
     skipped_total: AtomicU64,
     late_unknown_total: AtomicU64,
@@ -265,6 +299,8 @@ fn view_of(m: &Arc<Monitor>) -> MonitorView {
         incident: None,
         last_healthy: None,
         last: Vec::new(),
+        scope: None,
+        locations: BTreeMap::new(),
         runs: 0,
         skipped: 0,
         monitor: m.clone(),
@@ -322,6 +358,7 @@ impl Engine {
             live: RwLock::new(BTreeMap::new()),
             plans: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(1),
+            list_version: AtomicU64::new(1),
             inflight: AtomicU64::new(0),
             skipped_total: AtomicU64::new(0),
             late_unknown_total: AtomicU64::new(0),
@@ -339,6 +376,7 @@ impl Engine {
         let plans = inner.build_plans(config)?;
         let mut evals: HashMap<Arc<str>, HashMap<String, MonitorEval>> = HashMap::new();
         let mut open_map: HashMap<String, IncidentId> = HashMap::new();
+        let mut combined: HashMap<Arc<str>, (State, Scope)> = HashMap::new();
         {
             let mut live = inner.live.write().unwrap_or_else(|p| p.into_inner());
             for p in &plans {
@@ -351,12 +389,14 @@ impl Engine {
             for inc in &open {
                 match plans.iter().find(|p| p.monitor.name == inc.monitor) {
                     Some(p) => {
-                        let mut e = MonitorEval::new(p.monitor.rules, p.monitor.interval);
-                        e.resume(inc.state, inc.opened_at, inc.last_healthy.clone());
-                        evals
-                            .entry(Arc::from(inc.monitor.as_str()))
-                            .or_default()
-                            .insert(inner.opts.location.clone(), e);
+                        for loc in resume_locations(&inner, &p.monitor, &inc.scope) {
+                            let mut e = MonitorEval::new(p.monitor.rules, p.monitor.interval);
+                            e.resume(inc.state, inc.opened_at, inc.last_healthy.clone());
+                            evals
+                                .entry(Arc::from(inc.monitor.as_str()))
+                                .or_default()
+                                .insert(loc, e);
+                        }
                         if let Some(l) = live.get_mut(&inc.monitor) {
                             l.view.state = inc.state;
                             l.view.since = Some(inc.opened_at);
@@ -365,6 +405,10 @@ impl Engine {
                             l.view.last_healthy = inc.last_healthy.clone();
                         }
                         open_map.insert(inc.monitor.clone(), inc.id);
+                        combined.insert(
+                            Arc::from(inc.monitor.as_str()),
+                            (inc.state, inc.scope.clone()),
+                        );
                     }
                     None => {
                         open_map.insert(inc.monitor.clone(), inc.id);
@@ -441,6 +485,7 @@ impl Engine {
                 eval_rx,
                 inc_tx,
                 evals,
+                combined,
             )),
             tokio::spawn(scheduler_task(inner.clone(), sched_rx)),
             tokio::spawn(lag_task(inner.clone())),
@@ -564,6 +609,9 @@ impl Engine {
                 pm.insert(p.monitor.name.clone(), p.clone());
             }
         }
+        if !(report.added.is_empty() && report.changed.is_empty() && report.removed.is_empty()) {
+            inner.list_version.fetch_add(1, Ordering::Relaxed);
+        }
         inner
             .metrics
             .monitors
@@ -590,6 +638,67 @@ impl Engine {
             .send(EvalCmd::Sync(plans.clone(), Arc::new(removed_notes)));
         let _ = inner.sched_tx.send(SchedCmd::Sync(plans));
         Ok(report)
+    }
+
+    /// Tells the evaluator which locations exist (a monitor without `locations:` is
+    /// expected at all of them) and which are silent (no agent heard from): a silent
+    /// location's results count as `unknown`, never as `down`.
+    pub fn set_locations(&self, all: Vec<String>, silent: HashSet<String>) {
+        let _ = self.inner.eval_tx.send(EvalCmd::Locations { all, silent });
+    }
+
+    /// Judges a run of `monitor` made by an agent at `location` (already stored by the
+    /// caller). Returns `false` when the monitor is unknown here (not judged).
+    pub async fn ingest_remote(
+        &self,
+        location: &str,
+        monitor: &str,
+        observations: Vec<Observation>,
+    ) -> bool {
+        let inner = &self.inner;
+        let Some(generation) = inner
+            .plans
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(monitor)
+            .map(|p| p.generation)
+        else {
+            return false;
+        };
+        let Some(first) = observations.first() else {
+            return false;
+        };
+        // Its place on our monotonic clock: how long ago it started (wall clocks are only
+        // compared after the agent corrected its offset).
+        let ago = (Utc::now() - first.started_at)
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        let mono = inner.epoch.elapsed().saturating_sub(ago);
+        let done = RunDone {
+            monitor: monitor.into(),
+            generation,
+            mono,
+            observations,
+            reply: None,
+            remote: Some(location.to_string()),
+        };
+        inner.results_tx.send(EvalMsg::Run(done)).await.is_ok()
+    }
+
+    /// Changes whenever a monitor is added, changed or removed.
+    pub fn list_version(&self) -> u64 {
+        self.inner.list_version.load(Ordering::Relaxed)
+    }
+
+    /// Every monitor's definition (cheap: shared, no live state), in no particular order.
+    pub fn monitor_defs(&self) -> Vec<Arc<Monitor>> {
+        self.inner
+            .plans
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|p| p.monitor.clone())
+            .collect()
     }
 
     /// Every monitor's live view, by name.
@@ -929,6 +1038,7 @@ impl Inner {
             mono: start.duration_since(self.epoch),
             observations,
             reply,
+            remote: None,
         };
         let _ = self.results_tx.send(EvalMsg::Run(done)).await;
     }
@@ -974,7 +1084,7 @@ async fn scheduler_task(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Sched
                     let now = Instant::now();
                     let mut keep: HashMap<Arc<str>, Slot> = HashMap::with_capacity(plans.len());
                     for p in plans {
-                        if !p.monitor.enabled {
+                        if !p.monitor.enabled || !p.monitor.runs_at(&inner.opts.location) {
                             continue;
                         }
                         let name: Arc<str> = p.monitor.name.as_str().into();
@@ -1088,16 +1198,34 @@ async fn evaluator_task(
     mut cmds: mpsc::UnboundedReceiver<EvalCmd>,
     incidents: mpsc::UnboundedSender<IncidentCmd>,
     mut evals: HashMap<Arc<str>, HashMap<String, MonitorEval>>,
+    combined: HashMap<Arc<str>, (State, Scope)>,
 ) {
     let location = inner.opts.location.clone();
     let mut plans: HashMap<Arc<str>, Arc<Plan>> = HashMap::new();
     let mut counters = CheckCounters::new();
+    let mut places = Places {
+        all: vec![location.clone()],
+        silent: HashSet::new(),
+        combined,
+    };
     loop {
         let msg = tokio::select! {
             biased;
             cmd = cmds.recv() => {
+                if let Some(EvalCmd::Locations { all, silent }) = cmd {
+                    places.all = all;
+                    places.silent = silent;
+                    // Silence changes what counts: judge every monitor again.
+                    let names: Vec<Arc<str>> = evals.keys().cloned().collect();
+                    for name in names {
+                        if let (Some(p), Some(by_location)) = (plans.get(&name), evals.get(&name)) {
+                            places.update(&inner, p, by_location, None, &incidents);
+                        }
+                    }
+                    continue;
+                }
                 if let Some(EvalCmd::Resume(open, done)) = cmd {
-                    resume_from_store(&inner, &plans, &mut evals, &incidents, open);
+                    resume_from_store(&inner, &plans, &mut evals, &mut places, &incidents, open);
                     let _ = done.send(());
                     continue;
                 }
@@ -1112,6 +1240,7 @@ async fn evaluator_task(
                         }
                     }
                     evals.retain(|m, _| names.contains(&**m));
+                    places.combined.retain(|m, _| names.contains(&**m));
                     plans = ps.into_iter().map(|p| (Arc::<str>::from(p.monitor.name.as_str()), p)).collect();
                     for (m, by_location) in evals.iter_mut() {
                         if let Some(p) = plans.get(m) {
@@ -1132,6 +1261,7 @@ async fn evaluator_task(
                 &location,
                 &plans,
                 &mut evals,
+                &mut places,
                 &mut counters,
                 &incidents,
                 done,
@@ -1143,17 +1273,20 @@ async fn evaluator_task(
 
 type CheckCounters = HashMap<(Outcome, &'static str), prometheus_client::metrics::counter::Counter>;
 
+#[allow(clippy::too_many_arguments)]
 fn handle_run(
     inner: &Arc<Inner>,
     location: &str,
     plans: &HashMap<Arc<str>, Arc<Plan>>,
     evals: &mut HashMap<Arc<str>, HashMap<String, MonitorEval>>,
+    places: &mut Places,
     counters: &mut CheckCounters,
     incidents: &mpsc::UnboundedSender<IncidentCmd>,
     done: RunDone,
 ) {
     inner.runs_total.fetch_add(1, Ordering::Relaxed);
     let plan = plans.get(&done.monitor).cloned();
+    let location = done.remote.as_deref().unwrap_or(location);
     // Inside a maintenance window: recorded (apart from availability), not judged.
     let maintenance = plan.as_ref().and_then(|p| {
         let m = &p.monitor;
@@ -1169,10 +1302,13 @@ fn handle_run(
             .map(|(w, end)| (w.name.clone(), end, w.reason.clone()))
     });
     for o in &done.observations {
-        inner.store.submit(Record {
-            obs: o.clone(),
-            maintenance: maintenance.is_some(),
-        });
+        // Results from agents were stored when they arrived (exactly once).
+        if done.remote.is_none() {
+            inner.store.submit(Record {
+                obs: o.clone(),
+                maintenance: maintenance.is_some(),
+            });
+        }
         let kind = o.error.as_ref().map(|e| e.kind.as_str()).unwrap_or("");
         counters
             .entry((o.outcome, kind))
@@ -1207,6 +1343,23 @@ fn handle_run(
         return;
     };
     let m = &plan.monitor;
+    if !inner.opts.evaluate {
+        // Probe-only (an agent): the server judges. Keep the live view for `check_now`.
+        let state = RunResult::from_observations(done.mono, &done.observations)
+            .map_or(State::Pending, |r| State::from(r.outcome));
+        {
+            let mut live = inner.live.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(l) = live.get_mut(&m.name) {
+                l.view.state = state;
+                l.view.last = done.observations.clone();
+                l.view.runs += 1;
+            }
+        }
+        if let Some(r) = done.reply {
+            let _ = r.send(done.observations);
+        }
+        return;
+    }
     if let Some((window, end, why)) = maintenance {
         {
             let mut live = inner.live.write().unwrap_or_else(|p| p.into_inner());
@@ -1241,7 +1394,6 @@ fn handle_run(
     };
     let transition = RunResult::from_observations(done.mono, &done.observations)
         .and_then(|r| eval.observe(&r, location));
-    let state = eval.state();
     let (observations, reply) = match done.reply {
         Some(r) => (done.observations.clone(), Some((r, done.observations))),
         None => (done.observations, None),
@@ -1249,43 +1401,274 @@ fn handle_run(
     {
         let mut live = inner.live.write().unwrap_or_else(|p| p.into_inner());
         if let Some(l) = live.get_mut(&m.name) {
-            l.view.state = state;
-            l.view.since = eval.since();
-            if l.view.reason != eval.reason() {
-                l.view.reason = eval.reason().to_string();
-            }
             l.view.last_healthy = eval.last_healthy().cloned();
+            l.view.locations.insert(
+                location.to_string(),
+                LocationView {
+                    state: eval.state(),
+                    since: eval.since(),
+                    reason: eval.reason().to_string(),
+                    last_at: observations.first().map(|o| o.started_at),
+                    silent: places.silent.contains(location),
+                },
+            );
             l.view.last = observations;
             l.view.runs += 1;
         }
     }
-    plan.metrics.state.set(state.code());
-    plan.metrics
-        .up
-        .set(i64::from(matches!(state, State::Up | State::Degraded)));
-    if let Some(t) = transition {
-        tracing::info!(monitor = %m.name, from = %t.from, to = %t.to, reason = %t.reason, "state change");
-        let _ = incidents.send(IncidentCmd::Transition {
-            monitor: m.name.clone(),
-            severity: m.meta.severity,
-            t,
-        });
+    if let Some(t) = &transition {
+        tracing::info!(monitor = %m.name, location, from = %t.from, to = %t.to, reason = %t.reason, "state change");
     }
+    places.update(inner, &plan, by_location, transition, incidents);
     if let Some((r, obs)) = reply {
         let _ = r.send(obs);
     }
 }
 
+/// Where monitors are probed from, and the verdict over all of them.
+struct Places {
+    /// Every location (for monitors without `locations:`).
+    all: Vec<String>,
+    /// Locations with no agent heard from.
+    silent: HashSet<String>,
+    /// The combined verdict per monitor.
+    combined: HashMap<Arc<str>, (State, Scope)>,
+}
+
+/// How bad a state is, for picking the worst location.
+fn severity_rank(s: State) -> u8 {
+    match s {
+        State::Down => 3,
+        State::Flapping => 2,
+        State::Degraded => 1,
+        _ => 0,
+    }
+}
+
+/// One step lower (a regional problem pages less loudly than a global one).
+fn lower(s: portwarden_core::Severity) -> portwarden_core::Severity {
+    use portwarden_core::Severity as S;
+    match s {
+        S::Critical => S::High,
+        S::High => S::Medium,
+        S::Medium => S::Low,
+        S::Low | S::Info => S::Info,
+    }
+}
+
+/// The combined verdict of a monitor over its locations: failing at `quorum` or more
+/// locations (default 2, or all when fewer probe it) is `global`; fewer is `regional`, naming
+/// the failing locations. Silent locations neither fail nor count toward the quorum.
+pub fn combine(
+    states: &[(&str, State)],
+    expected: &[&str],
+    silent: &HashSet<String>,
+    min_locations: Option<u32>,
+) -> (State, Scope) {
+    let reporting: Vec<&str> = expected
+        .iter()
+        .copied()
+        .filter(|l| !silent.contains(*l))
+        .collect();
+    let quorum = (min_locations.unwrap_or(2) as usize)
+        .min(reporting.len())
+        .max(1);
+    let mut failing: Vec<String> = Vec::new();
+    let mut worst = State::Up;
+    let mut any_up = false;
+    let mut any_unknown = false;
+    for (l, st) in states {
+        if !reporting.contains(l) {
+            continue;
+        }
+        if st.is_bad() {
+            failing.push((*l).to_string());
+            if severity_rank(*st) > severity_rank(worst) {
+                worst = *st;
+            }
+        } else if *st == State::Up {
+            any_up = true;
+        } else if *st == State::Unknown {
+            any_unknown = true;
+        }
+    }
+    if !failing.is_empty() {
+        failing.sort();
+        let scope = if failing.len() >= quorum {
+            Scope::Global
+        } else {
+            Scope::Regional(failing)
+        };
+        return (worst, scope);
+    }
+    let state = if any_up {
+        State::Up
+    } else if any_unknown || (reporting.is_empty() && !expected.is_empty()) {
+        State::Unknown
+    } else {
+        State::Pending
+    };
+    (state, Scope::Global)
+}
+
+impl Places {
+    /// Recomputes a monitor's combined verdict after a location's result (`t`: its
+    /// transition, if any) or a change of silence, updates the live view, and sends the
+    /// incident task a transition when the verdict changed.
+    fn update(
+        &mut self,
+        inner: &Arc<Inner>,
+        plan: &Arc<Plan>,
+        by_location: &HashMap<String, MonitorEval>,
+        t: Option<Transition>,
+        incidents: &mpsc::UnboundedSender<IncidentCmd>,
+    ) {
+        let m = &plan.monitor;
+        let expected: Vec<&str> = if m.locations.is_empty() {
+            self.all.iter().map(String::as_str).collect()
+        } else {
+            m.locations.iter().map(String::as_str).collect()
+        };
+        let states: Vec<(&str, State)> = by_location
+            .iter()
+            .map(|(l, e)| {
+                let st = if self.silent.contains(l) {
+                    State::Unknown
+                } else {
+                    e.state()
+                };
+                (l.as_str(), st)
+            })
+            .collect();
+        let (state, scope) = combine(&states, &expected, &self.silent, m.confirm.min_locations);
+        let key: Arc<str> = Arc::from(m.name.as_str());
+        let prev = self
+            .combined
+            .get(&key)
+            .cloned()
+            .unwrap_or((State::Pending, Scope::Global));
+        // The view: combined state; since/reason from the location that decided it.
+        let decisive = by_location
+            .iter()
+            .filter(|(l, _)| !self.silent.contains(*l))
+            .max_by_key(|(_, e)| (e.state() == state, severity_rank(e.state())));
+        {
+            let mut live = inner.live.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(l) = live.get_mut(&m.name) {
+                if l.view.enabled {
+                    l.view.state = state;
+                }
+                if let Some((_, e)) = decisive {
+                    l.view.since = e.since();
+                    if l.view.reason != e.reason() {
+                        l.view.reason = e.reason().to_string();
+                    }
+                }
+                l.view.scope = state.is_bad().then(|| scope.clone());
+                for (loc, v) in l.view.locations.iter_mut() {
+                    v.silent = self.silent.contains(loc);
+                    if v.silent {
+                        v.state = State::Unknown;
+                        v.reason = "no agent at this location is reporting".into();
+                    } else if let Some(e) = by_location.get(loc) {
+                        v.state = e.state();
+                    }
+                }
+            }
+        }
+        plan.metrics.state.set(state.code());
+        plan.metrics
+            .up
+            .set(i64::from(matches!(state, State::Up | State::Degraded)));
+        if prev == (state, scope.clone()) || (prev.0 == state && !state.is_bad()) {
+            if prev.0 == state && !state.is_bad() && prev.1 != scope {
+                self.combined.insert(key, (state, scope));
+            }
+            return;
+        }
+        self.combined.insert(key, (state, scope.clone()));
+        let now = Utc::now();
+        let t = match t {
+            Some(mut t) => {
+                t.from = prev.0;
+                t.to = state;
+                t
+            }
+            None => Transition {
+                from: prev.0,
+                to: state,
+                at: now,
+                reason: String::new(),
+                error: None,
+                message: None,
+                last_healthy: None,
+            },
+        };
+        let mut t = t;
+        let describe = |s: &Scope| match s {
+            Scope::Global => "global".to_string(),
+            Scope::Regional(l) => format!("regional ({})", l.join(", ")),
+        };
+        if prev.1 != scope && state.is_bad() {
+            let where_ = format!(
+                "{} → {}",
+                if prev.0.is_bad() {
+                    describe(&prev.1)
+                } else {
+                    "none".into()
+                },
+                describe(&scope)
+            );
+            t.reason = if t.reason.is_empty() {
+                format!("scope {where_}")
+            } else {
+                format!("{}; scope {where_}", t.reason)
+            };
+        } else if t.reason.is_empty() {
+            t.reason = format!("locations: {}", describe(&scope));
+        }
+        if t.last_healthy.is_none() {
+            t.last_healthy = by_location
+                .values()
+                .filter_map(|e| e.last_healthy().cloned())
+                .max_by_key(|h| h.at);
+        }
+        tracing::info!(monitor = %m.name, from = %t.from, to = %t.to, scope = scope.as_str(), "combined state change");
+        let _ = incidents.send(IncidentCmd::Transition {
+            monitor: m.name.clone(),
+            severity: m.meta.severity,
+            regional_severity: m
+                .confirm
+                .regional_severity
+                .unwrap_or_else(|| lower(m.meta.severity)),
+            scope,
+            t,
+        });
+    }
+}
+
 /// Leadership taken: every judgement is rebuilt from the store (the previous leader's open
 /// incidents), then the engine turns active and the incident task learns what is open.
+/// Where a resumed incident was failing: the named locations of a regional incident, else
+/// here (or every location the monitor is probed from).
+fn resume_locations(inner: &Inner, m: &Monitor, scope: &Scope) -> Vec<String> {
+    match scope {
+        Scope::Regional(l) if !l.is_empty() => l.clone(),
+        _ if m.runs_at(&inner.opts.location) => vec![inner.opts.location.clone()],
+        _ => m.locations.clone(),
+    }
+}
+
 fn resume_from_store(
     inner: &Arc<Inner>,
     plans: &HashMap<Arc<str>, Arc<Plan>>,
     evals: &mut HashMap<Arc<str>, HashMap<String, MonitorEval>>,
+    places: &mut Places,
     incidents: &mpsc::UnboundedSender<IncidentCmd>,
     open: Vec<portwarden_core::Incident>,
 ) {
     evals.clear();
+    places.combined.clear();
     let mut open_map = HashMap::new();
     let mut gone = Vec::new();
     {
@@ -1304,12 +1687,18 @@ fn resume_from_store(
                 gone.push(inc.monitor.clone());
                 continue;
             };
-            let mut e = MonitorEval::new(p.monitor.rules, p.monitor.interval);
-            e.resume(inc.state, inc.opened_at, inc.last_healthy.clone());
-            evals
-                .entry(Arc::from(inc.monitor.as_str()))
-                .or_default()
-                .insert(inner.opts.location.clone(), e);
+            for loc in resume_locations(inner, &p.monitor, &inc.scope) {
+                let mut e = MonitorEval::new(p.monitor.rules, p.monitor.interval);
+                e.resume(inc.state, inc.opened_at, inc.last_healthy.clone());
+                evals
+                    .entry(Arc::from(inc.monitor.as_str()))
+                    .or_default()
+                    .insert(loc, e);
+            }
+            places.combined.insert(
+                Arc::from(inc.monitor.as_str()),
+                (inc.state, inc.scope.clone()),
+            );
             if let Some(l) = live.get_mut(&inc.monitor) {
                 l.view.state = inc.state;
                 l.view.since = Some(inc.opened_at);
@@ -1479,6 +1868,8 @@ async fn apply_incident(
         IncidentCmd::Transition {
             monitor,
             severity,
+            regional_severity,
+            scope,
             t,
         } => {
             let existing = open.get(monitor).copied();
@@ -1527,14 +1918,19 @@ async fn apply_incident(
                             outbox,
                             monitor: monitor.clone(),
                             state: t.to,
-                            severity: *severity,
-                            scope: Scope::Global,
+                            severity: if matches!(scope, Scope::Regional(_)) {
+                                *regional_severity
+                            } else {
+                                *severity
+                            },
+                            scope: scope.clone(),
                             opened_at: t.at,
                             error_kind: t.error.clone(),
                             message: t.message.clone().or_else(|| Some(t.reason.clone())),
                             last_healthy: t.last_healthy.clone(),
                             event: IncidentEvent::new(t.at, EventKind::Opened, message).with_data(serde_json::json!({
                                 "from": t.from, "to": t.to, "reason": t.reason, "error_kind": t.error,
+                                "scope": scope.as_str(), "locations": scope.locations(),
                             })),
                         })
                         .await?;
@@ -1552,10 +1948,21 @@ async fn apply_incident(
                             id,
                             IncidentChange::Update {
                                 state: Some(t.to),
-                                scope: None,
+                                scope: Some(scope.clone()),
                                 error_kind: t.error.clone(),
                                 message: t.message.clone(),
-                                event: IncidentEvent::new(t.at, EventKind::StateChanged, message),
+                                event: IncidentEvent::new(
+                                    t.at,
+                                    if t.from == t.to {
+                                        EventKind::ScopeChanged
+                                    } else {
+                                        EventKind::StateChanged
+                                    },
+                                    message,
+                                )
+                                .with_data(serde_json::json!({
+                                    "scope": scope.as_str(), "locations": scope.locations(),
+                                })),
                             },
                         )
                         .await?;

@@ -30,6 +30,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/incidents/{id}", get(get_incident))
         .route("/api/v1/incidents/{id}/ack", post(ack_incident))
         .route("/api/v1/health", get(health))
+        .route("/api/v1/agents", get(crate::agents::list))
+        .route("/api/v1/agents/{name}", get(crate::agents::one))
         .route("/api/v1/discovery", get(discovery))
         .route("/api/v1/openapi.json", get(openapi))
 }
@@ -160,6 +162,15 @@ async fn get_monitor(State(s): State<AppState>, Path(name): Path<String>) -> Api
             serde_json::to_value(&v.monitor.check).unwrap_or(Value::Null),
         );
         m.insert("runs".into(), json!(v.runs));
+        m.insert(
+            "scope".into(),
+            serde_json::to_value(&v.scope).unwrap_or(Value::Null),
+        );
+        m.insert(
+            "locations".into(),
+            serde_json::to_value(&v.locations).unwrap_or(Value::Null),
+        );
+        m.insert("probed_from".into(), json!(v.monitor.locations));
     }
     Ok(Json(body).into_response())
 }
@@ -316,6 +327,7 @@ async fn health(State(s): State<AppState>) -> Response {
         ));
     }
     problems.extend(s.discovery.problems());
+    problems.extend(s.agents.problems());
     if !reload.ok {
         problems.push(format!(
             "last config reload failed, the previous config keeps running: {}",

@@ -28,6 +28,7 @@ use portwarden_store::{Retention, Store, StoreMetrics, WriterOptions};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
+pub mod agents;
 pub mod alerting;
 pub mod api;
 pub mod auth;
@@ -101,6 +102,8 @@ pub struct AppState {
     /// The UI's caches and the status page.
     pub web: Arc<Web>,
     pub data_dir: PathBuf,
+    /// Enrolled probe agents: tokens, assignments, who is silent.
+    pub agents: Arc<agents::Agents>,
     /// Whether this replica is the leader (always, with SQLite).
     pub leadership: Leadership,
 }
@@ -129,6 +132,8 @@ pub fn router(state: AppState) -> Router {
             auth::middleware::security_headers,
         ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+        // Agents authenticate with their own tokens and upload bigger bodies.
+        .merge(agents::router())
         .with_state(state)
 }
 
@@ -257,6 +262,8 @@ impl Daemon {
         self_metrics.register(&mut registry);
         let discovery_metrics = DiscoveryMetrics::default();
         discovery_metrics.register(&mut registry);
+        let agents = Arc::new(agents::Agents::new(&config));
+        agents.metrics.register(&mut registry);
 
         let retention = Retention {
             raw: config.retention.raw,
@@ -351,8 +358,10 @@ impl Daemon {
                 status: web::status::StatusPage::new(config.status_page.clone()),
             }),
             data_dir: data_dir.clone(),
+            agents,
             leadership: leadership.clone(),
         };
+        state.agents.tick(&state.engine);
 
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -391,6 +400,7 @@ impl Daemon {
                 state.clone(),
                 shutdown.subscribe(),
             )),
+            tokio::spawn(agents::watch(state.clone(), shutdown.subscribe())),
             tokio::spawn(retention_task(
                 store.clone(),
                 leadership.clone(),

@@ -29,6 +29,7 @@ pub async fn reload_now(state: &AppState) -> bool {
                 loaded.config.auth.clone(),
                 loaded.config.status_page.clone(),
             );
+            let agents_config = loaded.config.clone();
             match state.discovery.apply(loaded).await {
                 Ok(report) => {
                     // Users and tokens, then the status page, follow the new config.
@@ -47,6 +48,8 @@ pub async fn reload_now(state: &AppState) -> bool {
                     };
                     state.auth.update(&auth, generated);
                     state.web.status.update(status_page);
+                    state.agents.update(&agents_config);
+                    state.agents.tick(&state.engine);
                     Ok(report)
                 }
                 Err(e) => Err(e),

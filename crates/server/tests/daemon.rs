@@ -290,6 +290,11 @@ fn every_route_is_documented() {
         "/ack/{token}",
         "/api/v1/health",
         "/api/v1/discovery",
+        "/api/v1/agents",
+        "/api/v1/agents/{name}",
+        "/agent/v1/heartbeat",
+        "/agent/v1/assignment",
+        "/agent/v1/observations",
         "/api/v1/openapi.json",
         "/metrics",
     ] {

@@ -114,6 +114,24 @@ pub struct Record {
     pub maintenance: bool,
 }
 
+/// A batch of observations uploaded by an agent (see [`Store::ingest_batch`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestBatch {
+    pub agent: String,
+    pub stream: String,
+    pub seq: u64,
+    pub records: Vec<Record>,
+}
+
+/// What [`Store::ingest_batch`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestOutcome {
+    /// The batch had been committed before; nothing was written.
+    pub duplicate: bool,
+    /// The stream's last committed sequence number after the call.
+    pub last_seq: u64,
+}
+
 /// A new incident.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewIncident {
@@ -709,6 +727,18 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes sessions that expired or were revoked before `before`; returns how many.
     async fn purge_sessions(&self, _before: DateTime<Utc>) -> Result<u64> {
         unsupported("sessions")
+    }
+
+    /// Stores one batch uploaded by an agent, exactly once: in one transaction, unless
+    /// `seq` is not above the stream's last committed sequence number, the records and the
+    /// new sequence number are committed together. Returns what happened.
+    async fn ingest_batch(&self, _batch: IngestBatch) -> Result<IngestOutcome> {
+        unsupported("agent uploads")
+    }
+
+    /// The last committed sequence number of an agent's stream (0: none).
+    async fn agent_last_seq(&self, _agent: &str, _stream: &str) -> Result<u64> {
+        unsupported("agent uploads")
     }
 
     /// Applies a change to an incident and queues `outbox` rows in the same transaction.

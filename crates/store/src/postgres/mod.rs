@@ -320,6 +320,31 @@ impl Store for PgStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    async fn ingest_batch(&self, batch: crate::IngestBatch) -> Result<crate::IngestOutcome> {
+        let mut c = self.client().await?;
+        let r = ingest(&mut c, &batch).await;
+        if r.as_ref().is_ok_and(|o| !o.duplicate) {
+            let n = batch.records.len() as u64;
+            self.metrics.rows_written.inc_by(n);
+            self.metrics.batch_rows.observe(n as f64);
+        }
+        self.track(r)
+    }
+
+    async fn agent_last_seq(&self, agent: &str, stream: &str) -> Result<u64> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                "SELECT last_seq FROM agent_streams WHERE agent = $1 AND stream = $2",
+                &[&agent, &stream],
+            )
+            .await?;
+        Ok(match row {
+            Some(r) => u64::try_from(r.try_get::<_, i64>(0)?).unwrap_or(0),
+            None => 0,
+        })
+    }
+
     async fn open_incident(&self, new: NewIncident) -> Result<IncidentId> {
         let mut c = self.client().await?;
         self.track(ops::open_incident(&mut c, &new).await)
@@ -580,4 +605,53 @@ impl Store for PgStore {
         let c = self.client().await?;
         self.track(ops::create_local_user(&c, &user).await)
     }
+}
+
+/// One agent batch in one transaction: lock the stream's row, skip a repeat, write the rows
+/// and their rollups, raise the sequence number.
+async fn ingest(
+    c: &mut deadpool_postgres::Client,
+    b: &crate::IngestBatch,
+) -> Result<crate::IngestOutcome> {
+    let seq = i64::try_from(b.seq)
+        .map_err(|_| StoreError::Db(format!("sequence number {} is too large", b.seq)))?;
+    let now = Utc::now().timestamp_millis();
+    let tx = c.transaction().await?;
+    tx.execute(
+        "INSERT INTO agent_streams (agent, stream, last_seq, updated_at) VALUES ($1, $2, 0, $3)
+         ON CONFLICT (agent, stream) DO NOTHING",
+        &[&b.agent, &b.stream, &now],
+    )
+    .await?;
+    let last: i64 = tx
+        .query_one(
+            "SELECT last_seq FROM agent_streams WHERE agent = $1 AND stream = $2 FOR UPDATE",
+            &[&b.agent, &b.stream],
+        )
+        .await?
+        .try_get(0)?;
+    if seq <= last {
+        return Ok(crate::IngestOutcome {
+            duplicate: true,
+            last_seq: u64::try_from(last).unwrap_or(0),
+        });
+    }
+    let at = std::time::Instant::now();
+    let rows: Vec<crate::sqlite::writer::Submitted> = b
+        .records
+        .iter()
+        .map(|r| crate::sqlite::writer::Submitted { rec: r.clone(), at })
+        .collect();
+    let refs: Vec<&crate::sqlite::writer::Submitted> = rows.iter().collect();
+    writer::write_rows(&tx, &HashMap::new(), &HashMap::new(), &refs).await?;
+    tx.execute(
+        "UPDATE agent_streams SET last_seq = $3, updated_at = $4 WHERE agent = $1 AND stream = $2",
+        &[&b.agent, &b.stream, &seq, &now],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(crate::IngestOutcome {
+        duplicate: false,
+        last_seq: b.seq,
+    })
 }

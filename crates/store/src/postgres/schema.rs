@@ -214,6 +214,22 @@ CREATE INDEX silences_expiry ON silences (expires_at);
     },
     Migration {
         version: 5,
+        name: "agent upload streams",
+        sql: r#"
+-- The highest committed batch sequence number per (agent, stream): a batch is stored in the
+-- same transaction that raises it (the row locked FOR UPDATE, so two replicas receiving the
+-- same batch store it once).
+CREATE TABLE agent_streams (
+    agent       TEXT NOT NULL,
+    stream      TEXT NOT NULL,
+    last_seq    BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    PRIMARY KEY (agent, stream)
+);
+"#,
+    },
+    Migration {
+        version: 6,
         name: "exposure scans, findings, config versions",
         sql: r#"
 CREATE TABLE scans (

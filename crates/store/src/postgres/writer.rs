@@ -248,6 +248,27 @@ async fn write_batch(
 ) -> Result<()> {
     let mut client = pool.get().await.map_err(super::pool_error)?;
     let tx = client.transaction().await?;
+    let (learnt_m, learnt_t) = write_rows(&tx, monitors, targets, rows).await?;
+    tx.commit().await?;
+    for (name, id) in learnt_m {
+        monitors.insert(name, id);
+    }
+    for (k, id) in learnt_t {
+        targets.insert(k, id);
+    }
+    Ok(())
+}
+
+/// Monitor and target ids learnt inside a transaction (valid once it commits).
+pub type Learnt = (Vec<(String, i64)>, Vec<((String, String), i64)>);
+
+/// Inserts observations and adds their rollup deltas inside `tx` (the caller commits).
+pub async fn write_rows(
+    tx: &deadpool_postgres::Transaction<'_>,
+    monitors: &HashMap<String, i64>,
+    targets: &HashMap<(String, String), i64>,
+    rows: &[&Submitted],
+) -> Result<Learnt> {
     let now = Utc::now().timestamp_millis();
 
     // Ids of monitors and targets not seen yet (sorted: same lock order everywhere).
@@ -476,14 +497,7 @@ async fn write_batch(
         )
         .await?;
     }
-    tx.commit().await?;
-    for (name, id) in learnt_m {
-        monitors.insert(name, id);
-    }
-    for (k, id) in learnt_t {
-        targets.insert(k, id);
-    }
-    Ok(())
+    Ok((learnt_m, learnt_t))
 }
 
 pub fn prefixed_agg_columns(alias: &str) -> String {

@@ -42,7 +42,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use portwarden_core::{Incident, IncidentEvent, IncidentId, Observation};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 pub use read::{DEFAULT_INCIDENT_PAGE, MAX_PAGE};
@@ -314,6 +314,25 @@ impl Store for SqliteStore {
     async fn change_incident(&self, id: IncidentId, change: IncidentChange) -> Result<()> {
         self.request(|r| Cmd::ChangeIncident(id, Box::new(change), Vec::new(), r))
             .await
+    }
+
+    async fn ingest_batch(&self, batch: crate::IngestBatch) -> Result<crate::IngestOutcome> {
+        self.request(|r| Cmd::Ingest(Box::new(batch), r)).await
+    }
+
+    async fn agent_last_seq(&self, agent: &str, stream: &str) -> Result<u64> {
+        let (agent, stream) = (agent.to_string(), stream.to_string());
+        self.read(move |c| {
+            let v: Option<i64> = c
+                .query_row(
+                    "SELECT last_seq FROM agent_streams WHERE agent = ?1 AND stream = ?2",
+                    rusqlite::params![agent, stream],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(u64::try_from(v.unwrap_or(0)).unwrap_or(0))
+        })
+        .await
     }
 
     async fn open_incidents(&self) -> Result<Vec<Incident>> {

@@ -228,6 +228,21 @@ CREATE INDEX silences_expiry ON silences (expires_at);
     },
     Migration {
         version: 5,
+        name: "agent upload streams",
+        sql: r#"
+-- The highest committed batch sequence number per (agent, stream): a batch is stored in the
+-- same transaction that raises it, so a repeated upload is recognised and stored once.
+CREATE TABLE agent_streams (
+    agent       TEXT NOT NULL,
+    stream      TEXT NOT NULL,
+    last_seq    INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (agent, stream)
+);
+"#,
+    },
+    Migration {
+        version: 6,
         name: "exposure scans, findings, config versions",
         sql: r#"
 -- One row per scan run (scheduled for a baseline, or ad hoc); the full report as JSON.

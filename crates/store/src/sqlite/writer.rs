@@ -82,6 +82,8 @@ pub enum Cmd {
     /// The notification outbox and silences (one transaction each).
     Outbox(super::outbox::OutboxWrite, Reply<super::outbox::OutboxOut>),
     Retention(RetentionStep, Reply<RetentionProgress>),
+    /// An agent's batch: observations + its sequence number, one transaction.
+    Ingest(Box<crate::IngestBatch>, Reply<crate::IngestOutcome>),
     /// Sessions and local users (one transaction each).
     Auth(super::auth::AuthWrite, Reply<u64>),
     /// Scans with their findings and incidents, config versions (one transaction each).
@@ -428,6 +430,10 @@ impl Writer {
                 }
                 let _ = reply.send(r);
             }
+            Cmd::Ingest(batch, reply) => {
+                let r = self.ingest(&batch);
+                let _ = reply.send(r);
+            }
             Cmd::Auth(w, reply) => {
                 let r = self.transact(|tx, _| super::auth::apply(tx, &w));
                 let _ = reply.send(r);
@@ -467,6 +473,78 @@ impl Writer {
             Err(_) => self.caches.clear(),
         }
         r
+    }
+
+    /// One agent batch in one transaction: the sequence check, the rows with their rollups,
+    /// the new sequence number. A repeat (sequence not above the last) writes nothing.
+    fn ingest(&mut self, b: &crate::IngestBatch) -> Result<crate::IngestOutcome> {
+        let seq = i64::try_from(b.seq)
+            .map_err(|_| StoreError::Db(format!("sequence number {} is too large", b.seq)))?;
+        let now = Instant::now();
+        let rows: Vec<Submitted> = b
+            .records
+            .iter()
+            .map(|r| Submitted {
+                rec: r.clone(),
+                at: now,
+            })
+            .collect();
+        let started = Instant::now();
+        let r = (|| -> rusqlite::Result<crate::IngestOutcome> {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let last: i64 = tx
+                .prepare_cached(
+                    "SELECT last_seq FROM agent_streams WHERE agent = ?1 AND stream = ?2",
+                )?
+                .query_row(params![b.agent, b.stream], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+            if seq <= last {
+                return Ok(crate::IngestOutcome {
+                    duplicate: true,
+                    last_seq: u64::try_from(last).unwrap_or(0),
+                });
+            }
+            write_rows(&tx, &mut self.caches, rows.iter())?;
+            tx.prepare_cached(
+                "INSERT INTO agent_streams (agent, stream, last_seq, updated_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (agent, stream) DO UPDATE SET last_seq = excluded.last_seq,
+                     updated_at = excluded.updated_at",
+            )?
+            .execute(params![
+                b.agent,
+                b.stream,
+                seq,
+                Utc::now().timestamp_millis()
+            ])?;
+            tx.commit()?;
+            Ok(crate::IngestOutcome {
+                duplicate: false,
+                last_seq: b.seq,
+            })
+        })();
+        match r {
+            Ok(o) => {
+                if !o.duplicate {
+                    let n = rows.len();
+                    self.metrics.batch_rows.observe(n as f64);
+                    self.metrics
+                        .batch_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    self.metrics.rows_written.inc_by(n as u64);
+                }
+                self.on_success();
+                Ok(o)
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                self.on_failure(&msg);
+                Err(StoreError::Db(msg))
+            }
+        }
     }
 
     /// Commits up to `batch_rows` of the oldest pending rows in one transaction.
@@ -566,6 +644,16 @@ fn write_batch<'a>(
     rows: impl Iterator<Item = &'a Submitted>,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    write_rows(&tx, caches, rows)?;
+    tx.commit()
+}
+
+/// Inserts observations and updates their rollups inside `tx` (the caller commits).
+fn write_rows<'a>(
+    tx: &Transaction<'_>,
+    caches: &mut Caches,
+    rows: impl Iterator<Item = &'a Submitted>,
+) -> rusqlite::Result<()> {
     let now = Instant::now();
     let mut dirty: Vec<BucketKey> = Vec::new();
     {
@@ -578,8 +666,8 @@ fn write_batch<'a>(
         for s in rows {
             let r = &s.rec;
             let o = &r.obs;
-            let mid = monitor_id(&tx, caches, &o.monitor, &o.target, &o.check)?;
-            let tid = target_id(&tx, caches, &o.target, &o.check)?;
+            let mid = monitor_id(tx, caches, &o.monitor, &o.target, &o.check)?;
+            let tid = target_id(tx, caches, &o.target, &o.check)?;
             let started = to_ms(o.started_at);
             let details = (!o.details.is_empty())
                 .then(|| serde_json::Value::Object(o.details.clone()).to_string());
@@ -616,7 +704,7 @@ fn write_batch<'a>(
                 let entry = match caches.rollups.entry(key) {
                     Entry::Occupied(e) => e.into_mut(),
                     Entry::Vacant(v) => v.insert(CachedRollup {
-                        agg: rollup::load(&tx, &key, &o.location)?.unwrap_or_default(),
+                        agg: rollup::load(tx, &key, &o.location)?.unwrap_or_default(),
                         touched: now,
                         dirty: false,
                     }),
@@ -637,10 +725,10 @@ fn write_batch<'a>(
                 .locations
                 .get(key.loc as usize)
                 .map_or("", String::as_str);
-            rollup::upsert(&tx, &key, location, &c.agg)?;
+            rollup::upsert(tx, &key, location, &c.agg)?;
         }
     }
-    tx.commit()
+    Ok(())
 }
 
 fn monitor_id(
