@@ -20,8 +20,10 @@ fn parse_json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or(serde_json::Value::Null)
 }
 
-pub async fn apply_scan(c: &mut Client, a: &ScanApply) -> Result<ScanApplied> {
+/// `fence`: the leader's term (scheduled scans run on the leader only; see `ops::check_fence`).
+pub async fn apply_scan(c: &mut Client, a: &ScanApply, fence: i64) -> Result<ScanApplied> {
     let tx = c.transaction().await?;
+    super::ops::check_fence(&tx, fence).await?;
     let s = &a.scan;
     let report = json(s.report.as_ref().unwrap_or(&serde_json::Value::Null))?;
     let scan_id: i64 = tx
