@@ -168,22 +168,29 @@ pub async fn finish(
     let http_status = a.http_status.map(i32::from);
     let retry_at = a.retry_at.map(to_ms);
     for id in ids {
-        tx.execute(
-            "INSERT INTO outbox_attempts (outbox_id, at, ok, http_status, latency_ms, error, retry_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[id, &at, &a.ok, &http_status, &a.latency_ms, &a.error, &retry_at],
-        )
-        .await?;
+        if !matches!(result, AttemptResult::Suppress(_)) {
+            tx.execute(
+                "INSERT INTO outbox_attempts (outbox_id, at, ok, http_status, latency_ms, error, retry_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[id, &at, &a.ok, &http_status, &a.latency_ms, &a.error, &retry_at],
+            )
+            .await?;
+        }
         let (status, due, done) = match result {
             AttemptResult::Delivered => ("delivered", None, Some(at)),
             AttemptResult::RetryAt(t) => ("pending", Some(to_ms(*t)), None),
             AttemptResult::GiveUp(_) => ("given_up", None, Some(at)),
+            AttemptResult::Suppress(_) => ("suppressed", None, Some(at)),
+        };
+        let note = match result {
+            AttemptResult::Suppress(why) => Some(why.clone()),
+            _ => a.error.clone(),
         };
         tx.execute(
             "UPDATE outbox SET status = $2, due_at = COALESCE($3, due_at), done_at = $4,
-                 attempts = attempts + 1, last_error = $5, claimed_until = NULL
+                 attempts = attempts + CASE WHEN status = 'pending' AND $2 = 'suppressed' THEN 0 ELSE 1 END, last_error = $5, claimed_until = NULL
              WHERE id = $1 AND status = 'pending'",
-            &[id, &status, &due, &done, &a.error],
+            &[id, &status, &due, &done, &note],
         )
         .await?;
         if !matches!(result, AttemptResult::RetryAt(_))
@@ -207,6 +214,10 @@ pub async fn finish(
             AttemptResult::GiveUp(why) => (
                 EventKind::Note,
                 format!("{event} to `{receiver}` given up: {why}"),
+            ),
+            AttemptResult::Suppress(why) => (
+                EventKind::Note,
+                format!("{event} to `{receiver}` not sent: {why}"),
             ),
             AttemptResult::RetryAt(_) => continue,
         };
