@@ -29,6 +29,8 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Measure the engine on loopback: checks/s, CPU, RSS, lateness, store rows/s.
     Bench(cmd::bench::BenchArgs),
+    /// Scan hosts and CIDR blocks for open TCP/UDP ports and name the services behind them.
+    Scan(cmd::scan::ScanArgs),
     /// Notification receivers: `notify test --receiver NAME` sends a sample message.
     Notify(cmd::notify::NotifyArgs),
     /// Print the argon2 hash of a password (read from stdin) for `auth.users[].password_hash`.
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
             Command::Bench(a) => cmd::bench::run(a).await,
             Command::Notify(a) => cmd::notify::run(a).await,
             Command::HashPassword(a) => cmd::hash_password::run(a),
+            Command::Scan(a) => cmd::scan::run(a).await,
         }
     });
     match code {

@@ -4,5 +4,6 @@ pub mod check;
 pub mod hash_password;
 pub mod inventory;
 pub mod notify;
+pub mod scan;
 pub mod serve;
 pub mod validate;
