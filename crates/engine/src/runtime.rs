@@ -462,22 +462,26 @@ impl Engine {
                 .get(name)
                 .map(|p| p.monitor.clone())
         });
-        let bg = vec![
-            tokio::spawn(crate::alerting::dispatcher(
+        let mut bg = Vec::new();
+        // A probe-only engine (an agent) neither judges nor notifies: the server does.
+        if inner.opts.evaluate {
+            bg.push(tokio::spawn(crate::alerting::dispatcher(
                 alerting.clone(),
                 store.clone(),
                 inner.cancel.clone(),
-            )),
-            tokio::spawn(crate::alerting::ticker(
+            )));
+            bg.push(tokio::spawn(crate::alerting::ticker(
                 alerting.clone(),
                 store.clone(),
                 lookup,
                 inner.cancel.clone(),
-            )),
-            tokio::spawn(crate::alerting::heartbeat(
+            )));
+            bg.push(tokio::spawn(crate::alerting::heartbeat(
                 alerting.clone(),
                 inner.cancel.clone(),
-            )),
+            )));
+        }
+        bg.extend([
             tokio::spawn(incident_task(inner.clone(), inc_rx, open_map)),
             tokio::spawn(evaluator_task(
                 inner.clone(),
@@ -490,7 +494,7 @@ impl Engine {
             tokio::spawn(scheduler_task(inner.clone(), sched_rx)),
             tokio::spawn(lag_task(inner.clone())),
             tokio::spawn(follower_task(inner.clone())),
-        ];
+        ]);
         *engine.background.lock().unwrap_or_else(|p| p.into_inner()) = bg;
         let _ = inner
             .eval_tx
@@ -699,6 +703,16 @@ impl Engine {
             .values()
             .map(|p| p.monitor.clone())
             .collect()
+    }
+
+    /// One monitor's definition.
+    pub fn monitor_def(&self, name: &str) -> Option<Arc<Monitor>> {
+        self.inner
+            .plans
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .map(|p| p.monitor.clone())
     }
 
     /// Every monitor's live view, by name.
