@@ -1,16 +1,24 @@
-//! Several `portwarden serve` replicas on one PostgreSQL database (a database this test
-//! creates on the shared server and drops afterwards): exactly one leads (probes, judges,
-//! writes incidents); `kill -9` of the leader during an incident → the other takes over within
-//! the bound (default 15 s), rebuilds its judgement from the store, keeps the same incident
-//! (no second one opened) and resolves it when the target comes back.
+//! Acceptance 3 of issue 9. Several `portwarden serve` replicas on one PostgreSQL database (a
+//! database this test creates on the shared server and drops afterwards): exactly one leads
+//! (probes, judges, writes incidents, sends notifications); `kill -9` of the leader during an
+//! incident, while its trigger notification is still pending (the receiver is down) → the
+//! other takes over within the bound (default 15 s), rebuilds its judgement from the store,
+//! keeps the same incident (no second one opened), delivers the pending trigger and later the
+//! resolve — each exactly once per idempotency key, as the receiver counts them.
+//!
+//! The monitor judges by consecutive results only (`min_samples: 1000` keeps the failure-ratio
+//! rule out of it): the ratio rule would re-open the incident right after the recovery while
+//! the window still holds the failures, in one process as well as here.
 //!
 //! Each replica probes under its own location name (`replica-a`, `replica-b`) so the stored
 //! observations show who probed.
 
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use portwarden_testkit as tk;
@@ -31,14 +39,76 @@ fn addr(port: u16) -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-fn replica(dir: &std::path::Path, name: &str, url: &str, target: u16) -> (Proc, u16) {
+/// Webhook deliveries answered 200, per (idempotency key, event).
+#[derive(Clone, Default)]
+struct Counts(Arc<Mutex<HashMap<(String, String), u32>>>);
+
+impl Counts {
+    fn get(&self) -> HashMap<(String, String), u32> {
+        self.0.lock().unwrap().clone()
+    }
+    fn events(&self, event: &str) -> u32 {
+        self.get()
+            .iter()
+            .filter(|((_, e), _)| e == event)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// A minimal HTTP/1.1 webhook receiver on `port` that counts what it accepts.
+fn receiver(port: u16, counts: Counts) {
+    let l = TcpListener::bind(("127.0.0.1", port)).expect("receiver binds");
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let counts = counts.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let (mut key, mut len, mut line) = (String::new(), 0usize, String::new());
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let l = line.trim_end();
+                    if l.is_empty() {
+                        break;
+                    }
+                    let lower = l.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    for h in ["idempotency-key:", "webhook-id:"] {
+                        if lower.starts_with(h) {
+                            key = l[h.len()..].trim().to_string();
+                        }
+                    }
+                }
+                let mut body = vec![0; len];
+                let _ = r.read_exact(&mut body);
+                let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+                let event = v["event"].as_str().unwrap_or("").to_string();
+                *counts.0.lock().unwrap().entry((key, event)).or_default() += 1;
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                );
+            });
+        }
+    });
+}
+
+fn replica(dir: &std::path::Path, name: &str, url: &str, target: u16, hook: u16) -> (Proc, u16) {
     let config = dir.join(format!("{name}.yaml"));
     std::fs::write(
         &config,
         format!(
             "engine: {{location: {name}}}\n\
              store: {{url: \"{url}\"}}\n\
-             monitors:\n  - name: web\n    target: \"tcp://127.0.0.1:{target}\"\n    interval: 1s\n    timeout: 500ms\n    rules: {{consecutive_failures: 2, recovery: 2}}\n\
+             monitors:\n  - name: web\n    target: \"tcp://127.0.0.1:{target}\"\n    interval: 1s\n    timeout: 500ms\n    rules: {{consecutive_failures: 2, recovery: 2, min_samples: 1000}}\n\
+             receivers:\n  hook: {{type: webhook, url: \"http://127.0.0.1:{hook}/hook\"}}\n\
+             routes:\n  - name: all\n    default: true\n    receivers: hook\n\
+             notifications: {{backoff_initial: 200ms, backoff_max: 500ms, poll: 100ms}}\n\
              auth:\n  tokens:\n    - {{name: test, secret: \"{TOKEN}\", role: admin}}\n"
         ),
     )
@@ -140,13 +210,15 @@ fn kill_9_of_the_leader_during_an_incident_hands_over_within_the_bound() {
     };
     let dir = tempfile::tempdir().unwrap();
     let target = Target::start();
+    let hook = tk::free_port(); // the receiver: down (nothing listens) until after the kill
+    let counts = Counts::default();
 
     // Replica A starts first and leads; B follows.
-    let (mut a, pa) = replica(dir.path(), "replica-a", &db.url(), target.port);
+    let (mut a, pa) = replica(dir.path(), "replica-a", &db.url(), target.port, hook);
     wait(Duration::from_secs(20), "A becomes leader", || {
         is_leader(pa)
     });
-    let (_b, pb) = replica(dir.path(), "replica-b", &db.url(), target.port);
+    let (_b, pb) = replica(dir.path(), "replica-b", &db.url(), target.port, hook);
     let h = health(pb);
     assert_eq!(h["leadership"]["leader"], false, "{h:#}");
     assert_eq!(h["leadership"]["mode"], "postgres_advisory_lock");
@@ -188,6 +260,13 @@ fn kill_9_of_the_leader_during_an_incident_hands_over_within_the_bound() {
     let id = first[0]["id"].as_i64().unwrap();
     // The follower serves the same incident from the database.
     assert_eq!(incidents(pb)[0]["id"].as_i64(), Some(id));
+    // A tries to send the trigger; the receiver is down, so it stays pending.
+    wait(Duration::from_secs(10), "A attempts the trigger", || {
+        let d = api(pa, &format!("/api/v1/incidents/{id}"));
+        d["notifications"][0]["attempts"].as_u64().unwrap_or(0) >= 1
+    });
+    let d = api(pb, &format!("/api/v1/incidents/{id}"));
+    assert_eq!(d["notifications"][0]["status"], "pending", "{d:#}");
 
     // kill -9 the leader in the middle of the incident.
     let _ = a.0.kill();
@@ -202,6 +281,12 @@ fn kill_9_of_the_leader_during_an_incident_hands_over_within_the_bound() {
             .body
             .contains("portwarden_leader_is_leader 1")
     );
+
+    // The receiver comes up: B (never A, which is dead) delivers the pending trigger, once.
+    receiver(hook, counts.clone());
+    wait(Duration::from_secs(15), "B delivers the trigger", || {
+        counts.events("trigger") >= 1
+    });
 
     // B probes now, keeps the same incident open (no second one)...
     wait(Duration::from_secs(10), "B probes", || {
@@ -230,10 +315,36 @@ fn kill_9_of_the_leader_during_an_incident_hands_over_within_the_bound() {
         .map(|e| e["kind"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(kinds.first(), Some(&"opened"), "{kinds:?}");
-    assert_eq!(kinds.last(), Some(&"resolved"), "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "resolved").count(),
+        1,
+        "{kinds:?}"
+    );
     assert_eq!(
         kinds.iter().filter(|k| **k == "opened").count(),
         1,
         "{kinds:?}"
     );
+
+    // Every notification exactly once per idempotency key: one trigger, one resolve.
+    wait(Duration::from_secs(15), "B delivers the resolve", || {
+        counts.events("resolve") >= 1
+    });
+    std::thread::sleep(Duration::from_secs(2)); // room for a (wrong) second delivery
+    let got = counts.get();
+    eprintln!("deliveries: {got:?}");
+
+    assert!(
+        got.values().all(|n| *n == 1),
+        "a key delivered twice: {got:?}"
+    );
+    assert_eq!(counts.events("trigger"), 1, "{got:?}");
+    assert_eq!(counts.events("resolve"), 1, "{got:?}");
+    assert!(
+        got.keys().all(|(k, _)| k.starts_with(&format!("pw-{id}-"))),
+        "keys name the incident: {got:?}"
+    );
+    let d = api(pb, &format!("/api/v1/incidents/{id}"));
+    let n = d["notifications"].as_array().unwrap();
+    assert!(n.iter().all(|x| x["status"] == "delivered"), "{d:#}");
 }

@@ -406,8 +406,46 @@ impl Alerting {
                 .entry(p)
                 .or_default()
                 .insert(monitor.to_string());
+        } else {
+            self.adopt_dependents(id, m);
         }
         self.wake.notify_one();
+    }
+
+    /// A parent went down after some of its dependents: their incidents (and notifications
+    /// not sent yet) fold into the parent's.
+    fn adopt_dependents(&self, parent: IncidentId, p: &Monitor) {
+        let host = p.target.host.to_string();
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut deps = self.dependents.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, o) in open.iter_mut() {
+            if *id == parent || o.folded_into.is_some() {
+                continue;
+            }
+            let Some(def) = &o.def else { continue };
+            let depends = def
+                .depends_on
+                .iter()
+                .any(|d| match d.strip_prefix("host:") {
+                    Some(h) => p.depends_on.is_empty() && h.eq_ignore_ascii_case(&host),
+                    None => d == &p.name,
+                });
+            if depends {
+                o.folded_into = Some(parent);
+                // What was not sent yet is suppressed at send time: nobody to tell at resolve.
+                o.told.clear();
+                deps.entry(parent).or_default().insert(o.monitor.clone());
+            }
+        }
+    }
+
+    /// The parent incident an incident is folded into.
+    fn folded_into(&self, id: IncidentId) -> Option<IncidentId> {
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .and_then(|o| o.folded_into)
     }
 
     /// Rows for a resolve: every receiver that was told about the incident.
@@ -726,6 +764,34 @@ pub(crate) async fn dispatcher(
 
 async fn deliver(al: &Alerting, store: &dyn Store, setup: &AlertSetup, batch: Vec<OutboxRow>) {
     let now = Utc::now();
+    // Dependents whose parent went down since they were queued: folded, not sent.
+    let (held, batch): (Vec<OutboxRow>, Vec<OutboxRow>) = batch.into_iter().partition(|r| {
+        r.event != "resolve" && r.incident_id.and_then(|i| al.folded_into(i)).is_some()
+    });
+    for r in &held {
+        let parent = r
+            .incident_id
+            .and_then(|i| al.folded_into(i))
+            .unwrap_or_default();
+        let a = AttemptRecord {
+            at: now,
+            ok: false,
+            http_status: None,
+            latency_ms: 0.0,
+            error: None,
+            retry_at: None,
+        };
+        let why = format!("folded into incident #{parent}: a monitor it depends on is down");
+        if let Err(e) = store
+            .finish_outbox_attempt(vec![r.id], a, AttemptResult::Suppress(why))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record a folded notification");
+        }
+    }
+    if batch.is_empty() {
+        return;
+    }
     let ids: Vec<i64> = batch.iter().map(|r| r.id).collect();
     let first = &batch[0];
     let Some(channel) = setup.channels.get(&first.receiver).cloned() else {

@@ -131,10 +131,25 @@ pub fn payload(n: &Notification, username: Option<&str>) -> Value {
         }
         let rest = &n.items[shown..];
         if !rest.is_empty() {
+            // Discord caps the content at 2000 characters: one short line per monitor, and a
+            // count for whatever still does not fit.
             let mut list = format!("\nand {} more:", rest.len());
-            for i in rest {
-                list.push_str("\n• ");
-                list.push_str(&render::compact(i));
+            for (k, i) in rest.iter().enumerate() {
+                let mut line = format!("\n• {} {}", i.monitor, i.state);
+                if let Some(e) = &i.error_kind {
+                    line.push_str(&format!(" ({e})"));
+                }
+                let tail = format!("\n… and {} more", rest.len() - k);
+                if content.chars().count()
+                    + list.chars().count()
+                    + line.chars().count()
+                    + tail.len()
+                    > 2000
+                {
+                    list.push_str(&tail);
+                    break;
+                }
+                list.push_str(&line);
             }
             content = cut(&format!("{content}{list}"), 2000);
         }

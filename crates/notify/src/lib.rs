@@ -30,6 +30,7 @@ use std::sync::Arc;
 use portwarden_config::{Receiver, ReceiverSpec};
 
 pub mod discord;
+pub mod email;
 pub mod http;
 pub mod message;
 pub mod outcome;
@@ -37,6 +38,7 @@ pub mod pagerduty;
 pub mod render;
 pub mod retry;
 pub mod slack;
+pub mod sms;
 pub mod teams;
 pub mod template;
 pub mod webhook;
@@ -119,12 +121,7 @@ pub fn build_one(shared: &Shared, r: &Receiver) -> Result<Arc<dyn Channel>, Stri
         ReceiverSpec::Teams(s) => Arc::new(teams::Teams::new(shared, &r.name, s)?),
         ReceiverSpec::Pagerduty(s) => Arc::new(pagerduty::PagerDuty::new(shared, &r.name, s)?),
         ReceiverSpec::Webhook(s) => Arc::new(webhook::Webhook::new(shared, &r.name, s)?),
-        other => {
-            return Err(format!(
-                "receiver `{}`: the `{}` channel is not available in this build yet",
-                r.name,
-                other.kind()
-            ));
-        }
+        ReceiverSpec::Email(s) => Arc::new(email::Email::new(&r.name, s)?),
+        ReceiverSpec::Sms(s) => Arc::new(sms::Sms::new(shared, &r.name, s)?),
     })
 }

@@ -150,47 +150,51 @@ fn host_of_target(t: &str) -> String {
         .to_string()
 }
 
-/// Every field: a single monitor's fields at the top level; a group's under `monitors`.
+/// Every field, as PagerDuty shows it (a key-value table): a single monitor's fields at the top
+/// level under their labels (`Monitor`, `Target`, ..., `Last healthy`), a group's as a list under
+/// `monitors`; plus the labels, the failing locations and the ids for machines.
 pub fn custom_details(n: &Notification) -> Value {
-    let mut d = json!({
-        "event": n.event.as_str(),
-        "change": n.change.as_str(),
-        "idempotency_key": n.idempotency_key,
-    });
+    let mut d = serde_json::Map::new();
+    d.insert("event".into(), json!(n.event.as_str()));
+    d.insert("change".into(), json!(n.change.as_str()));
+    d.insert("idempotency_key".into(), json!(n.idempotency_key));
     if let Some(id) = n.incident_id {
-        d["incident_id"] = json!(id);
+        d.insert("incident_id".into(), json!(id));
     }
     if let Some(r) = &n.route {
-        d["route"] = json!(r);
+        d.insert("route".into(), json!(r));
     }
     if let Some(note) = &n.note {
-        d["note"] = json!(note);
+        d.insert("note".into(), json!(note));
     }
     let item_details = |i: &crate::AlertItem| {
-        let mut m = serde_json::to_value(i).unwrap_or(Value::Null);
-        if let Value::Object(o) = &mut m {
-            for (k, v) in i.facts(n.at) {
-                // The readable forms too ("regional: eu-west", "3m 20s", "... connect 1.2 ms").
-                if matches!(k, "Scope" | "Duration" | "Last healthy" | "Error") {
-                    o.insert(format!("{} (text)", k.to_lowercase()), json!(v));
-                }
-            }
+        let mut m = serde_json::Map::new();
+        for (k, v) in i.facts(n.at) {
+            m.insert(k.to_string(), json!(v));
+        }
+        if !i.scope.locations().is_empty() {
+            m.insert("locations".into(), json!(i.scope.locations()));
+        }
+        if !i.labels.is_empty() {
+            m.insert("labels".into(), json!(i.labels));
+        }
+        if let Some(id) = i.incident_id {
+            m.insert("incident_id".into(), json!(id));
         }
         m
     };
     match n.items.as_slice() {
-        [one] => {
-            if let (Value::Object(o), Value::Object(i)) = (&mut d, item_details(one)) {
-                o.extend(i);
-            }
-        }
+        [one] => d.extend(item_details(one)),
         items => {
-            d["group"] = json!(n.title);
-            d["group_key"] = json!(n.group_key);
-            d["monitors"] = json!(items.iter().map(item_details).collect::<Vec<_>>());
+            d.insert("group".into(), json!(n.title));
+            d.insert("group_key".into(), json!(n.group_key));
+            d.insert(
+                "monitors".into(),
+                json!(items.iter().map(item_details).collect::<Vec<_>>()),
+            );
         }
     }
-    d
+    Value::Object(d)
 }
 
 #[async_trait::async_trait]

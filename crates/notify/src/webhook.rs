@@ -164,6 +164,9 @@ impl Channel for Webhook {
 
     async fn send(&self, n: &Notification) -> Result<Delivered, SendError> {
         let (body, pairs) = self.render(n)?;
+        // Rendered header values may hold credentials the templates assembled.
+        let mut secrets = self.secrets.clone();
+        secrets.extend(pairs.iter().map(|(_, v)| v.clone()));
         let mut headers = http::header_map(&pairs).map_err(|e| {
             SendError::permanent(format!("webhook to {}: {e}", http::host_of(&self.url)))
         })?;
@@ -194,7 +197,7 @@ impl Channel for Webhook {
                 idempotency_key: &n.idempotency_key,
                 timeout: self.timeout,
                 basic_auth: None,
-                secrets: &self.secrets,
+                secrets: &secrets,
             },
         )
         .await?;

@@ -287,6 +287,7 @@ impl Daemon {
                     pg.config().clone(),
                     config.store.takeover,
                     leader_metrics,
+                    pg.fence(),
                 );
                 (Arc::new(pg), leadership)
             }

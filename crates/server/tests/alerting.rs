@@ -286,13 +286,19 @@ async fn one_trigger_and_one_resolve_per_receiver_across_restarts() {
         return;
     }
     let (a, b) = (Receiver::start().await, Receiver::start().await);
+    // Every other HTTP channel, each with its own path on one more receiver.
+    let c = Receiver::start().await;
     let port = tk::free_port();
     let mut redis = redis_on(port).expect("redis starts");
     let yaml = format!(
-        "monitors:\n{}receivers:\n{}{}routes:\n  - name: everyone\n    default: true\n    receivers: [hook-a, hook-b]\n{FAST}",
+        "monitors:\n{}receivers:\n{}{}  slack: {{type: slack, url: \"{}\"}}\n  discord: {{type: discord, url: \"{}\"}}\n  teams: {{type: teams, url: \"{}\"}}\n  pager: {{type: pagerduty, routing_key: \"R0UT1NGKEY0123456789abcdefabcdef\", url: \"{}\"}}\nroutes:\n  - name: everyone\n    default: true\n    receivers: [hook-a, hook-b, slack, discord, teams, pager]\n{FAST}",
         redis_monitor("cache", port),
         webhook("hook-a", &a, "a"),
         webhook("hook-b", &b, "b"),
+        c.url("slack"),
+        c.url("discord"),
+        c.url("teams"),
+        c.url("pagerduty"),
     );
     let d = TestDaemon::start(&yaml).await;
     d.wait_monitor("cache", Duration::from_secs(10), "cache up", |v| {
@@ -364,10 +370,56 @@ async fn one_trigger_and_one_resolve_per_receiver_across_restarts() {
         );
         assert_eq!(r.got().len(), 2, "nothing else was sent");
     }
+    // Slack, Discord, Teams, PagerDuty: one trigger and one resolve each, by idempotency key.
+    let got = c
+        .wait(
+            "trigger + resolve on every channel",
+            Duration::from_secs(10),
+            |g| g.iter().filter(|g| g.status == 200).count() >= 8,
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got_all = c.got();
+    assert_eq!(
+        got_all.len(),
+        8,
+        "{:#?}",
+        got_all
+            .iter()
+            .map(|g| (&g.path, &g.key))
+            .collect::<Vec<_>>()
+    );
+    for path in ["/slack", "/discord", "/teams", "/pagerduty"] {
+        let mut keys: Vec<String> = got
+            .iter()
+            .filter(|g| g.path == path)
+            .map(|g| g.key.clone().unwrap_or_default())
+            .collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                format!("pw-{incident}-resolve"),
+                format!("pw-{incident}-trigger")
+            ],
+            "{path}"
+        );
+    }
+    let pd: Vec<&Got> = got.iter().filter(|g| g.path == "/pagerduty").collect();
+    for g in &pd {
+        assert_eq!(g.body["dedup_key"], incident.to_string(), "{:#}", g.body);
+    }
+    assert!(pd.iter().any(|g| g.body["event_action"] == "trigger"));
+    assert!(pd.iter().any(|g| g.body["event_action"] == "resolve"));
+
     let inc = d.json(&format!("/api/v1/incidents/{incident}")).await;
     assert_eq!(inc["status"], "resolved");
     let n = inc["notifications"].as_array().unwrap();
-    assert_eq!(n.len(), 4, "trigger + resolve × 2 receivers: {inc:#}");
+    assert_eq!(n.len(), 12, "trigger + resolve × 6 receivers: {inc:#}");
+    assert!(
+        !inc.to_string().contains("R0UT1NGKEY"),
+        "no routing key in the API"
+    );
     assert!(n.iter().all(|r| r["status"] == "delivered"));
     d.stop().await;
 }
@@ -765,4 +817,121 @@ async fn secrets_never_reach_logs_or_the_api() {
         assert!(!logs.contains(s), "secret `{s}` in the logs");
         assert!(!api.contains(s), "secret `{s}` in the API");
     }
+}
+
+/// Dependencies: a host monitor and 12 ports that depend on it go down together → one page
+/// for the host, listing the 12 dependents, instead of 13 pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dependents_fold_into_the_parent_incident() {
+    capture();
+    let hook = Receiver::start().await;
+    let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut monitors = tcp_monitor("db-host", host.local_addr().unwrap().port());
+    let mut ports = Vec::new();
+    for i in 0..12 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        monitors.push_str(&tcp_monitor(
+            &format!("db-port-{i:02}"),
+            l.local_addr().unwrap().port(),
+        ));
+        monitors.push_str("    depends_on: [db-host]\n");
+        ports.push(l);
+    }
+    let yaml = format!(
+        "monitors:\n{monitors}receivers:\n{}routes:\n  - name: all\n    default: true\n    receivers: hook\n    group_wait: 3s\n{FAST}",
+        webhook("hook", &hook, "h"),
+    );
+    let mut d = TestDaemon::start(&yaml).await;
+    d.wait_monitor("db-port-11", Duration::from_secs(10), "up", |v| {
+        v["state"] == "up"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(ports);
+    drop(host);
+    hook.wait("the host's trigger", Duration::from_secs(15), |g| {
+        !g.is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let got = hook.got();
+    assert_eq!(
+        got.len(),
+        1,
+        "one page, not 13: {:#?}",
+        got.iter().map(|g| &g.body["title"]).collect::<Vec<_>>()
+    );
+    let item = &got[0].body["items"][0];
+    assert_eq!(item["monitor"], "db-host");
+    assert_eq!(
+        item["dependents"].as_array().map(Vec::len),
+        Some(12),
+        "{item:#}"
+    );
+    assert!(
+        got[0].body["title"]
+            .as_str()
+            .unwrap()
+            .contains("12 dependent"),
+        "{}",
+        got[0].body["title"]
+    );
+    // The dependents' incidents exist, their notifications are suppressed (and say why).
+    let inc = d.json("/api/v1/incidents?monitor=db-port-03").await;
+    let id = inc["incidents"][0]["id"]
+        .as_i64()
+        .expect("dependent incident");
+    let detail = d.json(&format!("/api/v1/incidents/{id}")).await;
+    let n = detail["notifications"].as_array().unwrap();
+    assert!(
+        !n.is_empty()
+            && n.iter().all(|r| r["status"] == "suppressed"
+                && r["last_error"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("folded into incident")),
+        "{detail:#}"
+    );
+    d.stop().await;
+}
+
+/// The dead man's switch: a heartbeat through a receiver on its schedule, and to a URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn heartbeat_goes_out_on_schedule() {
+    capture();
+    let (hook, ping) = (Receiver::start().await, Receiver::start().await);
+    let yaml = format!(
+        "monitors:\n{}receivers:\n{}heartbeat: {{receiver: hook, interval: 1s}}\n{FAST}",
+        tcp_monitor("x", tk::free_port()),
+        webhook("hook", &hook, "hb"),
+    );
+    let mut d = TestDaemon::start(&yaml).await;
+    let got = hook
+        .wait("three heartbeats", Duration::from_secs(10), |g| {
+            g.len() >= 3
+        })
+        .await;
+    assert!(
+        got.iter().all(|g| g.body["event"] == "heartbeat"),
+        "only heartbeats: {:#?}",
+        got.iter().map(|g| &g.body["event"]).collect::<Vec<_>>()
+    );
+    let gap = got[2].at - got[1].at;
+    assert!(
+        gap >= Duration::from_millis(800) && gap <= Duration::from_secs(3),
+        "every second: {gap:?}"
+    );
+    d.stop().await;
+
+    let yaml = format!(
+        "monitors:\n{}heartbeat: {{url: \"{}\", interval: 1s}}\n",
+        tcp_monitor("x", tk::free_port()),
+        ping.url("ping/abc"),
+    );
+    let mut d = TestDaemon::start(&yaml).await;
+    let got = ping
+        .wait("two pings", Duration::from_secs(10), |g| g.len() >= 2)
+        .await;
+    assert_eq!(got[0].path, "/ping/abc");
+    d.stop().await;
 }

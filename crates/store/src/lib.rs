@@ -278,6 +278,9 @@ pub enum AttemptResult {
     RetryAt(DateTime<Utc>),
     /// Given up, with the reason recorded on the incident.
     GiveUp(String),
+    /// Not sent on purpose after all (folded into a parent incident found at send time), with
+    /// the reason; no attempt is recorded.
+    Suppress(String),
 }
 
 /// A queued notification with its attempts (for `GET /api/v1/incidents/{id}`).

@@ -63,6 +63,8 @@ struct State {
     seen: Vec<Seen>,
     script: VecDeque<Reply>,
     default: Option<Reply>,
+    /// Answer with this status and the whole request echoed in the body.
+    echo: Option<u16>,
 }
 
 #[derive(Clone)]
@@ -97,6 +99,17 @@ impl Receiver {
                         headers,
                         body: body.to_vec(),
                     });
+                    if let Some(status) = s.echo {
+                        let last = s.seen.last().unwrap();
+                        let echo = format!(
+                            "{} {} {:?} {}",
+                            last.method,
+                            uri,
+                            last.headers,
+                            String::from_utf8_lossy(&last.body)
+                        );
+                        return (StatusCode::from_u16(status).unwrap(), echo).into_response();
+                    }
                     let r = s
                         .script
                         .pop_front()
@@ -140,6 +153,11 @@ impl Receiver {
         self.state.lock().unwrap().default = Some(r);
     }
 
+    /// Answers every request with `status` and the request echoed back (a hostile receiver).
+    pub fn echo(&self, status: u16) {
+        self.state.lock().unwrap().echo = Some(status);
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.state.lock().unwrap().seen.clone()
     }
@@ -151,4 +169,83 @@ pub fn channels(
 ) -> std::collections::HashMap<String, std::sync::Arc<dyn portwarden_notify::Channel>> {
     let loaded = portwarden_config::load_str(yaml, "test.yaml").unwrap_or_else(|d| panic!("{d}"));
     portwarden_notify::build(&loaded.config.receivers).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Every string in a JSON document, one per line (what a reader of the message can see).
+pub fn strings(v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    fn walk(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::String(s) => {
+                out.push_str(s);
+                out.push('\n');
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            serde_json::Value::Object(o) => o.values().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    walk(v, &mut out);
+    out
+}
+
+/// Asserts that `text` shows every content field of every item of `n`.
+#[track_caller]
+pub fn assert_every_field(channel: &str, text: &str, n: &portwarden_notify::Notification) {
+    for item in &n.items {
+        for (label, value) in item.facts(n.at) {
+            assert!(
+                text.contains(&value),
+                "{channel}: field {label} = {value:?} of {} is missing from:\n{text}",
+                item.monitor
+            );
+        }
+    }
+}
+
+/// A grouped message: `k` monitors on one host, each with its own details.
+pub fn grouped(k: usize, event: portwarden_notify::Event) -> portwarden_notify::Notification {
+    use portwarden_notify::{Change, Event};
+    let mut n = portwarden_notify::Notification::sample(chrono::Utc::now());
+    n.event = event;
+    n.incident_id = Some(42);
+    n.idempotency_key = portwarden_notify::Notification::key_for(42, event, None);
+    n.title = "db1.example.internal".into();
+    n.group_key = "host=db1.example.internal".into();
+    n.note = None;
+    n.incident_url = Some("https://pw.example.com/incidents/42".into());
+    n.ack_url = Some("https://pw.example.com/ack/42?sig=abc".into());
+    n.route = Some("dba".into());
+    let base = n.items[0].clone();
+    n.items = (0..k)
+        .map(|i| {
+            let mut it = base.clone();
+            it.monitor = format!("db1-port-{}", 5400 + i);
+            it.target = format!("tcp://db1.example.internal:{}", 5400 + i);
+            it.service = Some(format!("svc-{i}"));
+            it.incident_id = Some(100 + i as i64);
+            it.incident_url = Some(format!("https://pw.example.com/incidents/{}", 100 + i));
+            if event == Event::Resolve {
+                it.state = portwarden_core::State::Up;
+                it.recovered_at = Some(it.since + chrono::Duration::seconds(200 + i as i64));
+            }
+            it
+        })
+        .collect();
+    if event == Event::Resolve {
+        n.change = Change::Recovered;
+    }
+    n
+}
+
+/// The sample as a real trigger (or resolve) of incident 7.
+pub fn single(event: portwarden_notify::Event) -> portwarden_notify::Notification {
+    let mut n = grouped(1, event);
+    n.title = n.items[0].monitor.clone();
+    n.group_key = format!("monitor={}", n.items[0].monitor);
+    n.incident_id = Some(7);
+    n.idempotency_key = portwarden_notify::Notification::key_for(7, event, None);
+    n.items[0].ack_url = Some("https://pw.example.com/ack/7?sig=xyz".into());
+    n.items[0].dependents = vec!["orders-api".into(), "billing-api".into()];
+    n
 }

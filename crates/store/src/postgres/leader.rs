@@ -18,7 +18,7 @@
 //! PostgreSQL itself (or a session-mode pool).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -74,6 +74,8 @@ pub struct LeaderStatus {
     /// Since when this replica is leader or follower.
     pub since: DateTime<Utc>,
     pub takeover_seconds: f64,
+    /// The leader term this replica holds (PostgreSQL, while leading).
+    pub term: Option<i64>,
     /// The last problem reaching the database for the lock, if the last attempt failed.
     pub last_error: Option<String>,
 }
@@ -84,6 +86,7 @@ struct Inner {
     takeover: Duration,
     state: std::sync::Mutex<(bool, DateTime<Utc>, Option<String>)>,
     stop: AtomicBool,
+    term: std::sync::Mutex<Option<i64>>,
 }
 
 /// This replica's leadership: a watch of `true` (leader) / `false` (follower).
@@ -94,6 +97,7 @@ pub struct Leadership {
     task: Option<Arc<tokio::task::JoinHandle<()>>>,
     /// Keeps the channel open for [`Leadership::always`] (no task sends).
     _always: Option<Arc<watch::Sender<bool>>>,
+    fence: Option<Arc<AtomicI64>>,
 }
 
 impl Leadership {
@@ -101,6 +105,7 @@ impl Leadership {
     pub fn always() -> Leadership {
         let (tx, rx) = watch::channel(true);
         Leadership {
+            fence: None,
             _always: Some(Arc::new(tx)),
             rx,
             inner: Arc::new(Inner {
@@ -108,16 +113,22 @@ impl Leadership {
                 takeover: Duration::ZERO,
                 state: std::sync::Mutex::new((true, Utc::now(), None)),
                 stop: AtomicBool::new(false),
+                term: std::sync::Mutex::new(None),
             }),
             task: None,
         }
     }
 
     /// Starts campaigning for the lock on its own connection (never from the pool).
+    ///
+    /// `fence` is the store's ([`PgStore::fence`](super::PgStore::fence)): on winning the lock
+    /// the new leader takes the next term in `leader_term` and the store writes only while it
+    /// holds it; on stepping down it is set to -1 first.
     pub fn campaign(
         config: tokio_postgres::Config,
         takeover: Duration,
         metrics: LeaderMetrics,
+        fence: Arc<AtomicI64>,
     ) -> Leadership {
         let takeover = takeover.max(Duration::from_secs(3));
         let (tx, rx) = watch::channel(false);
@@ -126,13 +137,16 @@ impl Leadership {
             takeover,
             state: std::sync::Mutex::new((false, Utc::now(), None)),
             stop: AtomicBool::new(false),
+            term: std::sync::Mutex::new(None),
         });
-        let task = tokio::spawn(run(config, inner.clone(), tx, metrics));
+        fence.store(-1, Ordering::Release);
+        let task = tokio::spawn(run(config, inner.clone(), tx, metrics, fence.clone()));
         Leadership {
             rx,
             inner,
             task: Some(Arc::new(task)),
             _always: None,
+            fence: Some(fence),
         }
     }
 
@@ -152,13 +166,23 @@ impl Leadership {
             leader: st.0,
             since: st.1,
             takeover_seconds: self.inner.takeover.as_secs_f64(),
+            term: self.term(),
             last_error: st.2.clone(),
         }
+    }
+
+    /// The term this replica leads in (`None` while it does not lead, and with SQLite).
+    pub fn term(&self) -> Option<i64> {
+        self.inner.term.lock().map(|t| *t).ok().flatten()
     }
 
     /// Steps down (releases the lock by closing its connection) and stops campaigning.
     pub async fn resign(&self) {
         self.inner.stop.store(true, Ordering::Relaxed);
+        if let Some(f) = &self.fence {
+            f.store(-1, Ordering::Release);
+        }
+        *self.inner.term.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if let Some(t) = &self.task {
             t.abort();
         }
@@ -196,11 +220,24 @@ fn note_error(inner: &Inner, metrics: &LeaderMetrics, e: Option<String>) {
     inner.state.lock().unwrap_or_else(|e| e.into_inner()).2 = e;
 }
 
+fn holder() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{} pid {}", host.trim(), std::process::id())
+}
+
+/// Steps down: fenced first (no write of ours passes any more), then announced.
+fn step_down(inner: &Inner, tx: &watch::Sender<bool>, metrics: &LeaderMetrics, fence: &AtomicI64) {
+    fence.store(-1, Ordering::Release);
+    *inner.term.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    set(inner, tx, metrics, false);
+}
+
 async fn run(
     config: tokio_postgres::Config,
     inner: Arc<Inner>,
     tx: watch::Sender<bool>,
     metrics: LeaderMetrics,
+    fence: Arc<AtomicI64>,
 ) {
     let takeover = inner.takeover;
     let poll = (takeover / 5).clamp(Duration::from_millis(200), Duration::from_secs(3));
@@ -220,13 +257,13 @@ async fn run(
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
                 note_error(&inner, &metrics, Some(super::describe(&e)));
-                set(&inner, &tx, &metrics, false);
+                step_down(&inner, &tx, &metrics, &fence);
                 tokio::time::sleep(poll).await;
                 continue;
             }
             Err(_) => {
                 note_error(&inner, &metrics, Some("connect timed out".into()));
-                set(&inner, &tx, &metrics, false);
+                step_down(&inner, &tx, &metrics, &fence);
                 continue;
             }
         };
@@ -258,8 +295,30 @@ async fn run(
                     note_error(&inner, &metrics, None);
                     let held: bool = row.try_get(0).unwrap_or(false);
                     if held && !leader {
-                        leader = true;
-                        set(&inner, &tx, &metrics, true);
+                        // Take the next term before acting: from now on only our writes pass.
+                        let term = client
+                            .query_one(
+                                "UPDATE leader_term SET term = term + 1, holder = $1, since = $2 \
+                                 WHERE id = 1 RETURNING term",
+                                &[&holder(), &Utc::now().timestamp_millis()],
+                            )
+                            .await
+                            .and_then(|r| r.try_get::<_, i64>(0));
+                        match term {
+                            Ok(t) => {
+                                fence.store(t, Ordering::Release);
+                                *inner.term.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
+                                leader = true;
+                                tracing::info!(term = t, "leader term taken");
+                                set(&inner, &tx, &metrics, true);
+                            }
+                            Err(e) => {
+                                note_error(&inner, &metrics, Some(super::describe(&e)));
+                                let _ = client
+                                    .query_one("SELECT pg_advisory_unlock($1)", &[&LEADER_LOCK])
+                                    .await;
+                            }
+                        }
                     }
                 }
                 Ok(Err(e)) => {
@@ -283,9 +342,9 @@ async fn run(
             }
             tokio::time::sleep(poll).await;
         }
-        set(&inner, &tx, &metrics, false);
+        step_down(&inner, &tx, &metrics, &fence);
         drop(client);
         conn_task.abort();
     }
-    set(&inner, &tx, &metrics, false);
+    step_down(&inner, &tx, &metrics, &fence);
 }

@@ -28,7 +28,7 @@ mod writer;
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -155,6 +155,8 @@ pub struct PgStore {
     closed: AtomicBool,
     config: tokio_postgres::Config,
     target: String,
+    /// The leader term this replica holds (see [`leader`]): 0 unfenced, -1 not the leader.
+    fence: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -229,12 +231,24 @@ impl PgStore {
             closed: AtomicBool::new(false),
             config,
             target,
+            fence: Arc::new(AtomicI64::new(0)),
         })
     }
 
     /// Where the store is (`postgres://user@host:port/db`, never the password).
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// The fencing term shared with [`leader::Leadership::campaign`]: once a replica
+    /// campaigns, its incident writes and outbox claims succeed only while it holds the
+    /// database's current leader term.
+    pub fn fence(&self) -> Arc<AtomicI64> {
+        self.fence.clone()
+    }
+
+    fn term(&self) -> i64 {
+        self.fence.load(Ordering::Acquire)
     }
 
     /// The connection settings (for the leader lock's own connection).
@@ -346,12 +360,12 @@ impl Store for PgStore {
 
     async fn open_incident(&self, new: NewIncident) -> Result<IncidentId> {
         let mut c = self.client().await?;
-        self.track(ops::open_incident(&mut c, &new).await)
+        self.track(ops::open_incident(&mut c, &new, self.term()).await)
     }
 
     async fn change_incident(&self, id: IncidentId, change: IncidentChange) -> Result<()> {
         let mut c = self.client().await?;
-        self.track(ops::change_incident(&mut c, id, &change, &[]).await)
+        self.track(ops::change_incident(&mut c, id, &change, &[], self.term()).await)
     }
 
     async fn change_incident_with(
@@ -361,7 +375,7 @@ impl Store for PgStore {
         outbox: Vec<NewOutbox>,
     ) -> Result<()> {
         let mut c = self.client().await?;
-        self.track(ops::change_incident(&mut c, id, &change, &outbox).await)
+        self.track(ops::change_incident(&mut c, id, &change, &outbox, self.term()).await)
     }
 
     async fn enqueue_outbox(
@@ -371,7 +385,7 @@ impl Store for PgStore {
         event: Option<IncidentEvent>,
     ) -> Result<u64> {
         let mut c = self.client().await?;
-        self.track(outbox::enqueue(&mut c, incident, &rows, event.as_ref()).await)
+        self.track(outbox::enqueue(&mut c, incident, &rows, event.as_ref(), self.term()).await)
     }
 
     async fn claim_outbox(
@@ -380,8 +394,8 @@ impl Store for PgStore {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<OutboxRow>> {
-        let c = self.client().await?;
-        self.track(outbox::claim(&c, to_ms(now), ms(lease), limit).await)
+        let mut c = self.client().await?;
+        self.track(outbox::claim(&mut c, to_ms(now), ms(lease), limit, self.term()).await)
     }
 
     async fn release_outbox_claims(&self) -> Result<u64> {

@@ -92,8 +92,31 @@ pub(crate) async fn insert_event(
     Ok(())
 }
 
-pub async fn open_incident(c: &mut Client, new: &NewIncident) -> Result<IncidentId> {
+/// Refuses the transaction's writes unless `fence` is the database's leader term: a replica
+/// that lost leadership (and may not know it yet) cannot change incidents or claim
+/// notifications. `0` = not fenced (no leadership in this process). The row is read
+/// `FOR SHARE`, so a new leader's term change waits for transactions already checked.
+pub(crate) async fn check_fence(tx: &Transaction<'_>, fence: i64) -> Result<()> {
+    if fence == 0 {
+        return Ok(());
+    }
+    let term: i64 = tx
+        .query_one("SELECT term FROM leader_term WHERE id = 1 FOR SHARE", &[])
+        .await?
+        .try_get(0)?;
+    if fence < 0 || term != fence {
+        return Err(StoreError::Db(format!(
+            "this replica is not the leader (its term {}, the database's {term}); the change \
+             is left to the leader",
+            fence.max(0)
+        )));
+    }
+    Ok(())
+}
+
+pub async fn open_incident(c: &mut Client, new: &NewIncident, fence: i64) -> Result<IncidentId> {
     let tx = c.transaction().await?;
+    check_fence(&tx, fence).await?;
     let mid = monitor_id(&tx, &new.monitor).await?;
     let (scope, locations) = encode_scope(&new.scope);
     let last_healthy = match &new.last_healthy {
@@ -142,8 +165,13 @@ pub async fn change_incident(
     id: IncidentId,
     change: &IncidentChange,
     outbox: &[crate::NewOutbox],
+    fence: i64,
 ) -> Result<()> {
     let tx = c.transaction().await?;
+    // Acknowledgements come from people, on any replica: never fenced.
+    if !matches!(change, IncidentChange::Acknowledge { .. }) {
+        check_fence(&tx, fence).await?;
+    }
     // FOR UPDATE: two replicas changing one incident apply their changes one after the other.
     let cur = tx
         .query_opt(

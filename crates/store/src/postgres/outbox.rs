@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{ClientWrapper as Client, Transaction};
 use portwarden_core::{EventKind, IncidentEvent, IncidentId};
 
-use super::ops::insert_event;
+use super::ops::{check_fence, insert_event};
 use crate::sqlite::codec::{from_ms, to_ms};
 use crate::sqlite::outbox::idempotency_key;
 use crate::{
@@ -64,8 +64,10 @@ pub async fn enqueue(
     incident: Option<IncidentId>,
     rows: &[NewOutbox],
     event: Option<&IncidentEvent>,
+    fence: i64,
 ) -> Result<u64> {
     let tx = c.transaction().await?;
+    check_fence(&tx, fence).await?;
     let n = insert_rows(&tx, incident, rows, Utc::now()).await?;
     if n > 0
         && let (Some(id), Some(e)) = (incident, event)
@@ -104,7 +106,13 @@ fn row_from(r: &tokio_postgres::Row) -> Result<OutboxRow> {
 
 /// Claims due rows and the pending rows of their groups, oldest first. Rows another
 /// transaction is claiming right now are skipped, not waited for.
-pub async fn claim(c: &Client, now: i64, lease_ms: i64, limit: usize) -> Result<Vec<OutboxRow>> {
+pub async fn claim(
+    c: &mut Client,
+    now: i64,
+    lease_ms: i64,
+    limit: usize,
+    fence: i64,
+) -> Result<Vec<OutboxRow>> {
     let cols = ROW_COLUMNS
         .split(',')
         .map(|c| format!("o.{}", c.trim()))
@@ -124,14 +132,17 @@ pub async fn claim(c: &Client, now: i64, lease_ms: i64, limit: usize) -> Result<
          UPDATE outbox o SET claimed_until = $3 FROM picked WHERE o.id = picked.id
          RETURNING {cols}"
     );
-    let st = c.prepare_cached(&sql).await?;
+    let tx = c.transaction().await?;
+    check_fence(&tx, fence).await?;
+    let st = tx.prepare_cached(&sql).await?;
     let until = now.saturating_add(lease_ms);
-    let mut out = c
+    let mut out = tx
         .query(&st, &[&now, &(limit as i64), &until])
         .await?
         .iter()
         .map(row_from)
         .collect::<Result<Vec<_>>>()?;
+    tx.commit().await?;
     out.sort_by_key(|r| r.id);
     Ok(out)
 }
@@ -157,22 +168,29 @@ pub async fn finish(
     let http_status = a.http_status.map(i32::from);
     let retry_at = a.retry_at.map(to_ms);
     for id in ids {
-        tx.execute(
-            "INSERT INTO outbox_attempts (outbox_id, at, ok, http_status, latency_ms, error, retry_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[id, &at, &a.ok, &http_status, &a.latency_ms, &a.error, &retry_at],
-        )
-        .await?;
+        if !matches!(result, AttemptResult::Suppress(_)) {
+            tx.execute(
+                "INSERT INTO outbox_attempts (outbox_id, at, ok, http_status, latency_ms, error, retry_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[id, &at, &a.ok, &http_status, &a.latency_ms, &a.error, &retry_at],
+            )
+            .await?;
+        }
         let (status, due, done) = match result {
             AttemptResult::Delivered => ("delivered", None, Some(at)),
             AttemptResult::RetryAt(t) => ("pending", Some(to_ms(*t)), None),
             AttemptResult::GiveUp(_) => ("given_up", None, Some(at)),
+            AttemptResult::Suppress(_) => ("suppressed", None, Some(at)),
+        };
+        let note = match result {
+            AttemptResult::Suppress(why) => Some(why.clone()),
+            _ => a.error.clone(),
         };
         tx.execute(
             "UPDATE outbox SET status = $2, due_at = COALESCE($3, due_at), done_at = $4,
-                 attempts = attempts + 1, last_error = $5, claimed_until = NULL
+                 attempts = attempts + CASE WHEN status = 'pending' AND $2 = 'suppressed' THEN 0 ELSE 1 END, last_error = $5, claimed_until = NULL
              WHERE id = $1 AND status = 'pending'",
-            &[id, &status, &due, &done, &a.error],
+            &[id, &status, &due, &done, &note],
         )
         .await?;
         if !matches!(result, AttemptResult::RetryAt(_))
@@ -196,6 +214,10 @@ pub async fn finish(
             AttemptResult::GiveUp(why) => (
                 EventKind::Note,
                 format!("{event} to `{receiver}` given up: {why}"),
+            ),
+            AttemptResult::Suppress(why) => (
+                EventKind::Note,
+                format!("{event} to `{receiver}` not sent: {why}"),
             ),
             AttemptResult::RetryAt(_) => continue,
         };

@@ -228,6 +228,22 @@ CREATE TABLE agent_streams (
 );
 "#,
     },
+    Migration {
+        version: 6,
+        name: "leader term",
+        sql: r#"
+-- The term the current leader took (leader.rs increments it on the lock connection when it
+-- wins the advisory lock). Incident and outbox-claim transactions read it FOR SHARE and refuse
+-- to write when it is not the writer's own term: a deposed leader is fenced off.
+CREATE TABLE leader_term (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    term    BIGINT NOT NULL,
+    holder  TEXT,
+    since   BIGINT NOT NULL
+);
+INSERT INTO leader_term (id, term, holder, since) VALUES (1, 0, NULL, 0);
+"#,
+    },
 ];
 
 /// Why migrating failed.

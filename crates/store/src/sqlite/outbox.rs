@@ -221,30 +221,37 @@ fn finish(
     let at = to_ms(a.at);
     let mut incidents: BTreeSet<(IncidentId, String, String)> = BTreeSet::new();
     for id in ids {
-        tx.prepare_cached(
-            "INSERT INTO outbox_attempts (outbox_id, at, ok, http_status, latency_ms, error, retry_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![
-            id,
-            at,
-            a.ok,
-            a.http_status,
-            a.latency_ms,
-            a.error,
-            a.retry_at.map(to_ms)
-        ])?;
+        if !matches!(result, AttemptResult::Suppress(_)) {
+            tx.prepare_cached(
+                "INSERT INTO outbox_attempts (outbox_id, at, ok, http_status, latency_ms, error, retry_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                id,
+                at,
+                a.ok,
+                a.http_status,
+                a.latency_ms,
+                a.error,
+                a.retry_at.map(to_ms)
+            ])?;
+        }
         let (status, due, done) = match result {
             AttemptResult::Delivered => ("delivered", None, Some(at)),
             AttemptResult::RetryAt(t) => ("pending", Some(to_ms(*t)), None),
             AttemptResult::GiveUp(_) => ("given_up", None, Some(at)),
+            AttemptResult::Suppress(_) => ("suppressed", None, Some(at)),
+        };
+        let note = match result {
+            AttemptResult::Suppress(why) => Some(why.clone()),
+            _ => a.error.clone(),
         };
         tx.prepare_cached(
             "UPDATE outbox SET status = ?2, due_at = COALESCE(?3, due_at), done_at = ?4,
-                 attempts = attempts + 1, last_error = ?5, claimed_until = NULL
+                 attempts = attempts + CASE WHEN status = 'pending' AND ?2 = 'suppressed' THEN 0 ELSE 1 END, last_error = ?5, claimed_until = NULL
              WHERE id = ?1 AND status = 'pending'",
         )?
-        .execute(params![id, status, due, done, a.error])?;
+        .execute(params![id, status, due, done, note])?;
         if !matches!(result, AttemptResult::RetryAt(_)) {
             let row: Option<(Option<i64>, String, String)> = tx
                 .prepare_cached("SELECT incident_id, receiver, event FROM outbox WHERE id = ?1")?
@@ -264,6 +271,10 @@ fn finish(
             AttemptResult::GiveUp(why) => (
                 EventKind::Note,
                 format!("{event} to `{receiver}` given up: {why}"),
+            ),
+            AttemptResult::Suppress(why) => (
+                EventKind::Note,
+                format!("{event} to `{receiver}` not sent: {why}"),
             ),
             AttemptResult::RetryAt(_) => continue,
         };

@@ -241,6 +241,22 @@ CREATE TABLE agent_streams (
 );
 "#,
     },
+    Migration {
+        version: 6,
+        name: "leader term",
+        sql: r#"
+-- Leadership of several replicas (PostgreSQL): the term the current leader took, checked in
+-- every incident and outbox-claim transaction so a deposed leader cannot write. One row; a
+-- single SQLite process never changes it.
+CREATE TABLE leader_term (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    term    INTEGER NOT NULL,
+    holder  TEXT,
+    since   INTEGER NOT NULL
+) STRICT;
+INSERT INTO leader_term (id, term, holder, since) VALUES (1, 0, NULL, 0);
+"#,
+    },
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
