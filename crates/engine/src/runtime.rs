@@ -1909,7 +1909,7 @@ async fn apply_incident(
                                 .iter()
                                 .map(|(k, p)| (k.clone(), p.monitor.clone()))
                                 .collect();
-                            let item = crate::alerting::item_for(
+                            let mut item = crate::alerting::item_for(
                                 m,
                                 t.to,
                                 t.at,
@@ -1917,8 +1917,13 @@ async fn apply_incident(
                                 t.error.clone(),
                                 message_text.clone(),
                                 t.last_healthy.clone(),
-                                Scope::Global,
+                                scope.clone(),
                             );
+                            // A regional problem is announced (and routed) at its own,
+                            // lower severity.
+                            if matches!(scope, Scope::Regional(_)) {
+                                item.severity = *regional_severity;
+                            }
                             let (rows, _note, parent) =
                                 inner.alerting.on_open(m, &all, item.clone());
                             (rows, Some(item), parent)
