@@ -29,6 +29,10 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Measure the engine on loopback: checks/s, CPU, RSS, lateness, store rows/s.
     Bench(cmd::bench::BenchArgs),
+    /// Scan hosts and CIDR blocks for open TCP/UDP ports and name the services behind them.
+    Scan(cmd::scan::ScanArgs),
+    /// Notification receivers: `notify test --receiver NAME` sends a sample message.
+    Notify(cmd::notify::NotifyArgs),
     /// Print the argon2 hash of a password (read from stdin) for `auth.users[].password_hash`.
     HashPassword(cmd::hash_password::HashPasswordArgs),
     /// Run a probe agent: take monitors from the server, probe them here, upload the results.
@@ -84,7 +88,9 @@ fn main() -> ExitCode {
             Command::Agent(a) => cmd::agent::run(a).await,
             Command::AgentToken(a) => cmd::agent::token(a),
             Command::Bench(a) => cmd::bench::run(a).await,
+            Command::Notify(a) => cmd::notify::run(a).await,
             Command::HashPassword(a) => cmd::hash_password::run(a),
+            Command::Scan(a) => cmd::scan::run(a).await,
         }
     });
     match code {

@@ -26,6 +26,7 @@ use portwarden_probe::{CheckSpec, ProbeSpec, ResolverSpec, SpecError};
 pub mod alerting;
 pub mod de;
 pub mod diag;
+pub mod exposure;
 pub mod model;
 pub mod node;
 pub mod receivers;
@@ -36,6 +37,7 @@ pub use alerting::{
     NotificationSettings, Route, RouteMatch, WindowTime,
 };
 pub use diag::{Diagnostic, Diagnostics, Level};
+pub use exposure::{Control, ScanSettings};
 pub use node::{Loc, Node};
 pub use receivers::{Receiver, ReceiverSpec};
 pub use web::{
@@ -223,6 +225,12 @@ pub struct Config {
     pub auth: AuthSettings,
     /// The public status page (`status_page:`).
     pub status_page: StatusPageSettings,
+    /// Scan limits and defaults (`scan:`).
+    pub scan: ScanSettings,
+    /// Approved open ports per host, CIDR or label (`baselines:`).
+    pub baselines: Vec<portwarden_scan::baseline::Baseline>,
+    /// Compliance controls and their evidence (`controls:`).
+    pub controls: Vec<Control>,
     /// Enrolled probe agents (`agents:`).
     pub agents: Vec<AgentEntry>,
     /// Where notifications go (`receivers:`), by name.
@@ -284,6 +292,9 @@ const SECTIONS: &[&str] = &[
     "store",
     "auth",
     "status_page",
+    "scan",
+    "baselines",
+    "controls",
     "agents",
     "receivers",
     "routes",
@@ -731,6 +742,21 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
         }
     };
 
+    let scan = match section("scan") {
+        None => ScanSettings::default(),
+        Some(n) if matches!(n.kind, NodeKind::Null) => ScanSettings::default(),
+        Some(n) => exposure::resolve_scan(n, &sink, diags).unwrap_or_else(|| {
+            ok = false;
+            ScanSettings::default()
+        }),
+    };
+    let baselines = match section("baselines") {
+        None => Vec::new(),
+        Some(n) => exposure::resolve_baselines(n, &sink, &scan, diags).unwrap_or_else(|| {
+            ok = false;
+            Vec::new()
+        }),
+    };
     let agents = match section("agents") {
         None => Vec::new(),
         Some(n) if matches!(n.kind, NodeKind::Null) => Vec::new(),
@@ -738,6 +764,20 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
             ok = false;
             Vec::new()
         }),
+    };
+    let controls = match section("controls") {
+        None => Vec::new(),
+        Some(n) => {
+            let names: std::collections::HashSet<&str> =
+                monitors.iter().map(|m: &Monitor| m.name.as_str()).collect();
+            let strict = section("discover").is_none();
+            exposure::resolve_controls(n, &sink, &baselines, &names, strict, diags).unwrap_or_else(
+                || {
+                    ok = false;
+                    Vec::new()
+                },
+            )
+        }
     };
     if let Some(mnode) = section("monitors") {
         let mut known: Vec<&str> = agents.iter().map(|a| a.location.as_str()).collect();
@@ -787,9 +827,30 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
             AlertingSettings::default()
         })
     };
+    // Baseline findings go to the routes they name (checked here, once routes are known).
+    if let Some(NodeKind::Seq(items)) = section("baselines").map(|n| &n.kind) {
+        let names: Vec<&str> = alerting.routes.iter().map(|r| r.name.as_str()).collect();
+        for (b, item) in baselines.iter().zip(items) {
+            for (i, r) in b.routes.iter().enumerate() {
+                if !names.contains(&r.as_str()) {
+                    diags.push(
+                        Diagnostic::error(
+                            item.loc_of(&format!("routes[{i}]")),
+                            format!("baseline `{}`: no route named `{r}`", b.name),
+                        )
+                        .hint(diag::did_you_mean(r, &names)),
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
 
     diags.extend(sink.take());
     ok.then_some(Config {
+        scan,
+        baselines,
+        controls,
         agents,
         resolver,
         tiers,

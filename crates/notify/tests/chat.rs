@@ -216,4 +216,15 @@ async fn thirty_monitors_make_one_message_listing_each() {
     // Slack and Teams show the first 20 with every field, the rest one line each.
     let slack = strings(&seen[0].json());
     assert!(slack.contains("and 10 more"), "{slack}");
+    // Within each vendor's limits: Slack 50 blocks, Discord 10 embeds and 2000 characters of
+    // content, Teams 28 KB per message.
+    assert!(seen[0].json()["blocks"].as_array().unwrap().len() <= 50);
+    let d = seen[1].json();
+    assert!(d["embeds"].as_array().unwrap().len() <= 10);
+    assert!(d["content"].as_str().unwrap().chars().count() <= 2000);
+    assert!(
+        seen[2].body.len() < 28 * 1024,
+        "teams: {} bytes",
+        seen[2].body.len()
+    );
 }

@@ -469,6 +469,153 @@ fn unsupported<T>(what: &str) -> Result<T> {
     Err(StoreError::Db(format!("this store does not keep {what}")))
 }
 
+/// Id of a stored scan.
+pub type ScanId = i64;
+/// Id of a stored exposure finding.
+pub type FindingId = i64;
+
+/// A scan as stored: what ran, when, how long, what it covered and found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanRecord {
+    #[serde(default)]
+    pub id: ScanId,
+    /// The baseline it checked (`None`: an ad-hoc scan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub duration_ms: f64,
+    pub targets: Vec<String>,
+    pub hosts: u64,
+    pub probes: u64,
+    pub open_ports: u64,
+    /// Findings opened, still seen, and resolved by this scan.
+    pub findings_opened: u64,
+    pub findings_open: u64,
+    pub findings_resolved: u64,
+    /// Coverage against the baseline (hosts and ports expected vs scanned), as JSON.
+    pub coverage: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The full scan report (JSON); only filled by [`Store::scan`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<serde_json::Value>,
+}
+
+/// An exposure finding as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindingRecord {
+    pub id: FindingId,
+    pub baseline: String,
+    /// `unexpected_open`, `expected_open_closed`, `service_changed`.
+    pub kind: String,
+    pub host: String,
+    pub port: u16,
+    pub transport: String,
+    /// `open` or `resolved`.
+    pub status: String,
+    pub severity: Severity,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub first_scan: ScanId,
+    pub last_scan: ScanId,
+    pub message: String,
+    /// Banner, service guess, expected service, previous fingerprint (JSON).
+    pub detail: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_id: Option<IncidentId>,
+}
+
+/// A finding a scan saw for the first time, with the incident to open for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewFinding {
+    pub baseline: String,
+    pub kind: String,
+    pub host: String,
+    pub port: u16,
+    pub transport: String,
+    pub severity: Severity,
+    pub message: String,
+    pub detail: serde_json::Value,
+    /// Opened in the same transaction (its outbox rows too).
+    pub incident: Option<NewIncident>,
+}
+
+/// A finding the scan saw again (updates `last_seen`, message and detail).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeenFinding {
+    pub id: FindingId,
+    pub message: String,
+    pub detail: serde_json::Value,
+}
+
+/// A finding the scan no longer sees: resolved, with its incident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoneFinding {
+    pub id: FindingId,
+    /// The incident change to apply in the same transaction (a `Resolve`).
+    pub incident: Option<(IncidentId, IncidentChange)>,
+    /// Notifications of the resolution, queued in the same transaction.
+    pub outbox: Vec<NewOutbox>,
+}
+
+/// Everything one scan changes, committed in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanApply {
+    pub scan: ScanRecord,
+    pub opened: Vec<NewFinding>,
+    pub seen: Vec<SeenFinding>,
+    pub gone: Vec<GoneFinding>,
+}
+
+/// Ids assigned by [`Store::apply_scan`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanApplied {
+    pub scan_id: ScanId,
+    pub findings: Vec<FindingId>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScanFilter {
+    pub baseline: Option<String>,
+    /// Scans that started in `[from, to)`.
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// 1..=1000 (0 means 100).
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FindingFilter {
+    /// `open` or `resolved`.
+    pub status: Option<String>,
+    pub baseline: Option<String>,
+    /// Findings that were open at some time in `[from, to)`.
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// 1..=10000 (0 means 500).
+    pub limit: usize,
+}
+
+/// A configuration version that was in force (recorded when `serve` loads or reloads it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigVersion {
+    /// SHA-256 of the config file's bytes, hex.
+    pub hash: String,
+    /// The git commit of the config's repository, when the file is in a git tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_commit: Option<String>,
+    /// The file differs from that commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_dirty: Option<bool>,
+    pub path: String,
+    pub loaded_at: DateTime<Utc>,
+    /// `start` or `reload`.
+    pub reason: String,
+}
+
 /// Everything that reads or writes Portwarden's data.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -674,6 +821,45 @@ pub trait Store: Send + Sync + 'static {
     /// Ends a silence now; returns whether it existed and was active.
     async fn delete_silence(&self, _id: i64, _now: DateTime<Utc>) -> Result<bool> {
         unsupported("silences")
+    }
+
+    /// Records a scan and its findings' changes (and their incidents) in one transaction.
+    async fn apply_scan(&self, _apply: ScanApply) -> Result<ScanApplied> {
+        unsupported("scans")
+    }
+
+    /// Scans, newest first (without their full reports).
+    async fn scans(&self, _filter: &ScanFilter) -> Result<Vec<ScanRecord>> {
+        unsupported("scans")
+    }
+
+    /// One scan with its full report.
+    async fn scan(&self, _id: ScanId) -> Result<Option<ScanRecord>> {
+        unsupported("scans")
+    }
+
+    /// Findings, newest first.
+    async fn findings(&self, _filter: &FindingFilter) -> Result<Vec<FindingRecord>> {
+        unsupported("findings")
+    }
+
+    async fn finding(&self, _id: FindingId) -> Result<Option<FindingRecord>> {
+        unsupported("findings")
+    }
+
+    /// Records the config version in force, unless it equals the latest one recorded.
+    async fn record_config_version(&self, _v: ConfigVersion) -> Result<()> {
+        unsupported("config versions")
+    }
+
+    /// Config versions in force during `[from, to)`: the one in force at `from`, then every
+    /// one loaded before `to`, oldest first.
+    async fn config_versions(
+        &self,
+        _from: DateTime<Utc>,
+        _to: DateTime<Utc>,
+    ) -> Result<Vec<ConfigVersion>> {
+        unsupported("config versions")
     }
 
     /// A user Portwarden created itself.

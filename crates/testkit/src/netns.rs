@@ -130,6 +130,27 @@ impl Netns {
         Ok(pid)
     }
 
+    /// Runs `f` on a thread that has entered this namespace: sockets it creates (listeners,
+    /// UDP responders) live inside the namespace, and keep working from any thread afterwards.
+    pub fn within<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, String> {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let ns = File::open(&path).map_err(|e| format!("cannot open {path}: {e}"))?;
+                // SAFETY: setns on a valid namespace descriptor; affects only this thread.
+                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(format!(
+                        "setns({path}): {}",
+                        std::io::Error::last_os_error()
+                    ));
+                }
+                Ok(f())
+            })
+            .join()
+            .map_err(|_| "the namespace thread panicked".to_string())?
+        })
+    }
+
     /// A command that runs inside this namespace (for callers that need the `Child`).
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("ip");

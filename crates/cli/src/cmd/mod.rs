@@ -3,5 +3,7 @@ pub mod bench;
 pub mod check;
 pub mod hash_password;
 pub mod inventory;
+pub mod notify;
+pub mod scan;
 pub mod serve;
 pub mod validate;

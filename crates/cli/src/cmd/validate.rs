@@ -16,6 +16,17 @@ pub struct ValidateArgs {
 pub fn run(a: ValidateArgs) -> anyhow::Result<u8> {
     match portwarden_discovery::load_file(&a.config) {
         Ok(loaded) => {
+            // What only building the channels finds: URLs, templates, e-mail addresses.
+            if let Err(e) = portwarden_notify::build(&loaded.config.receivers) {
+                eprintln!("{e}");
+                eprintln!(
+                    "{}: {} receiver error{} found",
+                    loaded.file,
+                    e.problems.len(),
+                    if e.problems.len() == 1 { "" } else { "s" }
+                );
+                return Ok(EXIT_USAGE);
+            }
             if !loaded.warnings.is_empty() {
                 eprintln!("{}", loaded.render_warnings());
             }

@@ -18,6 +18,7 @@
 //! TLS to PostgreSQL is not supported yet: connect over a Unix socket, a private network or a
 //! TLS tunnel; `sslmode=require` is refused at start with a clear message.
 
+mod exposure;
 pub mod leader;
 mod ops;
 mod outbox;
@@ -433,6 +434,40 @@ impl Store for PgStore {
     async fn delete_silence(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
         let c = self.client().await?;
         self.track(outbox::delete_silence(&c, id, now).await)
+    }
+
+    async fn apply_scan(&self, apply: crate::ScanApply) -> Result<crate::ScanApplied> {
+        let mut c = self.client().await?;
+        self.track(exposure::apply_scan(&mut c, &apply, self.term()).await)
+    }
+
+    async fn scans(&self, filter: &crate::ScanFilter) -> Result<Vec<crate::ScanRecord>> {
+        exposure::scans(&*self.client().await?, filter).await
+    }
+
+    async fn scan(&self, id: crate::ScanId) -> Result<Option<crate::ScanRecord>> {
+        exposure::scan(&*self.client().await?, id).await
+    }
+
+    async fn findings(&self, filter: &crate::FindingFilter) -> Result<Vec<crate::FindingRecord>> {
+        exposure::findings(&*self.client().await?, filter).await
+    }
+
+    async fn finding(&self, id: crate::FindingId) -> Result<Option<crate::FindingRecord>> {
+        exposure::finding(&*self.client().await?, id).await
+    }
+
+    async fn record_config_version(&self, v: crate::ConfigVersion) -> Result<()> {
+        let mut c = self.client().await?;
+        self.track(exposure::record_config_version(&mut c, &v).await)
+    }
+
+    async fn config_versions(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<crate::ConfigVersion>> {
+        exposure::config_versions(&*self.client().await?, from, to).await
     }
 
     async fn open_incidents(&self) -> Result<Vec<Incident>> {

@@ -117,7 +117,17 @@ pub(crate) async fn check_fence(tx: &Transaction<'_>, fence: i64) -> Result<()> 
 pub async fn open_incident(c: &mut Client, new: &NewIncident, fence: i64) -> Result<IncidentId> {
     let tx = c.transaction().await?;
     check_fence(&tx, fence).await?;
-    let mid = monitor_id(&tx, &new.monitor).await?;
+    let id = open_incident_tx(&tx, new).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Opens an incident inside the caller's transaction (with its event and outbox rows).
+pub(crate) async fn open_incident_tx(
+    tx: &Transaction<'_>,
+    new: &NewIncident,
+) -> Result<IncidentId> {
+    let mid = monitor_id(tx, &new.monitor).await?;
     let (scope, locations) = encode_scope(&new.scope);
     let last_healthy = match &new.last_healthy {
         Some(h) => Some(
@@ -145,9 +155,8 @@ pub async fn open_incident(c: &mut Client, new: &NewIncident, fence: i64) -> Res
         )
         .await?
         .try_get(0)?;
-    insert_event(&tx, id, &new.event).await?;
-    super::outbox::insert_rows(&tx, Some(id), &new.outbox, Utc::now()).await?;
-    tx.commit().await?;
+    insert_event(tx, id, &new.event).await?;
+    super::outbox::insert_rows(tx, Some(id), &new.outbox, Utc::now()).await?;
     Ok(id)
 }
 
@@ -172,6 +181,18 @@ pub async fn change_incident(
     if !matches!(change, IncidentChange::Acknowledge { .. }) {
         check_fence(&tx, fence).await?;
     }
+    change_incident_tx(&tx, id, change, outbox).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Applies an incident change inside the caller's transaction.
+pub(crate) async fn change_incident_tx(
+    tx: &Transaction<'_>,
+    id: IncidentId,
+    change: &IncidentChange,
+    outbox: &[crate::NewOutbox],
+) -> Result<()> {
     // FOR UPDATE: two replicas changing one incident apply their changes one after the other.
     let cur = tx
         .query_opt(
@@ -222,7 +243,7 @@ pub async fn change_incident(
                 tx.execute("UPDATE incidents SET message = $2 WHERE id = $1", &[&id, m])
                     .await?;
             }
-            insert_event(&tx, id, event).await?;
+            insert_event(tx, id, event).await?;
         }
         IncidentChange::Acknowledge { by, event } => {
             tx.execute(
@@ -231,7 +252,7 @@ pub async fn change_incident(
                 &[&id, &to_ms(event.at), by],
             )
             .await?;
-            insert_event(&tx, id, event).await?;
+            insert_event(tx, id, event).await?;
         }
         IncidentChange::Resolve { at, event } => {
             if !resolved {
@@ -240,12 +261,11 @@ pub async fn change_incident(
                     &[&id, &to_ms(*at)],
                 )
                 .await?;
-                insert_event(&tx, id, event).await?;
+                insert_event(tx, id, event).await?;
             }
         }
     }
-    super::outbox::insert_rows(&tx, Some(id), outbox, Utc::now()).await?;
-    tx.commit().await?;
+    super::outbox::insert_rows(tx, Some(id), outbox, Utc::now()).await?;
     Ok(())
 }
 

@@ -244,6 +244,63 @@ CREATE TABLE leader_term (
 INSERT INTO leader_term (id, term, holder, since) VALUES (1, 0, NULL, 0);
 "#,
     },
+    Migration {
+        version: 7,
+        name: "exposure scans, findings, config versions",
+        sql: r#"
+CREATE TABLE scans (
+    id                BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    baseline          TEXT,
+    started_at        BIGINT NOT NULL,
+    finished_at       BIGINT NOT NULL,
+    duration_ms       DOUBLE PRECISION NOT NULL,
+    targets           TEXT NOT NULL,
+    hosts             BIGINT NOT NULL,
+    probes            BIGINT NOT NULL,
+    open_ports        BIGINT NOT NULL,
+    findings_opened   BIGINT NOT NULL,
+    findings_open     BIGINT NOT NULL,
+    findings_resolved BIGINT NOT NULL,
+    coverage          TEXT NOT NULL,
+    error             TEXT,
+    report            TEXT NOT NULL
+);
+CREATE INDEX scans_started ON scans (started_at);
+CREATE INDEX scans_baseline ON scans (baseline, started_at);
+
+CREATE TABLE findings (
+    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    baseline    TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    host        TEXT NOT NULL,
+    port        BIGINT NOT NULL,
+    transport   TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('open', 'resolved')),
+    severity    TEXT NOT NULL,
+    first_seen  BIGINT NOT NULL,
+    last_seen   BIGINT NOT NULL,
+    resolved_at BIGINT,
+    first_scan  BIGINT NOT NULL REFERENCES scans (id),
+    last_scan   BIGINT NOT NULL REFERENCES scans (id),
+    message     TEXT NOT NULL,
+    detail      TEXT NOT NULL,
+    incident_id BIGINT REFERENCES incidents (id)
+);
+CREATE INDEX findings_status ON findings (status, baseline);
+CREATE INDEX findings_seen ON findings (first_seen);
+
+CREATE TABLE config_versions (
+    id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    hash       TEXT NOT NULL,
+    git_commit TEXT,
+    git_dirty  BOOLEAN,
+    path       TEXT NOT NULL,
+    loaded_at  BIGINT NOT NULL,
+    reason     TEXT NOT NULL
+);
+CREATE INDEX config_versions_loaded ON config_versions (loaded_at);
+"#,
+    },
 ];
 
 /// Why migrating failed.

@@ -26,6 +26,7 @@
 
 mod auth;
 pub(crate) mod codec;
+mod exposure;
 pub(crate) mod outbox;
 pub(crate) mod read;
 pub(crate) mod rollup;
@@ -570,6 +571,49 @@ impl Store for SqliteStore {
         self.outbox(OutboxWrite::DeleteSilence { id, now })
             .await
             .map(|o| count(o) > 0)
+    }
+
+    async fn apply_scan(&self, apply: crate::ScanApply) -> Result<crate::ScanApplied> {
+        match self
+            .request(|r| Cmd::Exposure(exposure::ExposureWrite::ApplyScan(Box::new(apply)), r))
+            .await?
+        {
+            exposure::ExposureDone::Scan(a) => Ok(a),
+            exposure::ExposureDone::Config => Err(StoreError::Db("unexpected reply".into())),
+        }
+    }
+
+    async fn scans(&self, filter: &crate::ScanFilter) -> Result<Vec<crate::ScanRecord>> {
+        let f = filter.clone();
+        self.read(move |c| exposure::scans(c, &f)).await
+    }
+
+    async fn scan(&self, id: crate::ScanId) -> Result<Option<crate::ScanRecord>> {
+        self.read(move |c| exposure::scan(c, id)).await
+    }
+
+    async fn findings(&self, filter: &crate::FindingFilter) -> Result<Vec<crate::FindingRecord>> {
+        let f = filter.clone();
+        self.read(move |c| exposure::findings(c, &f)).await
+    }
+
+    async fn finding(&self, id: crate::FindingId) -> Result<Option<crate::FindingRecord>> {
+        self.read(move |c| exposure::finding(c, id)).await
+    }
+
+    async fn record_config_version(&self, v: crate::ConfigVersion) -> Result<()> {
+        self.request(|r| Cmd::Exposure(exposure::ExposureWrite::ConfigVersion(Box::new(v)), r))
+            .await
+            .map(|_| ())
+    }
+
+    async fn config_versions(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<crate::ConfigVersion>> {
+        self.read(move |c| exposure::config_versions(c, from, to))
+            .await
     }
 
     async fn local_user(&self, name: &str) -> Result<Option<LocalUser>> {

@@ -257,6 +257,66 @@ CREATE TABLE leader_term (
 INSERT INTO leader_term (id, term, holder, since) VALUES (1, 0, NULL, 0);
 "#,
     },
+    Migration {
+        version: 7,
+        name: "exposure scans, findings, config versions",
+        sql: r#"
+-- One row per scan run (scheduled for a baseline, or ad hoc); the full report as JSON.
+CREATE TABLE scans (
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    baseline          TEXT,
+    started_at        INTEGER NOT NULL,
+    finished_at       INTEGER NOT NULL,
+    duration_ms       REAL NOT NULL,
+    targets           TEXT NOT NULL,          -- JSON list
+    hosts             INTEGER NOT NULL,
+    probes            INTEGER NOT NULL,
+    open_ports        INTEGER NOT NULL,
+    findings_opened   INTEGER NOT NULL,
+    findings_open     INTEGER NOT NULL,
+    findings_resolved INTEGER NOT NULL,
+    coverage          TEXT NOT NULL,          -- JSON
+    error             TEXT,
+    report            TEXT NOT NULL           -- JSON
+) STRICT;
+CREATE INDEX scans_started ON scans (started_at);
+CREATE INDEX scans_baseline ON scans (baseline, started_at);
+
+-- Drift against a baseline; open while scans keep seeing it.
+CREATE TABLE findings (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    baseline    TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    host        TEXT NOT NULL,
+    port        INTEGER NOT NULL,
+    transport   TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('open', 'resolved')),
+    severity    TEXT NOT NULL,
+    first_seen  INTEGER NOT NULL,
+    last_seen   INTEGER NOT NULL,
+    resolved_at INTEGER,
+    first_scan  INTEGER NOT NULL REFERENCES scans (id),
+    last_scan   INTEGER NOT NULL REFERENCES scans (id),
+    message     TEXT NOT NULL,
+    detail      TEXT NOT NULL,                -- JSON
+    incident_id INTEGER REFERENCES incidents (id)
+) STRICT;
+CREATE INDEX findings_status ON findings (status, baseline);
+CREATE INDEX findings_seen ON findings (first_seen);
+
+-- Config versions in force (content hash, git commit), recorded at start and on reload.
+CREATE TABLE config_versions (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    hash       TEXT NOT NULL,
+    git_commit TEXT,
+    git_dirty  INTEGER,
+    path       TEXT NOT NULL,
+    loaded_at  INTEGER NOT NULL,
+    reason     TEXT NOT NULL
+) STRICT;
+CREATE INDEX config_versions_loaded ON config_versions (loaded_at);
+"#,
+    },
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

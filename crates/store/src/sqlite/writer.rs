@@ -86,6 +86,11 @@ pub enum Cmd {
     Ingest(Box<crate::IngestBatch>, Reply<crate::IngestOutcome>),
     /// Sessions and local users (one transaction each).
     Auth(super::auth::AuthWrite, Reply<u64>),
+    /// Scans with their findings and incidents, config versions (one transaction each).
+    Exposure(
+        super::exposure::ExposureWrite,
+        Reply<super::exposure::ExposureDone>,
+    ),
     Close(Reply<()>),
 }
 
@@ -192,7 +197,7 @@ struct CachedRollup {
 }
 
 #[derive(Default)]
-struct Caches {
+pub(super) struct Caches {
     monitors: FxMap<String, i64>,
     /// target → check kind → id
     targets: FxMap<String, FxMap<String, i64>>,
@@ -431,6 +436,10 @@ impl Writer {
             }
             Cmd::Auth(w, reply) => {
                 let r = self.transact(|tx, _| super::auth::apply(tx, &w));
+                let _ = reply.send(r);
+            }
+            Cmd::Exposure(w, reply) => {
+                let r = self.transact(|tx, c| super::exposure::apply(tx, c, &w));
                 let _ = reply.send(r);
             }
             Cmd::Close(reply) => {
@@ -817,7 +826,7 @@ fn insert_event(tx: &Transaction<'_>, incident: IncidentId, e: &IncidentEvent) -
     Ok(())
 }
 
-fn open_incident(
+pub(super) fn open_incident(
     tx: &Transaction<'_>,
     caches: &mut Caches,
     new: &NewIncident,
@@ -863,7 +872,11 @@ fn badness(s: State) -> u8 {
     }
 }
 
-fn change_incident(tx: &Transaction<'_>, id: IncidentId, change: &IncidentChange) -> Result<()> {
+pub(super) fn change_incident(
+    tx: &Transaction<'_>,
+    id: IncidentId,
+    change: &IncidentChange,
+) -> Result<()> {
     let cur: Option<(String, String)> = tx
         .prepare_cached("SELECT status, state FROM incidents WHERE id = ?1")?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
