@@ -327,6 +327,7 @@ impl Daemon {
                 .await?;
                 let leadership = Leadership::campaign(
                     pg.config().clone(),
+                    pg.tls(),
                     config.store.takeover,
                     leader_metrics,
                     pg.fence(),

@@ -60,6 +60,7 @@ async fn one_leader_takeover_on_resign_and_a_stale_leader_is_fenced() {
     let takeover = Duration::from_secs(5);
     let la = Leadership::campaign(
         a.config().clone(),
+        a.tls(),
         takeover,
         LeaderMetrics::default(),
         a.fence(),
@@ -68,7 +69,7 @@ async fn one_leader_takeover_on_resign_and_a_stale_leader_is_fenced() {
         .await
         .expect("A leads");
     let mb = LeaderMetrics::default();
-    let lb = Leadership::campaign(b.config().clone(), takeover, mb.clone(), b.fence());
+    let lb = Leadership::campaign(b.config().clone(), b.tls(), takeover, mb.clone(), b.fence());
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(la.is_leader() && !lb.is_leader(), "exactly one leader");
     assert_eq!(mb.leader.get(), 0);

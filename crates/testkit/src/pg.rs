@@ -96,6 +96,8 @@ pub struct Cluster {
     pub port: u16,
     dir: std::path::PathBuf,
     bin: std::path::PathBuf,
+    /// Extra server options (`-c ssl=on …`).
+    extra: String,
 }
 
 fn pg_bin() -> Option<std::path::PathBuf> {
@@ -131,6 +133,17 @@ impl Cluster {
     /// `None` after a loud skip when not root or PostgreSQL's server binaries are missing.
     #[track_caller]
     pub fn start() -> Option<Cluster> {
+        Cluster::start_inner(None)
+    }
+
+    /// [`start`](Self::start) serving TLS (also plain text) with this certificate and key (PEM).
+    #[track_caller]
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Option<Cluster> {
+        Cluster::start_inner(Some((cert_pem, key_pem)))
+    }
+
+    #[track_caller]
+    fn start_inner(tls: Option<(&str, &str)>) -> Option<Cluster> {
         if !crate::need(
             crate::is_root(),
             "root (to run a private PostgreSQL as `postgres`)",
@@ -160,11 +173,34 @@ impl Cluster {
             crate::need(false, "chown to the postgres user");
             return None;
         }
-        let c = Cluster {
+        let mut c = Cluster {
             port: crate::free_port(),
             dir,
             bin,
+            extra: String::new(),
         };
+        if let Some((cert, key)) = tls {
+            use std::os::unix::fs::PermissionsExt;
+            let (cp, kp) = (c.dir.join("server.crt"), c.dir.join("server.key"));
+            let ok = std::fs::write(&cp, cert).is_ok()
+                && std::fs::write(&kp, key).is_ok()
+                && std::fs::set_permissions(&kp, std::fs::Permissions::from_mode(0o600)).is_ok()
+                && Command::new("chown")
+                    .args(["postgres:postgres"])
+                    .arg(&cp)
+                    .arg(&kp)
+                    .status()
+                    .is_ok_and(|s| s.success());
+            if !ok {
+                crate::need(false, "writing the server certificate for PostgreSQL");
+                return None;
+            }
+            c.extra = format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cp.display(),
+                kp.display()
+            );
+        }
         let data = c.dir.join("data");
         let data = data.to_string_lossy();
         if let Err(e) = as_postgres(
@@ -186,9 +222,10 @@ impl Cluster {
         let data = self.dir.join("data");
         let log = self.dir.join("log");
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off{}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.extra
         );
         as_postgres(
             &self.bin,

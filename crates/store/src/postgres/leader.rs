@@ -126,6 +126,7 @@ impl Leadership {
     /// holds it; on stepping down it is set to -1 first.
     pub fn campaign(
         config: tokio_postgres::Config,
+        tls: super::Tls,
         takeover: Duration,
         metrics: LeaderMetrics,
         fence: Arc<AtomicI64>,
@@ -140,7 +141,7 @@ impl Leadership {
             term: std::sync::Mutex::new(None),
         });
         fence.store(-1, Ordering::Release);
-        let task = tokio::spawn(run(config, inner.clone(), tx, metrics, fence.clone()));
+        let task = tokio::spawn(run(config, tls, inner.clone(), tx, metrics, fence.clone()));
         Leadership {
             rx,
             inner,
@@ -234,6 +235,7 @@ fn step_down(inner: &Inner, tx: &watch::Sender<bool>, metrics: &LeaderMetrics, f
 
 async fn run(
     config: tokio_postgres::Config,
+    tls: super::Tls,
     inner: Arc<Inner>,
     tx: watch::Sender<bool>,
     metrics: LeaderMetrics,
@@ -252,7 +254,7 @@ async fn run(
         (takeover / 2).as_millis()
     );
     while !inner.stop.load(Ordering::Relaxed) {
-        let conn = tokio::time::timeout(takeover / 2, config.connect(tokio_postgres::NoTls)).await;
+        let conn = tokio::time::timeout(takeover / 2, tls.connect(&config)).await;
         let (client, connection) = match conn {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {

@@ -15,8 +15,10 @@
 //! - **Leadership** ([`leader`]): one replica holds a session advisory lock on a dedicated
 //!   connection and runs evaluation and notification; the others take over when it goes.
 //!
-//! TLS to PostgreSQL is not supported yet: connect over a Unix socket, a private network or a
-//! TLS tunnel; `sslmode=require` is refused at start with a clear message.
+//! TLS: `sslmode=require` in the URL connects with rustls and verifies the server's certificate
+//! and name (like libpq's `verify-full`) against the system roots, or against the CA file
+//! named by `sslrootcert=`. Without it (`disable`, or the default `prefer`) the connection is
+//! plain text.
 
 mod exposure;
 pub mod leader;
@@ -72,7 +74,20 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             }
             s
         }
-        None => format!("PostgreSQL: {e}"),
+        None => {
+            // The cause says what went wrong (refused, certificate, timeout...).
+            let mut s = format!("PostgreSQL: {e}");
+            let mut src = std::error::Error::source(e);
+            while let Some(c) = src {
+                let c_text = c.to_string();
+                if !s.contains(&c_text) {
+                    s.push_str(": ");
+                    s.push_str(&c_text);
+                }
+                src = c.source();
+            }
+            s
+        }
     }
 }
 
@@ -113,21 +128,144 @@ pub fn redact(cfg: &tokio_postgres::Config) -> String {
     )
 }
 
+/// How connections to PostgreSQL are made: plain, or TLS (rustls) for `sslmode=require`.
+#[derive(Clone)]
+pub enum Tls {
+    Off,
+    Rustls(tokio_postgres_rustls::MakeRustlsConnect),
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Tls::Off => "Tls::Off",
+            Tls::Rustls(_) => "Tls::Rustls",
+        })
+    }
+}
+
+/// A connection's background task, whatever its TLS type.
+pub type ConnectionTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+impl Tls {
+    /// One connection (the leader lock's), with this TLS setting.
+    pub async fn connect(
+        &self,
+        cfg: &tokio_postgres::Config,
+    ) -> std::result::Result<(tokio_postgres::Client, ConnectionTask), tokio_postgres::Error> {
+        match self {
+            Tls::Off => {
+                let (c, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+                let task: ConnectionTask = Box::pin(async move {
+                    let _ = conn.await;
+                });
+                Ok((c, task))
+            }
+            Tls::Rustls(t) => {
+                let (c, conn) = cfg.connect(t.clone()).await?;
+                let task: ConnectionTask = Box::pin(async move {
+                    let _ = conn.await;
+                });
+                Ok((c, task))
+            }
+        }
+    }
+}
+
+/// Takes `sslrootcert=PATH` out of the URL (tokio-postgres does not know it).
+fn take_rootcert(url: &str) -> (String, Option<String>) {
+    let mut root = None;
+    let mut keep = |kv: &&str| match kv.strip_prefix("sslrootcert=") {
+        Some(v) => {
+            root = Some(v.to_string());
+            false
+        }
+        None => true,
+    };
+    let out = if let Some((base, query)) = url.split_once('?') {
+        let rest: Vec<&str> = query.split('&').filter(&mut keep).collect();
+        if rest.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", rest.join("&"))
+        }
+    } else if !url.contains("://") {
+        let rest: Vec<&str> = url.split_whitespace().filter(&mut keep).collect();
+        rest.join(" ")
+    } else {
+        url.to_string()
+    };
+    (out, root)
+}
+
+fn rustls_config(rootcert: Option<&str>) -> std::result::Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match rootcert {
+        Some(path) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect())
+                .map_err(|e| format!("sslrootcert `{path}`: {e}"))?;
+            if certs.is_empty() {
+                return Err(format!("sslrootcert `{path}` holds no PEM certificate"));
+            }
+            for c in certs {
+                roots
+                    .add(c)
+                    .map_err(|e| format!("sslrootcert `{path}`: {e}"))?;
+            }
+        }
+        None => {
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+            if roots.is_empty() {
+                return Err(
+                    "sslmode=require: no system CA certificates found; name the CA \
+                            with sslrootcert=/path/ca.pem"
+                        .into(),
+                );
+            }
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// Parses a `postgres://` URL (or `key=value` string) for the store; refuses what it cannot
 /// honour. The error never repeats the URL (it may hold a password).
 pub fn parse_url(url: &str) -> std::result::Result<tokio_postgres::Config, String> {
-    let mut cfg = tokio_postgres::Config::from_str(url).map_err(|e| {
+    parse_url_tls(url).map(|(c, _)| c)
+}
+
+/// [`parse_url`] with the TLS setting it asks for (`sslmode=require`, `sslrootcert=`).
+pub fn parse_url_tls(url: &str) -> std::result::Result<(tokio_postgres::Config, Tls), String> {
+    let (url, rootcert) = take_rootcert(url);
+    let mut cfg = tokio_postgres::Config::from_str(&url).map_err(|e| {
         format!(
             "not a valid PostgreSQL URL ({e}); write postgres://user:password@host:5432/database"
         )
     })?;
-    if cfg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(
-            "sslmode=require: TLS to PostgreSQL is not supported yet; connect over a \
-                    Unix socket, a private network or a TLS tunnel"
-                .into(),
-        );
-    }
+    let tls = if cfg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        Tls::Rustls(tokio_postgres_rustls::MakeRustlsConnect::new(
+            rustls_config(rootcert.as_deref())?,
+        ))
+    } else {
+        if rootcert.is_some() {
+            return Err(
+                "sslrootcert is set but sslmode is not `require`: add sslmode=require \
+                        to connect with TLS"
+                    .into(),
+            );
+        }
+        cfg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        Tls::Off
+    };
     if cfg.get_hosts().is_empty() {
         return Err("the URL names no host; write postgres://user@host:5432/database".into());
     }
@@ -140,7 +278,7 @@ pub fn parse_url(url: &str) -> std::result::Result<tokio_postgres::Config, Strin
     // Dead peers are noticed by the kernel, not only at the next query.
     cfg.keepalives(true);
     cfg.keepalives_idle(Duration::from_secs(10));
-    Ok(cfg)
+    Ok((cfg, tls))
 }
 
 /// PostgreSQL implementation of [`Store`]; answers exactly like
@@ -155,6 +293,7 @@ pub struct PgStore {
     retention: Retention,
     closed: AtomicBool,
     config: tokio_postgres::Config,
+    tls: Tls,
     target: String,
     /// The leader term this replica holds (see [`leader`]): 0 unfenced, -1 not the leader.
     fence: Arc<AtomicI64>,
@@ -177,7 +316,7 @@ impl PgStore {
         writer: WriterOptions,
         metrics: StoreMetrics,
     ) -> Result<PgStore> {
-        let config = parse_url(url).map_err(|reason| StoreError::Connect {
+        let (config, tls) = parse_url_tls(url).map_err(|reason| StoreError::Connect {
             url: "postgres://…".into(),
             reason,
         })?;
@@ -186,13 +325,13 @@ impl PgStore {
             url: target.clone(),
             reason,
         };
-        let mgr = Manager::from_config(
-            config.clone(),
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let mc = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let mgr = match &tls {
+            Tls::Off => Manager::from_config(config.clone(), tokio_postgres::NoTls, mc()),
+            Tls::Rustls(t) => Manager::from_config(config.clone(), t.clone(), mc()),
+        };
         let pool = Pool::builder(mgr)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
@@ -231,6 +370,7 @@ impl PgStore {
             retention,
             closed: AtomicBool::new(false),
             config,
+            tls,
             target,
             fence: Arc::new(AtomicI64::new(0)),
         })
@@ -255,6 +395,11 @@ impl PgStore {
     /// The connection settings (for the leader lock's own connection).
     pub fn config(&self) -> &tokio_postgres::Config {
         &self.config
+    }
+
+    /// How connections are made (plain or TLS), for the leader lock's own connection.
+    pub fn tls(&self) -> Tls {
+        self.tls.clone()
     }
 
     pub fn retention(&self) -> Retention {
