@@ -782,10 +782,15 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
     if let Some(mnode) = section("monitors") {
         let mut known: Vec<&str> = agents.iter().map(|a| a.location.as_str()).collect();
         known.push(engine.location.as_str());
-        if let NodeKind::Seq(items) = &mnode.kind {
+        let by_name: HashMap<&str, &Monitor> = monitors
+            .iter()
+            .filter(|m| !m.locations.is_empty())
+            .map(|m| (m.name.as_str(), m))
+            .collect();
+        if let (NodeKind::Seq(items), false) = (&mnode.kind, by_name.is_empty()) {
             for item in items {
-                let name = item.get("name").and_then(|n| n.as_str());
-                let Some(m) = monitors.iter().find(|m| Some(m.name.as_str()) == name) else {
+                let name = item.get("name").and_then(|n| n.as_str()).unwrap_or("");
+                let Some(m) = by_name.get(name) else {
                     continue;
                 };
                 for (i, l) in m.locations.iter().enumerate() {

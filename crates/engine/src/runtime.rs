@@ -462,22 +462,26 @@ impl Engine {
                 .get(name)
                 .map(|p| p.monitor.clone())
         });
-        let bg = vec![
-            tokio::spawn(crate::alerting::dispatcher(
+        let mut bg = Vec::new();
+        // A probe-only engine (an agent) neither judges nor notifies: the server does.
+        if inner.opts.evaluate {
+            bg.push(tokio::spawn(crate::alerting::dispatcher(
                 alerting.clone(),
                 store.clone(),
                 inner.cancel.clone(),
-            )),
-            tokio::spawn(crate::alerting::ticker(
+            )));
+            bg.push(tokio::spawn(crate::alerting::ticker(
                 alerting.clone(),
                 store.clone(),
                 lookup,
                 inner.cancel.clone(),
-            )),
-            tokio::spawn(crate::alerting::heartbeat(
+            )));
+            bg.push(tokio::spawn(crate::alerting::heartbeat(
                 alerting.clone(),
                 inner.cancel.clone(),
-            )),
+            )));
+        }
+        bg.extend([
             tokio::spawn(incident_task(inner.clone(), inc_rx, open_map)),
             tokio::spawn(evaluator_task(
                 inner.clone(),
@@ -490,7 +494,7 @@ impl Engine {
             tokio::spawn(scheduler_task(inner.clone(), sched_rx)),
             tokio::spawn(lag_task(inner.clone())),
             tokio::spawn(follower_task(inner.clone())),
-        ];
+        ]);
         *engine.background.lock().unwrap_or_else(|p| p.into_inner()) = bg;
         let _ = inner
             .eval_tx
@@ -699,6 +703,16 @@ impl Engine {
             .values()
             .map(|p| p.monitor.clone())
             .collect()
+    }
+
+    /// One monitor's definition.
+    pub fn monitor_def(&self, name: &str) -> Option<Arc<Monitor>> {
+        self.inner
+            .plans
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .map(|p| p.monitor.clone())
     }
 
     /// Every monitor's live view, by name.
@@ -1895,7 +1909,7 @@ async fn apply_incident(
                                 .iter()
                                 .map(|(k, p)| (k.clone(), p.monitor.clone()))
                                 .collect();
-                            let item = crate::alerting::item_for(
+                            let mut item = crate::alerting::item_for(
                                 m,
                                 t.to,
                                 t.at,
@@ -1903,8 +1917,13 @@ async fn apply_incident(
                                 t.error.clone(),
                                 message_text.clone(),
                                 t.last_healthy.clone(),
-                                Scope::Global,
+                                scope.clone(),
                             );
+                            // A regional problem is announced (and routed) at its own,
+                            // lower severity.
+                            if matches!(scope, Scope::Regional(_)) {
+                                item.severity = *regional_severity;
+                            }
                             let (rows, _note, parent) =
                                 inner.alerting.on_open(m, &all, item.clone());
                             (rows, Some(item), parent)

@@ -767,20 +767,18 @@ async fn observations(State(s): State<AppState>, req: Request) -> Response {
         .unwrap_or_else(|p| p.into_inner())
         .all_locations
         .clone();
-    let known: HashMap<String, Arc<Monitor>> = {
-        let names: HashSet<&str> = batch.runs.iter().map(|r| r.monitor.as_str()).collect();
-        s.engine
-            .monitor_defs()
-            .into_iter()
-            .filter(|m| names.contains(m.name.as_str()))
-            .map(|m| (m.name.clone(), m))
-            .collect()
-    };
+    let mut known: HashMap<String, Option<Arc<Monitor>>> = HashMap::new();
+    for r in &batch.runs {
+        if !known.contains_key(&r.monitor) {
+            known.insert(r.monitor.clone(), s.engine.monitor_def(&r.monitor));
+        }
+    }
     let mut runs: Vec<wire::Run> = Vec::with_capacity(batch.runs.len());
     let mut ignored = 0usize;
     for mut run in batch.runs {
         let ok = known
             .get(&run.monitor)
+            .and_then(Option::as_ref)
             .is_some_and(|m| at_location(m, &agent.location, &all));
         if !ok || run.observations.is_empty() {
             ignored += 1;

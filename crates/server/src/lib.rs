@@ -32,6 +32,7 @@ pub mod agents;
 pub mod alerting;
 pub mod api;
 pub mod auth;
+pub mod bench;
 pub mod error;
 pub mod params;
 pub mod reload;

@@ -10,8 +10,27 @@ fn dur(s: &str) -> Result<Duration, String> {
     portwarden_core::parse_duration(s)
 }
 
+/// What to measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// The engine and the store: probes against loopback listeners.
+    Engine,
+    /// One server ingesting from simulated agents over HTTP (`--agents`, `--monitors`,
+    /// `--interval`, `--batch-every`).
+    Ingest,
+}
+
 #[derive(Args)]
 pub struct BenchArgs {
+    /// `engine` (default) or `ingest`.
+    #[arg(value_enum, default_value = "engine")]
+    pub mode: Mode,
+    /// Simulated agents (`ingest`).
+    #[arg(long, default_value_t = 4)]
+    pub agents: usize,
+    /// How often each simulated agent uploads a batch (`ingest`).
+    #[arg(long, value_parser = dur, default_value = "500ms")]
+    pub batch_every: Duration,
     /// Monitors to schedule.
     #[arg(long, default_value_t = 10_000)]
     pub monitors: usize,
@@ -51,6 +70,25 @@ pub struct BenchArgs {
 }
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<u8> {
+    if a.mode == Mode::Ingest {
+        let report = portwarden_server::bench::run(portwarden_server::bench::IngestBenchOptions {
+            agents: a.agents.max(1),
+            monitors: a.monitors,
+            interval: a.interval,
+            duration: a.duration,
+            warmup: a.warmup,
+            batch_every: a.batch_every,
+            data_dir: a.data_dir,
+        })
+        .await
+        .map_err(anyhow::Error::msg)?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            println!("{report}");
+        }
+        return Ok(0);
+    }
     let report = run_bench(BenchOptions {
         monitors: a.monitors,
         interval: a.interval,

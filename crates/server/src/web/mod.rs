@@ -2,6 +2,7 @@
 //! by default — nothing from monitors, targets or errors is ever marked safe), embedded assets,
 //! and the public status page.
 
+pub mod agents;
 pub mod cache;
 pub mod incidents;
 pub mod monitor;
@@ -28,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .route("/monitors/{name}", get(monitor::page))
         .route("/monitors/{name}/check", post(monitor::check_now))
         .route("/incidents", get(incidents::list))
+        .route("/agents", get(agents::page))
         .route("/incidents/{id}", get(incidents::detail))
         .route("/incidents/{id}/ack", post(incidents::acknowledge))
         .route("/sessions", get(sessions::page))

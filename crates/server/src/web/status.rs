@@ -136,6 +136,11 @@ pub struct PublicIncident {
     /// `major_outage` (down), `degraded` (degraded or flapping).
     pub impact: PublicState,
     pub started_at: DateTime<Utc>,
+    /// `global`, or `regional` (seen from some locations only).
+    pub scope: &'static str,
+    /// The affected locations of a regional incident.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolved_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -357,6 +362,8 @@ pub async fn snapshot(s: &AppState, settings: &StatusPageSettings) -> PublicStat
                 PublicState::Degraded
             },
             started_at: i.opened_at,
+            scope: i.scope.as_str(),
+            locations: i.scope.locations().to_vec(),
             resolved_at: i.resolved_at,
             error_kind: settings
                 .exposes(Expose::ErrorKind)
@@ -404,6 +411,8 @@ pub struct HtmlIncident {
     pub components: String,
     pub impact: &'static str,
     pub impact_label: &'static str,
+    /// Empty for a global incident; "in some regions (eu-west)" for a regional one.
+    pub scope: String,
     pub started: String,
     pub resolved: String,
     pub lasted: String,
@@ -446,6 +455,11 @@ fn html_incident(i: &PublicIncident, now: DateTime<Utc>) -> HtmlIncident {
         components: i.components.join(", "),
         impact: i.impact.as_str(),
         impact_label: i.impact.label(),
+        scope: if i.locations.is_empty() {
+            String::new()
+        } else {
+            format!("in some regions ({})", i.locations.join(", "))
+        },
         started: fmt_time(i.started_at),
         resolved: i.resolved_at.map(fmt_time).unwrap_or_default(),
         lasted: fmt_span(i.resolved_at.unwrap_or(now) - i.started_at),
