@@ -138,6 +138,12 @@ fn kill_9_while_the_receiver_is_down_delivers_every_pending_notification_once() 
         id.unwrap()
     };
     let target = std::net::TcpListener::bind(("127.0.0.1", tport)).unwrap();
+    let accepting = target.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for s in accepting.incoming() {
+            drop(s);
+        }
+    });
     assert!(
         wait(Duration::from_secs(10), || {
             let d = api.json(&format!("/api/v1/incidents/{incident}"));
@@ -156,9 +162,15 @@ fn kill_9_while_the_receiver_is_down_delivers_every_pending_notification_once() 
     let port2 = tk::free_port();
     let _p2 = serve(&config, &data, port2);
     assert!(tk::wait_for_port(port2, Duration::from_secs(20)));
+    let (t, r) = (
+        (format!("pw-{incident}-trigger"), "trigger".to_string()),
+        (format!("pw-{incident}-resolve"), "resolve".to_string()),
+    );
     assert!(
-        wait(Duration::from_secs(15), || counts.0.lock().unwrap().len()
-            == 2),
+        wait(Duration::from_secs(15), || {
+            let c = counts.0.lock().unwrap();
+            c.contains_key(&t) && c.contains_key(&r)
+        }),
         "both pending notifications delivered after the restart: {:?}",
         counts.0.lock().unwrap()
     );
