@@ -667,7 +667,11 @@ fn tokens_and_isolation() {
     // The UI lists them too.
     let page = admin(server_addr).get("/agents");
     assert_eq!(page.status, 200, "{}", page.body);
-    assert!(page.body.contains("east-1") && page.body.contains("revoked"), "{}", page.body);
+    assert!(
+        page.body.contains("east-1") && page.body.contains("revoked"),
+        "{}",
+        page.body
+    );
 
     let _ = server.0.kill();
     let _ = server.0.wait();
