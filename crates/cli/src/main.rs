@@ -31,6 +31,9 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Scan hosts and CIDR blocks for open TCP/UDP ports and name the services behind them.
     Scan(cmd::scan::ScanArgs),
+    /// The evidence report of a period (scans, findings, availability, incidents, config
+    /// versions, controls) as HTML, JSON or CSV, with its SHA-256 digest.
+    Report(cmd::report::ReportArgs),
     /// Notification receivers: `notify test --receiver NAME` sends a sample message.
     Notify(cmd::notify::NotifyArgs),
     /// Print the argon2 hash of a password (read from stdin) for `auth.users[].password_hash`.
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
             Command::Notify(a) => cmd::notify::run(a).await,
             Command::HashPassword(a) => cmd::hash_password::run(a),
             Command::Scan(a) => cmd::scan::run(a).await,
+            Command::Report(a) => cmd::report::run(a).await,
         }
     });
     match code {

@@ -243,7 +243,7 @@ fn three_locations_regional_then_global() {
     .expect("the server listens");
 
     let mut namespaces = Vec::new();
-    let mut agents = Vec::new();
+    let mut agents: Vec<Proc> = Vec::new();
     for (i, l) in locs.iter().enumerate() {
         let mut ns = tk::netns::Netns::new().expect("namespace");
         ns.exec(&[
@@ -344,6 +344,46 @@ fn three_locations_regional_then_global() {
             .then_some(())
     })
     .expect("the incident resolves once every location sees the target again");
+
+    // An agent goes silent: its location is unknown (never down), it raises its own problem,
+    // and nothing pages for the monitor.
+    drop(agents.remove(2));
+    let health = wait_until(Duration::from_secs(30), || {
+        let h = c.json("/api/v1/health");
+        h["problems"]
+            .as_array()
+            .is_some_and(|p| {
+                p.iter().any(|x| {
+                    x.as_str()
+                        .is_some_and(|x| x.contains("agent `agent-loc-c`") && x.contains("silent"))
+                })
+            })
+            .then_some(h)
+    })
+    .expect("a silent agent raises its own problem");
+    assert_eq!(
+        agent_view(server_addr, "agent-loc-c")["status"],
+        "silent",
+        "{health:#}"
+    );
+    // The watcher tells the evaluator within a second.
+    let v = wait_until(Duration::from_secs(5), || {
+        let v = c.json("/api/v1/monitors/shared-db");
+        (v["locations"]["loc-c"]["silent"] == true).then_some(v)
+    })
+    .unwrap_or_else(|| c.json("/api/v1/monitors/shared-db"));
+    assert_eq!(v["locations"]["loc-c"]["silent"], true, "{v:#}");
+    assert_eq!(v["locations"]["loc-c"]["state"], "unknown", "{v:#}");
+    // (loc-b and loc-c may still be judged on their failure ratio over the last 2 minutes;
+    // what matters: the silent location never counts as failing.)
+    for i in open_incidents(server_addr, "shared-db") {
+        assert!(
+            !i["locations"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|x| x == "loc-c")),
+            "{i:#}"
+        );
+    }
     drop(agents);
     drop(namespaces);
 }

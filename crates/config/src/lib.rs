@@ -875,10 +875,13 @@ fn check_depends_on(monitors: &[Monitor], root: &Node, diags: &mut Vec<Diagnosti
         Some(NodeKind::Seq(items)) => items.as_slice(),
         _ => &[],
     };
-    for m in monitors {
-        let node = items
-            .iter()
-            .find(|i| i.get("name").and_then(Node::as_str) == Some(m.name.as_str()));
+    // One pass over the items (a lookup per monitor would be quadratic at 100 000 monitors).
+    let by_name: HashMap<&str, &Node> = items
+        .iter()
+        .filter_map(|i| Some((i.get("name").and_then(Node::as_str)?, i)))
+        .collect();
+    for m in monitors.iter().filter(|m| !m.depends_on.is_empty()) {
+        let node = by_name.get(m.name.as_str());
         let loc = node.map(|n| n.loc_of("depends_on"));
         for d in &m.depends_on {
             if let Some(h) = d.strip_prefix("host:") {

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod banner;
 pub mod baseline;
+pub mod evidence;
 pub mod guard;
 pub mod output;
 pub mod ports;

@@ -107,6 +107,49 @@ pub struct AppState {
     pub agents: Arc<agents::Agents>,
     /// Whether this replica is the leader (always, with SQLite).
     pub leadership: Leadership,
+    /// Scheduled exposure scans against the `baselines:` (replaced on reload).
+    pub exposure: Arc<portwarden_scan::guard::Guard>,
+}
+
+/// The guard's plans from a config: each baseline with its targets plus the hosts of the
+/// monitors whose labels include all of the baseline's `labels`.
+pub fn exposure_plans(config: &portwarden_config::Config) -> Vec<portwarden_scan::guard::Plan> {
+    config
+        .baselines
+        .iter()
+        .map(|b| {
+            let mut targets = b.targets.clone();
+            if !b.labels.is_empty() {
+                for m in &config.monitors {
+                    if b.labels
+                        .iter()
+                        .all(|(k, v)| m.meta.labels.get(k) == Some(v))
+                    {
+                        let h = m.target.host.as_str().to_string();
+                        if !targets.contains(&h) {
+                            targets.push(h);
+                        }
+                    }
+                }
+            }
+            portwarden_scan::guard::Plan {
+                baseline: b.clone(),
+                targets,
+            }
+        })
+        .collect()
+}
+
+/// Records the config version in force (content hash, git commit) in the store.
+pub async fn record_config_version(store: &Arc<dyn Store>, path: &std::path::Path, reason: &str) {
+    match portwarden_scan::evidence::config_version(path, reason) {
+        Ok(v) => {
+            if let Err(e) = store.record_config_version(v).await {
+                tracing::warn!(error = %e, "cannot record the config version");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot hash the config file"),
+    }
 }
 
 /// What the UI keeps between requests.
@@ -321,6 +364,16 @@ impl Daemon {
         )
         .await?;
         let discovery = Discovery::start(prepared, engine.clone());
+        record_config_version(&store, &opts.config, "start").await;
+        let exposure = portwarden_scan::guard::Guard::new(
+            store.clone(),
+            portwarden_scan::Scanner::new(Prober::new(
+                Resolver::new(&config.resolver)?,
+                &config.engine.location,
+            )),
+            None,
+        );
+        exposure.apply(exposure_plans(&config));
 
         let now = Utc::now();
         let reload = Arc::new(RwLock::new(ReloadStatus {
@@ -348,6 +401,7 @@ impl Daemon {
             }
         };
         let state = AppState {
+            exposure: exposure.clone(),
             engine: engine.clone(),
             discovery,
             store: store.clone(),
@@ -404,6 +458,7 @@ impl Daemon {
                 shutdown.subscribe(),
             )),
             tokio::spawn(agents::watch(state.clone(), shutdown.subscribe())),
+            tokio::spawn(exposure.clone().run(shutdown.subscribe())),
             tokio::spawn(retention_task(
                 store.clone(),
                 leadership.clone(),

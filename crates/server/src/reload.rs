@@ -30,8 +30,11 @@ pub async fn reload_now(state: &AppState) -> bool {
                 loaded.config.status_page.clone(),
             );
             let agents_config = loaded.config.clone();
+            let exposure_plans = crate::exposure_plans(&loaded.config);
             match state.discovery.apply(loaded).await {
                 Ok(report) => {
+                    state.exposure.apply(exposure_plans);
+                    crate::record_config_version(&state.store, &path, "reload").await;
                     // Users and tokens, then the status page, follow the new config.
                     let generated = match crate::auth::ensure_admin(
                         &state.store,

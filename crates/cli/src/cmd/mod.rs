@@ -4,6 +4,7 @@ pub mod check;
 pub mod hash_password;
 pub mod inventory;
 pub mod notify;
+pub mod report;
 pub mod scan;
 pub mod serve;
 pub mod validate;
