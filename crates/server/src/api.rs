@@ -33,6 +33,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/agents", get(crate::agents::list))
         .route("/api/v1/agents/{name}", get(crate::agents::one))
         .route("/api/v1/discovery", get(discovery))
+        .route("/api/v1/scans", get(list_scans))
+        .route("/api/v1/scans/{id}", get(get_scan))
+        .route("/api/v1/findings", get(list_findings))
+        .route("/api/v1/baselines", get(list_baselines))
         .route("/api/v1/openapi.json", get(openapi))
 }
 
@@ -358,6 +362,90 @@ async fn health(State(s): State<AppState>) -> Response {
 async fn discovery(State(s): State<AppState>) -> Response {
     let sources = s.discovery.status();
     Json(json!({ "sources": sources, "count": sources.len() })).into_response()
+}
+
+/// `GET /api/v1/scans?baseline=&limit=`: stored scans, newest first (without full results).
+async fn list_scans(
+    State(s): State<AppState>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let limit = match q.get("limit") {
+        None => 100,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_parameter(
+                    "limit",
+                    format!("`{v}` must be 1-1000"),
+                ));
+            }
+        },
+    };
+    let f = portwarden_store::ScanFilter {
+        baseline: q.get("baseline").cloned(),
+        limit,
+        ..Default::default()
+    };
+    let scans = s.store.scans(&f).await?;
+    Ok(Json(json!({ "scans": scans, "count": scans.len() })).into_response())
+}
+
+/// `GET /api/v1/scans/{id}`: one scan with its full result.
+async fn get_scan(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let id: i64 = id.parse().map_err(|_| {
+        ApiError::bad_parameter("id", format!("`{id}` is not a scan id (a whole number)"))
+    })?;
+    let scan = s
+        .store
+        .scan(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no scan {id}")))?;
+    Ok(Json(scan).into_response())
+}
+
+/// `GET /api/v1/findings?status=open|resolved&baseline=&limit=`: exposure findings.
+async fn list_findings(
+    State(s): State<AppState>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let status = match q.get("status").map(String::as_str) {
+        None => None,
+        Some(v @ ("open" | "resolved")) => Some(v.to_string()),
+        Some(v) => {
+            return Err(ApiError::bad_parameter(
+                "status",
+                format!("`{v}` must be `open` or `resolved`"),
+            ));
+        }
+    };
+    let limit = match q.get("limit") {
+        None => 500,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=10_000).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_parameter(
+                    "limit",
+                    format!("`{v}` must be 1-10000"),
+                ));
+            }
+        },
+    };
+    let f = portwarden_store::FindingFilter {
+        status,
+        baseline: q.get("baseline").cloned(),
+        limit,
+        ..Default::default()
+    };
+    let findings = s.store.findings(&f).await?;
+    Ok(Json(json!({ "findings": findings, "count": findings.len() })).into_response())
+}
+
+/// `GET /api/v1/baselines`: every baseline with its last scan and when the next one is due.
+async fn list_baselines(State(s): State<AppState>) -> Response {
+    let status = s.exposure.status();
+    let baselines = s.exposure.baselines();
+    Json(json!({ "baselines": baselines, "status": status, "count": baselines.len() }))
+        .into_response()
 }
 
 static OPENAPI: &str = include_str!("openapi.json");
