@@ -356,6 +356,14 @@ impl MonitorEval {
             (State::Up, "ok".into())
         };
 
+        // A recovery starts a new window: the failures that opened the incident must not
+        // reopen it on the next good run through the ratio rule.
+        if recovered_from_down && next != State::Down {
+            self.window.clear();
+            self.window.push_back((r.mono, false));
+            self.window_failures = 0;
+        }
+
         // Flap detection over the last 21 judged results.
         if rules.flap.enabled && category.is_some() {
             let pct = flap_percent(&self.history);
@@ -519,6 +527,32 @@ mod tests {
             .find(|t| t.to == State::Down)
             .expect("opened by ratio");
         assert!(down.reason.contains("% of"), "{}", down.reason);
+    }
+
+    #[test]
+    fn recovery_is_not_reopened_by_the_failures_still_in_the_window() {
+        let rules = Rules {
+            window: Duration::from_secs(300),
+            min_samples: 5,
+            flap: portwarden_core::rules::FlapRule {
+                enabled: false,
+                high: 50.0,
+                low: 25.0,
+            },
+            ..Rules::for_tier(Tier::Critical)
+        };
+        let mut e = MonitorEval::new(rules, Duration::from_secs(10));
+        // Up, a 6-run outage, recovery (2 good runs), then healthy: the outage's 6 failures
+        // stay in the 5-minute window long after it ended.
+        let t = feed(&mut e, "uuuudddddduuuuuuuuuu", 0);
+        let states: Vec<State> = t.iter().map(|t| t.to).collect();
+        assert_eq!(states, [State::Up, State::Down, State::Up], "{t:?}");
+        assert_eq!(e.state(), State::Up);
+        // A new failure after the recovery is judged on the new window alone.
+        assert!(
+            feed(&mut e, "d", 20).is_empty(),
+            "one failure below the thresholds"
+        );
     }
 
     #[test]

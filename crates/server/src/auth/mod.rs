@@ -7,7 +7,7 @@
 //! - **Roles**: `viewer` reads; `editor` also runs checks and acknowledges incidents; `admin`
 //!   also manages sessions. Role checks happen in one place ([`required_role`]).
 //! - With no user in config, the first start creates `admin` with a random password written to
-//!   `<data_dir>/admin-password` (mode 0600) and the log ([`ensure_admin`]).
+//!   `<data_dir>/admin-password` (mode 0600), never to the log ([`ensure_admin`]).
 
 pub mod limiter;
 pub mod middleware;
@@ -257,7 +257,7 @@ pub fn session_times(s: &AuthSettings) -> (chrono::Duration, chrono::Duration) {
 }
 
 /// With no user in config: makes sure the generated `admin` exists (creating it, with its
-/// password written once to `<data_dir>/admin-password` and the log, on the first start) and
+/// password written once to `<data_dir>/admin-password` (never to the log), on the first start) and
 /// returns it. With users in config: returns `None`; a generated admin from an earlier start
 /// stays in the store but cannot log in.
 pub async fn ensure_admin(
@@ -298,6 +298,16 @@ pub async fn ensure_admin(
     })
     .await
     .map_err(|e| e.to_string())??;
+    // The password goes to a file only the owner can read, never to the log. Written before
+    // the user exists, so a start that cannot write it fails instead of creating an admin
+    // nobody can log in as.
+    let file = data_dir.join(ADMIN_PASSWORD_FILE);
+    write_secret_file(&file, &format!("{password}\n")).map_err(|e| {
+        format!(
+            "cannot write the generated admin password to {}: {e} (fix the data directory, or add users under `auth.users`)",
+            file.display()
+        )
+    })?;
     let created = store
         .create_local_user(LocalUser {
             name: "admin".into(),
@@ -305,23 +315,27 @@ pub async fn ensure_admin(
             role: Role::Admin.as_str().into(),
             created_at: Utc::now(),
         })
-        .await
-        .map_err(|e| format!("cannot save the generated admin user: {e}"))?;
-    if created {
-        let file = data_dir.join(ADMIN_PASSWORD_FILE);
-        match write_secret_file(&file, &format!("{password}\n")) {
-            Ok(()) => tracing::warn!(
-                user = "admin",
-                password = %password,
-                file = %file.display(),
-                "no user in config: created `admin` with a random password (also written to the file, mode 0600). Log in, then add users under `auth.users` in the config and delete the file"
-            ),
-            Err(e) => tracing::warn!(
-                user = "admin",
-                password = %password,
-                error = %e,
-                "no user in config: created `admin` with a random password (the password file could not be written)"
-            ),
+        .await;
+    match created {
+        Ok(true) => tracing::warn!(
+            user = "admin",
+            file = %file.display(),
+            "no user in config: created `admin` with a random password, written to the file (mode 0600). Log in, then add users under `auth.users` in the config and delete the file"
+        ),
+        Ok(false) => {
+            // Another replica created it first: our password is not the stored one.
+            let _ = std::fs::remove_file(&file);
+            if let Ok(Some(u)) = store.local_user("admin").await {
+                return Ok(Some(Account {
+                    name: u.name,
+                    password_hash: u.password_hash,
+                    role: Role::parse(&u.role).unwrap_or(Role::Admin),
+                }));
+            }
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&file);
+            return Err(format!("cannot save the generated admin user: {e}"));
         }
     }
     Ok(Some(Account {
