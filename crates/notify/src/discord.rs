@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, Url};
+use reqwest::Url;
 use serde_json::{Value, json};
 
 use crate::http::{self, DEFAULT_TIMEOUT, Request};
@@ -204,21 +204,16 @@ impl Channel for Discord {
     }
 
     async fn send(&self, n: &Notification) -> Result<Delivered, SendError> {
-        let body = serde_json::to_vec(&payload(n, self.username.as_deref())).unwrap_or_default();
         let r = http::send(
             &self.client,
-            Request {
-                kind: "discord",
-                method: Method::POST,
-                url: &self.url,
-                headers: Default::default(),
-                body,
-                content_type: "application/json",
-                idempotency_key: &n.idempotency_key,
-                timeout: self.timeout,
-                basic_auth: None,
-                secrets: &self.secrets,
-            },
+            Request::json_post(
+                "discord",
+                &self.url,
+                &payload(n, self.username.as_deref()),
+                &n.idempotency_key,
+                self.timeout,
+                &self.secrets,
+            ),
         )
         .await;
         let a = r?;

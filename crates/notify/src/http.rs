@@ -92,6 +92,32 @@ pub struct Request<'a> {
     pub secrets: &'a [String],
 }
 
+impl<'a> Request<'a> {
+    /// A JSON `POST` with no extra headers or credentials beyond the URL: the shape of every
+    /// chat and events webhook (slack, discord, teams, pagerduty).
+    pub fn json_post(
+        kind: &'static str,
+        url: &'a Url,
+        body: &serde_json::Value,
+        idempotency_key: &'a str,
+        timeout: Duration,
+        secrets: &'a [String],
+    ) -> Self {
+        Request {
+            kind,
+            method: Method::POST,
+            url,
+            headers: HeaderMap::new(),
+            body: serde_json::to_vec(body).unwrap_or_default(),
+            content_type: "application/json",
+            idempotency_key,
+            timeout,
+            basic_auth: None,
+            secrets,
+        }
+    }
+}
+
 /// A 2xx answer.
 pub struct Answer {
     pub status: u16,

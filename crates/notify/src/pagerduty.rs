@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use portwarden_config::receivers::{PagerDutySpec, PdSeverity};
 use portwarden_core::Severity;
-use reqwest::{Method, Url};
+use reqwest::Url;
 use serde_json::{Value, json};
 
 use crate::http::{self, DEFAULT_TIMEOUT, Request};
@@ -113,21 +113,16 @@ impl PagerDuty {
     }
 
     async fn post(&self, n: &Notification, ev: &Value) -> Result<Delivered, SendError> {
-        let body = serde_json::to_vec(ev).unwrap_or_default();
         let a = http::send(
             &self.client,
-            Request {
-                kind: "pagerduty",
-                method: Method::POST,
-                url: &self.url,
-                headers: Default::default(),
-                body,
-                content_type: "application/json",
-                idempotency_key: &n.idempotency_key,
-                timeout: self.timeout,
-                basic_auth: None,
-                secrets: &self.secrets,
-            },
+            Request::json_post(
+                "pagerduty",
+                &self.url,
+                ev,
+                &n.idempotency_key,
+                self.timeout,
+                &self.secrets,
+            ),
         )
         .await?;
         let key = serde_json::from_str::<Value>(&a.body)

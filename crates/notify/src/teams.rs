@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, Url};
+use reqwest::Url;
 use serde_json::{Value, json};
 
 use crate::http::{self, DEFAULT_TIMEOUT, Request};
@@ -122,21 +122,16 @@ impl Channel for Teams {
     }
 
     async fn send(&self, n: &Notification) -> Result<Delivered, SendError> {
-        let body = serde_json::to_vec(&payload(n)).unwrap_or_default();
         let a = http::send(
             &self.client,
-            Request {
-                kind: "teams",
-                method: Method::POST,
-                url: &self.url,
-                headers: Default::default(),
-                body,
-                content_type: "application/json",
-                idempotency_key: &n.idempotency_key,
-                timeout: self.timeout,
-                basic_auth: None,
-                secrets: &self.secrets,
-            },
+            Request::json_post(
+                "teams",
+                &self.url,
+                &payload(n),
+                &n.idempotency_key,
+                self.timeout,
+                &self.secrets,
+            ),
         )
         .await?;
         Ok(http::delivered(&a, None))
