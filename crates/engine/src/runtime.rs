@@ -171,6 +171,9 @@ enum EvalCmd {
 
 enum EvalMsg {
     Run(RunDone),
+    /// Answered once everything sent before it was handled (the agent inbox reader waits for
+    /// it before deleting what it handed over).
+    Barrier(oneshot::Sender<()>),
     /// Sent at shutdown once every run task has finished: everything before it is drained.
     Stop,
 }
@@ -236,6 +239,8 @@ struct Inner {
     cancel: CancellationToken,
     runs: TaskTracker,
     alerting: Arc<Alerting>,
+    /// Wakes the agent inbox reader (an upload was just stored by this replica).
+    inbox_wake: tokio::sync::Notify,
 }
 
 /// A running engine. Cheap to clone.
@@ -345,6 +350,7 @@ impl Engine {
         let alerting = Arc::new(Alerting::new(setup, &key, metrics.clone()));
         let inner = Arc::new(Inner {
             alerting: alerting.clone(),
+            inbox_wake: tokio::sync::Notify::new(),
             global: Arc::new(Semaphore::new(opts.concurrency)),
             opts,
             prober,
@@ -495,6 +501,9 @@ impl Engine {
             tokio::spawn(lag_task(inner.clone())),
             tokio::spawn(follower_task(inner.clone())),
         ]);
+        if inner.opts.evaluate {
+            bg.push(tokio::spawn(inbox_task(inner.clone())));
+        }
         *engine.background.lock().unwrap_or_else(|p| p.into_inner()) = bg;
         let _ = inner
             .eval_tx
@@ -651,42 +660,26 @@ impl Engine {
         let _ = self.inner.eval_tx.send(EvalCmd::Locations { all, silent });
     }
 
-    /// Judges a run of `monitor` made by an agent at `location` (already stored by the
-    /// caller). Returns `false` when the monitor is unknown here (not judged).
-    pub async fn ingest_remote(
-        &self,
-        location: &str,
-        monitor: &str,
-        observations: Vec<Observation>,
-    ) -> bool {
-        let inner = &self.inner;
-        let Some(generation) = inner
-            .plans
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(monitor)
-            .map(|p| p.generation)
-        else {
-            return false;
-        };
-        let Some(first) = observations.first() else {
-            return false;
-        };
-        // Its place on our monotonic clock: how long ago it started (wall clocks are only
-        // compared after the agent corrected its offset).
-        let ago = (Utc::now() - first.started_at)
-            .to_std()
-            .unwrap_or(Duration::ZERO);
-        let mono = inner.epoch.elapsed().saturating_sub(ago);
-        let done = RunDone {
-            monitor: monitor.into(),
-            generation,
-            mono,
-            observations,
-            reply: None,
-            remote: Some(location.to_string()),
-        };
-        inner.results_tx.send(EvalMsg::Run(done)).await.is_ok()
+    /// An agent upload was stored by this replica (its runs are in the store's agent
+    /// inbox): the leader's inbox reader looks now rather than at its next poll.
+    pub fn agent_batch_stored(&self) {
+        self.inner.inbox_wake.notify_one();
+    }
+
+    /// Whether `monitor` (on `host`, with `meta`) is inside a maintenance window at `at`:
+    /// its results are stored apart from availability.
+    pub fn in_maintenance(&self, monitor: &Monitor, at: DateTime<Utc>) -> bool {
+        self.inner
+            .alerting
+            .setup()
+            .settings
+            .maintenance_at(
+                &monitor.name,
+                &monitor.target.host.to_string(),
+                &monitor.meta,
+                at,
+            )
+            .is_some()
     }
 
     /// Changes whenever a monitor is added, changed or removed.
@@ -1280,6 +1273,9 @@ async fn evaluator_task(
                 &incidents,
                 done,
             ),
+            Some(EvalMsg::Barrier(done)) => {
+                let _ = done.send(());
+            }
             Some(EvalMsg::Stop) | None => break,
         }
     }
@@ -1734,6 +1730,122 @@ fn resume_from_store(
             reason: None,
         });
     }
+}
+
+/// How often the leader looks into the agent inbox when nothing woke it (uploads stored by
+/// another replica).
+const INBOX_POLL: Duration = Duration::from_millis(250);
+/// Inbox rows read per round.
+const INBOX_BATCH: usize = 256;
+
+/// The agent inbox reader (the leader only): every agent batch any replica stored, in inbox
+/// order, into the evaluator as runs of the agent's location; a row is deleted only after the
+/// evaluator handled it while this replica still leads (the delete is fenced by the leader
+/// term), so a leader change loses nothing — the next leader judges what is left.
+async fn inbox_task(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(INBOX_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    let mut undeleted: Vec<i64> = Vec::new();
+    loop {
+        tokio::select! {
+            _ = inner.cancel.cancelled() => break,
+            _ = tick.tick() => {}
+            _ = inner.inbox_wake.notified() => {}
+        }
+        if !inner.active.load(Ordering::Acquire) {
+            // A later term re-reads whatever is left.
+            undeleted.clear();
+        }
+        while inner.active.load(Ordering::Acquire) && !inner.cancel.is_cancelled() {
+            // Judged but not yet deleted: delete first, so nothing is judged twice here.
+            if !undeleted.is_empty() {
+                if inner.store.agent_inbox_done(&undeleted).await.is_err() {
+                    break;
+                }
+                undeleted.clear();
+            }
+            let batches = match inner.store.agent_inbox(INBOX_BATCH).await {
+                Ok(b) => {
+                    if failing {
+                        tracing::info!("agent inbox readable again");
+                        failing = false;
+                    }
+                    b
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "cannot read the agent inbox; agents' results wait in the store");
+                        failing = true;
+                    }
+                    break;
+                }
+            };
+            if batches.is_empty() {
+                break;
+            }
+            let full = batches.len() == INBOX_BATCH;
+            let ids: Vec<i64> = batches.iter().map(|b| b.id).collect();
+            for b in batches {
+                for run in b.runs {
+                    if let Some(done) =
+                        remote_run(&inner, &b.location, &run.monitor, run.observations)
+                        && inner.results_tx.send(EvalMsg::Run(done)).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            let (tx, rx) = oneshot::channel();
+            if inner.results_tx.send(EvalMsg::Barrier(tx)).await.is_err() || rx.await.is_err() {
+                return;
+            }
+            if !inner.active.load(Ordering::Acquire) {
+                // Stepped down meanwhile: the runs may not have been judged; the next leader
+                // reads them again.
+                break;
+            }
+            if let Err(e) = inner.store.agent_inbox_done(&ids).await {
+                tracing::warn!(error = %e, rows = ids.len(), "cannot mark agent batches judged; retrying before reading more");
+                undeleted = ids;
+                break;
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+}
+
+/// A run of `monitor` made by an agent at `location` (already stored), for the evaluator;
+/// `None` when the monitor is unknown here (not judged).
+fn remote_run(
+    inner: &Inner,
+    location: &str,
+    monitor: &str,
+    observations: Vec<Observation>,
+) -> Option<RunDone> {
+    let generation = inner
+        .plans
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(monitor)
+        .map(|p| p.generation)?;
+    let first = observations.first()?;
+    // Its place on our monotonic clock: how long ago it started (wall clocks are only
+    // compared after the agent corrected its offset).
+    let ago = (Utc::now() - first.started_at)
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    let mono = inner.epoch.elapsed().saturating_sub(ago);
+    Some(RunDone {
+        monitor: monitor.into(),
+        generation,
+        mono,
+        observations,
+        reply: None,
+        remote: Some(location.to_string()),
+    })
 }
 
 /// On a follower replica, the live views mirror the store every few seconds: the leader's
