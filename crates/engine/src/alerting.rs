@@ -467,7 +467,6 @@ impl Alerting {
             .and_then(|o| o.folded_into)
     }
 
-    /// Rows for a resolve: every receiver that was told about the incident.
     /// The incident resolved (its rows are committed): forget it.
     pub(crate) fn resolved(&self, id: IncidentId) {
         let info = self
@@ -496,6 +495,54 @@ impl Alerting {
 
     /// Rows for a resolve: every receiver that was told about the incident.
     pub(crate) fn on_resolve(&self, id: IncidentId, at: DateTime<Utc>) -> Vec<NewOutbox> {
+        self.told_rows(id, "resolve", "resolve", |m, info| {
+            item_for(
+                m,
+                State::Up,
+                info.opened_at,
+                Some(at),
+                info.error_kind.clone(),
+                info.message.clone(),
+                info.last_healthy.clone(),
+                Scope::Global,
+            )
+        })
+    }
+
+    /// Rows for a scope change (regional → global or back): every receiver that was told
+    /// hears the new scope and locations, once per change (`key` names the change).
+    pub(crate) fn on_scope_change(
+        &self,
+        id: IncidentId,
+        key: &str,
+        state: State,
+        scope: Scope,
+        severity: portwarden_core::Severity,
+    ) -> Vec<NewOutbox> {
+        self.told_rows(id, "scope", key, |m, info| {
+            let mut item = item_for(
+                m,
+                state,
+                info.opened_at,
+                None,
+                info.error_kind.clone(),
+                info.message.clone(),
+                info.last_healthy.clone(),
+                scope.clone(),
+            );
+            item.severity = severity;
+            item
+        })
+    }
+
+    /// One row per receiver told about incident `id` (trigger or escalation).
+    fn told_rows(
+        &self,
+        id: IncidentId,
+        event: &str,
+        key: &str,
+        item: impl FnOnce(&Monitor, &OpenInfo) -> AlertItem,
+    ) -> Vec<NewOutbox> {
         let info = self
             .open
             .lock()
@@ -509,32 +556,23 @@ impl Alerting {
             return Vec::new();
         };
         let m = &*m;
-        let mut item = item_for(
-            m,
-            State::Up,
-            info.opened_at,
-            Some(at),
-            info.error_kind.clone(),
-            info.message.clone(),
-            info.last_healthy.clone(),
-            Scope::Global,
-        );
+        let mut item = item(m, &info);
         item.incident_id = Some(id);
         let setup = self.setup();
         let now = Utc::now();
         let mut rows = Vec::new();
         for (route, receiver) in &info.told {
             let send = setup.settings.route(route).is_none_or(|r| r.send_resolved);
-            if !send {
+            if event == "resolve" && !send {
                 continue;
             }
             let group = setup
                 .settings
                 .route(route)
-                .and_then(|r| group_key(r, m, "resolve"));
+                .and_then(|r| group_key(r, m, event));
             rows.push(NewOutbox {
-                event: "resolve".into(),
-                key: "resolve".into(),
+                event: event.into(),
+                key: key.into(),
                 monitor: m.name.clone(),
                 route: route.clone(),
                 receiver: receiver.clone(),
@@ -687,6 +725,10 @@ fn build_notification(
     };
     let single = rows.len() == 1;
     let incident_id = if single { first.incident_id } else { None };
+    let scope_note = items.first().map(|i| match &i.scope {
+        Scope::Global => "scope changed: now global".to_string(),
+        Scope::Regional(l) => format!("scope changed: now regional ({})", l.join(", ")),
+    });
     Notification {
         event,
         incident_id,
@@ -710,6 +752,7 @@ fn build_notification(
                 "escalated: not acknowledged (route `{}`)",
                 first.route
             )),
+            Event::Scope => scope_note,
             _ => None,
         },
     }

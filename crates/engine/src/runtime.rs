@@ -195,7 +195,9 @@ enum IncidentCmd {
         /// Severity while the problem is regional.
         regional_severity: portwarden_core::Severity,
         scope: Scope,
-        t: Transition,
+        /// The scope before, while it was failing (`None`: it was not).
+        prev_scope: Option<Scope>,
+        t: Box<Transition>,
     },
     /// The monitor left the config: resolve its incident (with `reason`, or "monitor removed
     /// from the config").
@@ -1651,8 +1653,9 @@ impl Places {
                 .confirm
                 .regional_severity
                 .unwrap_or_else(|| lower(m.meta.severity)),
+            prev_scope: prev.0.is_bad().then_some(prev.1),
             scope,
-            t,
+            t: Box::new(t),
         });
     }
 }
@@ -1996,6 +1999,7 @@ async fn apply_incident(
             severity,
             regional_severity,
             scope,
+            prev_scope,
             t,
         } => {
             let existing = open.get(monitor).copied();
@@ -2073,9 +2077,31 @@ async fn apply_incident(
                     set_live(monitor, Some(id));
                 }
                 (Some(id), true) => {
+                    // Regional → global or back: everyone told hears the new scope, once per
+                    // change (the key names the change).
+                    let rows = match &prev_scope {
+                        Some(p) if p.as_str() != scope.as_str() => {
+                            let sev = if matches!(scope, Scope::Regional(_)) {
+                                *regional_severity
+                            } else {
+                                *severity
+                            };
+                            let key =
+                                format!("scope-{}-{}", scope.as_str(), t.at.timestamp_millis());
+                            let rows =
+                                inner
+                                    .alerting
+                                    .on_scope_change(id, &key, t.to, scope.clone(), sev);
+                            if !rows.is_empty() {
+                                tracing::warn!(monitor = %monitor, incident = id, scope = scope.as_str(), "incident scope changed; notifying");
+                            }
+                            rows
+                        }
+                        _ => Vec::new(),
+                    };
                     inner
                         .store
-                        .change_incident(
+                        .change_incident_with(
                             id,
                             IncidentChange::Update {
                                 state: Some(t.to),
@@ -2095,8 +2121,10 @@ async fn apply_incident(
                                     "scope": scope.as_str(), "locations": scope.locations(),
                                 })),
                             },
+                            rows,
                         )
                         .await?;
+                    inner.alerting.wake.notify_one();
                 }
                 (Some(id), false) if t.to == State::Up => {
                     let rows = inner.alerting.on_resolve(id, t.at);

@@ -241,3 +241,88 @@ pub fn wait_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// One request a [`Hooks`] receiver accepted: its idempotency key (`Idempotency-Key` or
+/// `webhook-id`), the body's `event` and the raw body.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    pub key: String,
+    pub event: String,
+    pub body: String,
+}
+
+/// A minimal HTTP/1.1 webhook receiver on 127.0.0.1:`port`: answers every request `200`
+/// and keeps what it got (for counting deliveries per idempotency key).
+#[derive(Clone, Default)]
+pub struct Hooks(std::sync::Arc<std::sync::Mutex<Vec<Hook>>>);
+
+impl Hooks {
+    pub fn listen(port: u16) -> Hooks {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let hooks = Hooks::default();
+        let l = std::net::TcpListener::bind(("127.0.0.1", port)).expect("receiver binds");
+        let keep = hooks.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                let keep = keep.clone();
+                std::thread::spawn(move || {
+                    let Ok(read) = s.try_clone() else { return };
+                    let mut r = BufReader::new(read);
+                    let (mut key, mut len, mut line) = (String::new(), 0usize, String::new());
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let l = line.trim_end();
+                        if l.is_empty() {
+                            break;
+                        }
+                        let lower = l.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                        for h in ["idempotency-key:", "webhook-id:"] {
+                            if lower.starts_with(h) {
+                                key = l[h.len()..].trim().to_string();
+                            }
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    let _ = r.read_exact(&mut body);
+                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                    let event = v["event"].as_str().unwrap_or("").to_string();
+                    keep.0.lock().unwrap_or_else(|p| p.into_inner()).push(Hook {
+                        key,
+                        event,
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                    });
+                    let _ = s.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    );
+                });
+            }
+        });
+        hooks
+    }
+
+    /// Everything received so far.
+    pub fn all(&self) -> Vec<Hook> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Deliveries per (idempotency key, event).
+    pub fn counts(&self) -> std::collections::HashMap<(String, String), u32> {
+        let mut m = std::collections::HashMap::new();
+        for h in self.all() {
+            *m.entry((h.key, h.event)).or_default() += 1;
+        }
+        m
+    }
+
+    /// How many deliveries of `event`.
+    pub fn events(&self, event: &str) -> u32 {
+        self.all().iter().filter(|h| h.event == event).count() as u32
+    }
+}
