@@ -153,6 +153,13 @@ fn finding_row(f: &FindingRecord) -> FindingRow {
     if !version.is_empty() {
         service = format!("{service} {version}").trim().to_string();
     }
+    if let Some(e) = f.detail.get("expected_service").and_then(Value::as_str) {
+        service = if service.is_empty() {
+            format!("expected {e}")
+        } else {
+            format!("{service} (expected {e})")
+        };
+    }
     let now = Utc::now();
     FindingRow {
         id: f.id,
