@@ -19,6 +19,8 @@ const EVIL_BANNER: &[u8] = b"<script>alert(1)</script><img src=x onerror=alert(2
 /// Secrets in the config that no answer may contain.
 const ROUTING_KEY: &str = "R0UT1NGKEYsecret0123456789abcdef";
 const USER_PASSWORD: &str = "eve-password-1";
+/// The password in the PostgreSQL URL (trust auth ignores it; it must not show up anyway).
+const PG_PASSWORD: &str = "pg-url-secret-7c1d";
 
 /// A listener that greets every connection with [`EVIL_BANNER`]; aborting the task closes it.
 async fn evil_service() -> (u16, tokio::task::JoinHandle<()>) {
@@ -216,12 +218,31 @@ async fn exposure_page_shows_real_scans_and_renders_banners_inert() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exposure_api_serves_real_scans_refuses_bad_queries_and_keeps_secrets() {
+    api_checks("").await;
+}
+
+/// The same on PostgreSQL (`store:` in the config; a database this test creates).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exposure_api_on_postgres() {
+    let Some(db) = tk::pg::TestDatabase::create() else {
+        return;
+    };
+    let url = db.url().replacen(
+        &format!("{}@", tk::pg::USER),
+        &format!("{}:{PG_PASSWORD}@", tk::pg::USER),
+        1,
+    );
+    api_checks(&format!("store: \"{url}\"\n")).await;
+}
+
+/// The API checks against a daemon whose config ends with `extra`.
+async fn api_checks(extra: &str) {
     let (evil, _evil_task) = evil_service().await;
     let good_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let good = good_l.local_addr().unwrap().port();
     let gone = closed_port();
     let auth = auth_with(&[("eve", USER_PASSWORD, "editor")], &[]);
-    let mut d = TestDaemon::start(&config(evil, good, gone, &auth)).await;
+    let mut d = TestDaemon::start(&format!("{extra}{}", config(evil, good, gone, &auth))).await;
     let c = d.client();
     let anon = d.anonymous();
     tokio::task::spawn_blocking(move || {
@@ -403,10 +424,17 @@ async fn exposure_api_serves_real_scans_refuses_bad_queries_and_keeps_secrets() 
             format!("/api/v1/scans/{id}"),
             "/api/v1/findings".into(),
             "/api/v1/baselines".into(),
+            "/api/v1/health".into(),
         ] {
             all.push_str(&c.get(&path).body);
         }
-        for secret in [ROUTING_KEY, TEST_TOKEN, USER_PASSWORD, "$argon2"] {
+        for secret in [
+            ROUTING_KEY,
+            TEST_TOKEN,
+            USER_PASSWORD,
+            PG_PASSWORD,
+            "$argon2",
+        ] {
             assert!(!all.contains(secret), "an answer contains `{secret}`");
         }
     })
