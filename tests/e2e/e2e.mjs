@@ -7,6 +7,8 @@
 //   PW_COMPONENT                   its public name on the status page
 //   PW_EVIL_MONITOR                a monitor named `<script>alert(1)</script>` whose target
 //                                  answers with HTML
+//   PW_EVIL_PORT                   the hostile peer's port (an unexpected open port of the
+//                                  baseline `e2e-loopback`, greeting with HTML)
 //   PW_EXAMPLE_MONITORS            comma-separated names from examples/local.yaml
 //   PW_SCREENSHOTS                 where screenshots go (target/e2e)
 //   PW_CHROMIUM                    the browser (default /usr/bin/chromium)
@@ -159,6 +161,33 @@ try {
     await checkNoScript(`page ${p}`);
   }
   step('hostile names and messages are inert text');
+
+  // 6b. The exposure page: "Scan now" finds the hostile peer as an unexpected open port,
+  // shows its banner as text, and links the finding's incident.
+  const evilPort = env('PW_EVIL_PORT');
+  await page.goto(URL0 + '/exposure');
+  await Promise.all([
+    page.waitForURL(URL0 + '/exposure'),
+    page.click('form[action="/exposure/e2e-loopback/scan"] button'),
+  ]);
+  await waitFor('the scan\'s findings', 30000, async () => {
+    await page.reload();
+    const t = await page.$('#open-findings');
+    return t && (await t.textContent()).includes(`127.0.0.1:${evilPort}/tcp`);
+  });
+  const banners = await page.$$eval('#open-findings .banner', (els) => els.map((e) => e.textContent).join('\n'));
+  if (!banners.includes('<img src=x onerror=alert(2)>')) {
+    throw new Error(`the banner is not shown as text: ${banners}`);
+  }
+  if (await page.evaluate(() => document.querySelectorAll('img').length) > 0) {
+    problems.push('an <img> element was injected on /exposure');
+  }
+  if (!(await page.$('#open-findings a[href^="/incidents/"]'))) {
+    throw new Error('no incident link on the open findings');
+  }
+  await page.screenshot({ path: join(shots, 'exposure.png'), fullPage: true });
+  await checkNoScript('exposure');
+  step('exposure page: scan now, findings with inert banners');
 
   // 7. The public status page shows the incident (logged out: no cookies at all).
   await context.clearCookies();

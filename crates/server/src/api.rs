@@ -37,6 +37,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/scans/{id}", get(get_scan))
         .route("/api/v1/findings", get(list_findings))
         .route("/api/v1/baselines", get(list_baselines))
+        .route("/api/v1/baselines/{name}/scan", post(scan_now))
+        .route("/api/v1/reports", get(report))
         .route("/api/v1/openapi.json", get(openapi))
 }
 
@@ -364,30 +366,40 @@ async fn discovery(State(s): State<AppState>) -> Response {
     Json(json!({ "sources": sources, "count": sources.len() })).into_response()
 }
 
-/// `GET /api/v1/scans?baseline=&limit=`: stored scans, newest first (without full results).
+/// `GET /api/v1/scans?baseline=&from=&to=&limit=`: stored scans, newest first (without full
+/// results).
 async fn list_scans(
     State(s): State<AppState>,
-    Query(q): Query<std::collections::HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let limit = match q.get("limit") {
-        None => 100,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_parameter(
-                    "limit",
-                    format!("`{v}` must be 1-1000"),
-                ));
-            }
-        },
-    };
+    let p = Params::new(q, &["baseline", "from", "to", "limit"])?;
+    let (from, to) = period(&p)?;
     let f = portwarden_store::ScanFilter {
-        baseline: q.get("baseline").cloned(),
-        limit,
-        ..Default::default()
+        baseline: p.str("baseline").map(str::to_string),
+        from,
+        to,
+        limit: p.usize_in("limit", 100, 1, 1000)?,
     };
     let scans = s.store.scans(&f).await?;
     Ok(Json(json!({ "scans": scans, "count": scans.len() })).into_response())
+}
+
+/// An optional period: `from` and `to`.
+type Period = (Option<chrono::DateTime<Utc>>, Option<chrono::DateTime<Utc>>);
+
+/// `from` and `to` of a query, checked for order.
+fn period(p: &Params) -> Result<Period, ApiError> {
+    let from = p.time("from")?;
+    let to = p.time("to")?;
+    if let (Some(f), Some(t)) = (from, to)
+        && f >= t
+    {
+        return Err(ApiError::bad_parameter(
+            "from",
+            format!("`from` ({f}) must be before `to` ({t})"),
+        ));
+    }
+    Ok((from, to))
 }
 
 /// `GET /api/v1/scans/{id}`: one scan with its full result.
@@ -403,38 +415,21 @@ async fn get_scan(State(s): State<AppState>, Path(id): Path<String>) -> ApiResul
     Ok(Json(scan).into_response())
 }
 
-/// `GET /api/v1/findings?status=open|resolved&baseline=&limit=`: exposure findings.
+/// `GET /api/v1/findings?status=open|resolved&baseline=&from=&to=&limit=`: exposure findings.
 async fn list_findings(
     State(s): State<AppState>,
-    Query(q): Query<std::collections::HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let status = match q.get("status").map(String::as_str) {
-        None => None,
-        Some(v @ ("open" | "resolved")) => Some(v.to_string()),
-        Some(v) => {
-            return Err(ApiError::bad_parameter(
-                "status",
-                format!("`{v}` must be `open` or `resolved`"),
-            ));
-        }
-    };
-    let limit = match q.get("limit") {
-        None => 500,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=10_000).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_parameter(
-                    "limit",
-                    format!("`{v}` must be 1-10000"),
-                ));
-            }
-        },
-    };
+    let p = Params::new(q, &["status", "baseline", "from", "to", "limit"])?;
+    let (from, to) = period(&p)?;
     let f = portwarden_store::FindingFilter {
-        status,
-        baseline: q.get("baseline").cloned(),
-        limit,
-        ..Default::default()
+        status: p
+            .one_of("status", &["open", "resolved"])?
+            .map(str::to_string),
+        baseline: p.str("baseline").map(str::to_string),
+        from,
+        to,
+        limit: p.usize_in("limit", 500, 1, 10_000)?,
     };
     let findings = s.store.findings(&f).await?;
     Ok(Json(json!({ "findings": findings, "count": findings.len() })).into_response())
@@ -446,6 +441,88 @@ async fn list_baselines(State(s): State<AppState>) -> Response {
     let baselines = s.exposure.baselines();
     Json(json!({ "baselines": baselines, "status": status, "count": baselines.len() }))
         .into_response()
+}
+
+/// `POST /api/v1/baselines/{name}/scan`: makes the baseline due now (the guard runs one scan
+/// at a time, so it starts when the scan in progress, if any, ends). 202: the scan's result
+/// shows up in `/api/v1/baselines` and `/api/v1/scans`.
+async fn scan_now(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+    trigger_scan(&s, &name)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "baseline": name, "queued": true })),
+    )
+        .into_response())
+}
+
+/// Makes a baseline due now (the API's and the UI's "scan now").
+pub fn trigger_scan(s: &AppState, name: &str) -> ApiResult<()> {
+    if !s.exposure.trigger(name) {
+        return Err(ApiError::not_found(format!(
+            "no baseline named `{name}` (see /api/v1/baselines)"
+        )));
+    }
+    tracing::info!(baseline = name, "scan requested");
+    Ok(())
+}
+
+/// `GET /api/v1/reports?from=&to=&format=json|html|csv`: the evidence report of a period (the
+/// same bytes `portwarden report` writes), as a download. `X-Portwarden-SHA256` carries the
+/// SHA-256 of the body, which `portwarden report --verify FILE --digest HEX` checks.
+async fn report(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    use portwarden_scan::evidence::{self, Format};
+    let p = Params::new(q, &["from", "to", "format"])?;
+    let from = p.time("from")?.ok_or_else(|| {
+        ApiError::bad_parameter(
+            "from",
+            "`from` is required: the start of the period (RFC 3339, a date or Unix seconds)",
+        )
+    })?;
+    let to = p.time("to")?.unwrap_or_else(Utc::now);
+    if from >= to {
+        return Err(ApiError::bad_parameter(
+            "from",
+            format!("`from` ({from}) must be before `to` ({to})"),
+        ));
+    }
+    let (format, ctype, ext) = match p.one_of("format", &["json", "html", "csv"])? {
+        Some("html") => (Format::Html, "text/html; charset=utf-8", "html"),
+        Some("csv") => (Format::Csv, "text/csv; charset=utf-8", "csv"),
+        _ => (Format::Json, "application/json", "json"),
+    };
+    let controls = s
+        .web
+        .controls
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let r = evidence::gather(s.store.as_ref(), from, to, &controls).await?;
+    let body = evidence::render(&r, format);
+    let digest = evidence::sha256_hex(body.as_bytes());
+    let file = format!(
+        "portwarden-evidence-{}-{}.{ext}",
+        from.format("%Y%m%dT%H%M%SZ"),
+        to.format("%Y%m%dT%H%M%SZ")
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, ctype.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+            (
+                header::HeaderName::from_static("x-portwarden-sha256"),
+                digest,
+            ),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 static OPENAPI: &str = include_str!("openapi.json");

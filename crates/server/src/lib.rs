@@ -34,6 +34,7 @@ pub mod api;
 pub mod auth;
 pub mod bench;
 pub mod error;
+pub mod exposure;
 pub mod params;
 pub mod reload;
 pub mod selfmetrics;
@@ -140,6 +141,24 @@ pub fn exposure_plans(config: &portwarden_config::Config) -> Vec<portwarden_scan
         .collect()
 }
 
+/// The `controls:` of a config as the evidence report takes them (shared by the API's
+/// `/api/v1/reports` and `portwarden report`).
+pub fn control_specs(
+    config: &portwarden_config::Config,
+) -> Vec<portwarden_scan::evidence::ControlSpec> {
+    config
+        .controls
+        .iter()
+        .map(|c| portwarden_scan::evidence::ControlSpec {
+            id: c.id.clone(),
+            title: c.title.clone(),
+            description: c.description.clone(),
+            baselines: c.baselines.clone(),
+            monitors: c.monitors.clone(),
+        })
+        .collect()
+}
+
 /// Records the config version in force (content hash, git commit) in the store.
 pub async fn record_config_version(store: &Arc<dyn Store>, path: &std::path::Path, reason: &str) {
     match portwarden_scan::evidence::config_version(path, reason) {
@@ -157,6 +176,9 @@ pub async fn record_config_version(store: &Arc<dyn Store>, path: &std::path::Pat
 pub struct Web {
     pub overview: Arc<web::cache::OverviewCache>,
     pub status: web::status::StatusPage,
+    /// The `controls:` mapping of the config in force (for evidence reports; replaced on
+    /// reload).
+    pub controls: RwLock<Vec<portwarden_scan::evidence::ControlSpec>>,
 }
 
 /// The HTTP routes: API, UI, status page, metrics — behind authentication (public routes
@@ -371,7 +393,10 @@ impl Daemon {
                 Resolver::new(&config.resolver)?,
                 &config.engine.location,
             )),
-            None,
+            Some(exposure::finding_notifier(
+                engine.alerting().clone(),
+                store.clone(),
+            )),
         );
         exposure.apply(exposure_plans(&config));
 
@@ -413,6 +438,7 @@ impl Daemon {
             web: Arc::new(Web {
                 overview: Arc::new(web::cache::OverviewCache::default()),
                 status: web::status::StatusPage::new(config.status_page.clone()),
+                controls: RwLock::new(control_specs(&config)),
             }),
             data_dir: data_dir.clone(),
             agents,
@@ -458,7 +484,12 @@ impl Daemon {
                 shutdown.subscribe(),
             )),
             tokio::spawn(agents::watch(state.clone(), shutdown.subscribe())),
-            tokio::spawn(exposure.clone().run(shutdown.subscribe())),
+            // Only the leader scans (followers' writes would be fenced anyway).
+            tokio::spawn(
+                exposure
+                    .clone()
+                    .run_led(shutdown.subscribe(), leadership.watch()),
+            ),
             tokio::spawn(retention_task(
                 store.clone(),
                 leadership.clone(),

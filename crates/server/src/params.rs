@@ -6,6 +6,21 @@ use chrono::{DateTime, Utc};
 
 use crate::error::ApiError;
 
+/// A point in time as people and scripts write it: RFC 3339 (`2026-11-25T13:00:00Z`), a date
+/// (`2026-11-25`, midnight UTC) or Unix seconds. Shared by the API and `portwarden report`.
+pub fn parse_instant(v: &str) -> Option<DateTime<Utc>> {
+    let v = v.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Some(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d") {
+        return d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+    }
+    v.parse::<i64>()
+        .ok()
+        .and_then(|secs| DateTime::from_timestamp(secs, 0))
+}
+
 pub struct Params {
     map: HashMap<String, String>,
 }
@@ -31,23 +46,19 @@ impl Params {
             .filter(|s| !s.is_empty())
     }
 
-    /// RFC 3339 (`2026-11-25T13:00:00Z`) or Unix seconds.
+    /// RFC 3339 (`2026-11-25T13:00:00Z`), a date (`2026-11-25`, midnight UTC) or Unix seconds.
     pub fn time(&self, k: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
         let Some(v) = self.str(k) else {
             return Ok(None);
         };
-        if let Ok(t) = DateTime::parse_from_rfc3339(v) {
-            return Ok(Some(t.with_timezone(&Utc)));
-        }
-        if let Ok(secs) = v.parse::<i64>()
-            && let Some(t) = DateTime::from_timestamp(secs, 0)
-        {
-            return Ok(Some(t));
-        }
-        Err(ApiError::bad_parameter(
-            k,
-            format!("`{k}={v}` is not a time; use RFC 3339 (2026-11-25T13:00:00Z) or Unix seconds"),
-        ))
+        parse_instant(v).map(Some).ok_or_else(|| {
+            ApiError::bad_parameter(
+                k,
+                format!(
+                    "`{k}={v}` is not a time; use RFC 3339 (2026-11-25T13:00:00Z), a date (2026-11-25) or Unix seconds"
+                ),
+            )
+        })
     }
 
     pub fn usize_in(

@@ -31,6 +31,7 @@ pub async fn reload_now(state: &AppState) -> bool {
             );
             let agents_config = loaded.config.clone();
             let exposure_plans = crate::exposure_plans(&loaded.config);
+            let controls = crate::control_specs(&loaded.config);
             match state.discovery.apply(loaded).await {
                 Ok(report) => {
                     state.exposure.apply(exposure_plans);
@@ -51,6 +52,11 @@ pub async fn reload_now(state: &AppState) -> bool {
                     };
                     state.auth.update(&auth, generated);
                     state.web.status.update(status_page);
+                    *state
+                        .web
+                        .controls
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner()) = controls;
                     state.agents.update(&agents_config);
                     state.agents.tick(&state.engine);
                     Ok(report)

@@ -89,6 +89,7 @@ async fn anonymous_requests_get_401_or_the_login_page() {
             "/incidents",
             "/incidents/1",
             "/sessions",
+            "/exposure",
             "/?q=x",
         ] {
             let r = anon.get(path);
@@ -99,6 +100,7 @@ async fn anonymous_requests_get_401_or_the_login_page() {
         for path in [
             "/monitors/web/check",
             "/incidents/1/ack",
+            "/exposure/lo/scan",
             "/sessions/revoke",
             "/logout",
         ] {
@@ -155,6 +157,8 @@ async fn viewers_cannot_change_anything() {
             "/api/v1/incidents/1/ack",
             "/monitors/web/check",
             "/incidents/1/ack",
+            "/api/v1/baselines/lo/scan",
+            "/exposure/lo/scan",
         ] {
             let r = viewer.post(path, "");
             assert_eq!(r.status, 403, "viewer POST {path}: {}", r.body);

@@ -294,6 +294,8 @@ fn every_route_is_documented() {
         "/api/v1/scans/{id}",
         "/api/v1/findings",
         "/api/v1/baselines",
+        "/api/v1/baselines/{name}/scan",
+        "/api/v1/reports",
         "/api/v1/agents",
         "/api/v1/agents/{name}",
         "/agent/v1/heartbeat",

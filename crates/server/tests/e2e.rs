@@ -2,7 +2,8 @@
 //! and a hostile peer, then runs `tests/e2e/e2e.mjs` (playwright-core driving Debian's
 //! headless Chromium): log in, see the example monitors, kill the redis-server, see it down on
 //! the overview, the incident timeline, the monitor chart, hostile text inert, the status page
-//! showing the incident. Screenshots land in `target/e2e/`.
+//! showing the incident, the exposure page after "Scan now" (the hostile peer's banner inert).
+//! Screenshots land in `target/e2e/`.
 //!
 //! Needs `node`, `/usr/bin/chromium` and `tests/e2e/node_modules` (`npm ci` there; this test
 //! runs it when missing). Skips loudly without them unless `PORTWARDEN_REQUIRE_SERVICES=1`.
@@ -107,8 +108,23 @@ status_page:
           monitors: [e2e-session-cache]
         - name: Checkout
           monitors: [orders-db]
+scan:
+  timeout: 500ms
+  banner_timeout: 500ms
+baselines:
+  - name: e2e-loopback
+    targets: [127.0.0.1]
+    ports: \"{evil},{closed}\"
+    interval: 1h
+    allowed_open:
+      - {{port: {closed}, service: ssh}}
+    severity: high
 {auth}",
         rport = redis.port,
+        closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        },
         auth = auth_with(&[("e2e", &password, "editor")], &[]),
     );
     let mut d = TestDaemon::start(&yaml).await;
@@ -126,6 +142,7 @@ status_page:
             .env("PW_COMPONENT", "Login sessions")
             .env("PW_EVIL_MONITOR", EVIL_NAME)
             .env("PW_EXAMPLE_MONITORS", examples.join(","))
+            .env("PW_EVIL_PORT", evil.to_string())
             .env("PW_SCREENSHOTS", &shots)
             .env("PW_CHROMIUM", &chromium)
             .output()
@@ -148,6 +165,7 @@ status_page:
         "overview-down.png",
         "incident.png",
         "monitor.png",
+        "exposure.png",
         "status.png",
     ] {
         assert!(repo().join("target/e2e").join(f).exists(), "{f} saved");

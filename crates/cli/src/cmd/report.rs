@@ -1,13 +1,15 @@
 //! `portwarden report --from DATE --to DATE --format html|json|csv`: the evidence report of a
-//! period from the data directory, with the SHA-256 digest of its bytes printed beside it.
+//! period from the store the daemon writes (SQLite in the data directory, or PostgreSQL from
+//! `store:` / `--store`), with the SHA-256 digest of its bytes printed beside it.
 //! `portwarden report --verify FILE --digest HEX` checks a report was not edited.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
-use portwarden_scan::evidence::{self, ControlSpec, Format};
+use portwarden_scan::evidence::{self, Format};
 use portwarden_store::{Retention, Store, StoreMetrics, WriterOptions};
 
 #[derive(Args)]
@@ -18,6 +20,16 @@ pub struct ReportArgs {
     /// Data directory (default: `server.data_dir` from the config).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL the daemon writes to (default: `store` in the config, else SQLite in the
+    /// data directory). Prefer the environment variable: a password given as an argument is
+    /// visible to every user of the machine.
+    #[arg(
+        long,
+        env = "PORTWARDEN_STORE",
+        value_name = "postgres://…",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
     /// Start of the period: RFC 3339 (`2026-11-01T00:00:00Z`), a date (`2026-11-01`) or Unix seconds.
     #[arg(long, required_unless_present = "verify")]
     pub from: Option<String>,
@@ -44,24 +56,13 @@ pub enum ReportFormat {
     Csv,
 }
 
-/// Parses a time argument; the error names the argument.
+/// Parses a time argument (the API's forms); the error names the argument.
 fn parse_time(arg: &str, s: &str) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        && let Some(t) = d.and_hms_opt(0, 0, 0)
-    {
-        return Ok(t.and_utc());
-    }
-    if let Ok(n) = s.parse::<i64>()
-        && let Some(t) = DateTime::from_timestamp(n, 0)
-    {
-        return Ok(t);
-    }
-    bail!(
-        "{arg} `{s}`: expected RFC 3339 (2026-11-01T00:00:00Z), a date (2026-11-01) or Unix seconds"
-    )
+    portwarden_server::params::parse_instant(s).with_context(|| {
+        format!(
+            "{arg} `{s}`: expected RFC 3339 (2026-11-01T00:00:00Z), a date (2026-11-01) or Unix seconds"
+        )
+    })
 }
 
 pub async fn run(a: ReportArgs) -> anyhow::Result<u8> {
@@ -99,30 +100,43 @@ pub async fn run(a: ReportArgs) -> anyhow::Result<u8> {
     }
     let loaded = portwarden_config::load_file(config).map_err(|d| anyhow::anyhow!("{d}"))?;
     let cfg = loaded.config;
-    let dir = a
-        .data_dir
+    let url = a
+        .store
         .clone()
-        .unwrap_or_else(|| cfg.server.data_dir.clone());
-    let store = portwarden_store::sqlite::SqliteStore::open(
-        &dir,
-        Retention::default(),
-        WriterOptions::default(),
-        StoreMetrics::default(),
-    )
-    .with_context(|| format!("cannot open the store in {}", dir.display()))?;
-    let controls: Vec<ControlSpec> = cfg
-        .controls
-        .iter()
-        .map(|c| ControlSpec {
-            id: c.id.clone(),
-            title: c.title.clone(),
-            description: c.description.clone(),
-            baselines: c.baselines.clone(),
-            monitors: c.monitors.clone(),
-        })
-        .collect();
-    let report = evidence::gather(&store, from, to, &controls).await?;
+        .map(portwarden_core::Secret::new)
+        .or_else(|| cfg.store.url.clone());
+    let store: Arc<dyn Store> = match &url {
+        // The daemon's database: the same migrations, read through the same `Store`.
+        Some(url) => Arc::new(
+            portwarden_store::postgres::PgStore::open(
+                url.expose(),
+                Retention::default(),
+                WriterOptions::default(),
+                StoreMetrics::default(),
+            )
+            .await
+            .context("cannot open the PostgreSQL store")?,
+        ),
+        None => {
+            let dir = a
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| cfg.server.data_dir.clone());
+            Arc::new(
+                portwarden_store::sqlite::SqliteStore::open(
+                    &dir,
+                    Retention::default(),
+                    WriterOptions::default(),
+                    StoreMetrics::default(),
+                )
+                .with_context(|| format!("cannot open the store in {}", dir.display()))?,
+            )
+        }
+    };
+    let controls = portwarden_server::control_specs(&cfg);
+    let report = evidence::gather(store.as_ref(), from, to, &controls).await;
     let _ = store.close().await;
+    let report = report?;
     let body = evidence::render(
         &report,
         match a.format {

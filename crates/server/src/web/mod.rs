@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod cache;
+pub mod exposure;
 pub mod incidents;
 pub mod monitor;
 pub mod overview;
@@ -30,6 +31,8 @@ pub fn router() -> Router<AppState> {
         .route("/monitors/{name}/check", post(monitor::check_now))
         .route("/incidents", get(incidents::list))
         .route("/agents", get(agents::page))
+        .route("/exposure", get(exposure::page))
+        .route("/exposure/{name}/scan", post(exposure::scan_now))
         .route("/incidents/{id}", get(incidents::detail))
         .route("/incidents/{id}/ack", post(incidents::acknowledge))
         .route("/sessions", get(sessions::page))
