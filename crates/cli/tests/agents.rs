@@ -227,14 +227,14 @@ fn three_locations_regional_then_global() {
         ));
     }
     // Notifications go to a webhook receiver: scope changes are announced.
-    let hook_port = tk::free_port();
-    let hooks = tk::http::Hooks::listen(hook_port);
+    let hooks = tk::webhook::Receiver::start();
     let config = format!(
         "monitors:\n  - name: shared-db\n    target: tcp://{}\n    tier: critical\n    interval: 1s\n    timeout: 400ms\n    locations: [loc-a, loc-b, loc-c]\n    rules: {{consecutive_failures: 2, recovery: 2, min_samples: 1000}}\n{agents_yaml}server:\n  agent_silent_after: 10s\n\
-         receivers:\n  hook: {{type: webhook, url: \"http://127.0.0.1:{hook_port}/hook\"}}\n\
+         receivers:\n  hook: {{type: webhook, url: \"{}\"}}\n\
          routes:\n  - name: all\n    default: true\n    receivers: hook\n\
          notifications: {{backoff_initial: 200ms, backoff_max: 500ms, poll: 100ms}}\n{}",
         target.addr,
+        hooks.url(),
         auth_section()
     );
     let cfg = dir.path().join("portwarden.yaml");
@@ -343,17 +343,19 @@ fn three_locations_regional_then_global() {
     // Everyone told about the regional incident hears that it is global now, once.
     let scope_hook = |scope: &str| {
         hooks
-            .all()
+            .deliveries()
             .into_iter()
-            .filter(|h| h.event == "scope" && h.key.starts_with(&format!("pw-{id}-scope-{scope}-")))
+            .filter(|h| {
+                h.event() == "scope" && h.key.starts_with(&format!("pw-{id}-scope-{scope}-"))
+            })
             .collect::<Vec<_>>()
     };
     wait_until(Duration::from_secs(15), || {
         (!scope_hook("global").is_empty()).then_some(())
     })
-    .unwrap_or_else(|| panic!("no scope-change notification: {:#?}", hooks.all()));
+    .unwrap_or_else(|| panic!("no scope-change notification: {:#?}", hooks.deliveries()));
     let g = &scope_hook("global")[0];
-    let body: Value = serde_json::from_str(&g.body).unwrap();
+    let body = &g.body;
     assert_eq!(body["items"][0]["scope"], "global", "{body:#}");
     assert!(
         body.to_string().contains("scope changed: now global"),
@@ -365,16 +367,21 @@ fn three_locations_regional_then_global() {
     wait_until(Duration::from_secs(30), || {
         (!scope_hook("regional").is_empty()).then_some(())
     })
-    .unwrap_or_else(|| panic!("no global → regional notification: {:#?}", hooks.all()));
+    .unwrap_or_else(|| {
+        panic!(
+            "no global → regional notification: {:#?}",
+            hooks.deliveries()
+        )
+    });
     let r = &scope_hook("regional")[0];
-    let body: Value = serde_json::from_str(&r.body).unwrap();
+    let body = &r.body;
     assert_eq!(body["items"][0]["scope"], "regional", "{body:#}");
     assert_eq!(
         body["items"][0]["locations"],
         serde_json::json!(["loc-b"]),
         "{body:#}"
     );
-    assert_eq!(scope_hook("global").len(), 1, "{:#?}", hooks.all());
+    assert_eq!(scope_hook("global").len(), 1, "{:#?}", hooks.deliveries());
     let same = open_incidents(server_addr, "shared-db");
     assert_eq!(same.len(), 1, "{same:#?}");
     assert_eq!(

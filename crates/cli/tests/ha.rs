@@ -19,10 +19,12 @@
 //! store), and after `kill -9` of the leader the follower takes over, judges what it receives
 //! and resolves the same incident; the agent going silent shows on the new leader.
 
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use portwarden_testkit as tk;
@@ -43,11 +45,70 @@ fn addr(port: u16) -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], port))
 }
 
+/// Webhook deliveries answered 200, per (idempotency key, event).
+#[derive(Clone, Default)]
+struct Counts(Arc<Mutex<HashMap<(String, String), u32>>>);
+
+impl Counts {
+    fn get(&self) -> HashMap<(String, String), u32> {
+        self.0.lock().unwrap().clone()
+    }
+    fn events(&self, event: &str) -> u32 {
+        self.get()
+            .iter()
+            .filter(|((_, e), _)| e == event)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// A minimal HTTP/1.1 webhook receiver on `port` that counts what it accepts.
+fn receiver(port: u16, counts: Counts) {
+    let l = TcpListener::bind(("127.0.0.1", port)).expect("receiver binds");
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let counts = counts.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let (mut key, mut len, mut line) = (String::new(), 0usize, String::new());
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let l = line.trim_end();
+                    if l.is_empty() {
+                        break;
+                    }
+                    let lower = l.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    for h in ["idempotency-key:", "webhook-id:"] {
+                        if lower.starts_with(h) {
+                            key = l[h.len()..].trim().to_string();
+                        }
+                    }
+                }
+                let mut body = vec![0; len];
+                let _ = r.read_exact(&mut body);
+                let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+                let event = v["event"].as_str().unwrap_or("").to_string();
+                *counts.0.lock().unwrap().entry((key, event)).or_default() += 1;
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                );
+            });
+        }
+    });
+}
+
 fn replica(dir: &std::path::Path, name: &str, url: &str, target: u16, hook: u16) -> (Proc, u16) {
-    let config = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &config,
-        format!(
+    spawn_replica(
+        dir,
+        name,
+        &format!(
             "engine: {{location: {name}}}\n\
              store: {{url: \"{url}\"}}\n\
              monitors:\n  - name: web\n    target: \"tcp://127.0.0.1:{target}\"\n    interval: 1s\n    timeout: 500ms\n    rules: {{consecutive_failures: 2, recovery: 2, min_samples: 1000}}\n\
@@ -57,17 +118,24 @@ fn replica(dir: &std::path::Path, name: &str, url: &str, target: u16, hook: u16)
              auth:\n  tokens:\n    - {{name: test, secret: \"{TOKEN}\", role: admin}}\n"
         ),
     )
-    .unwrap();
+}
+
+/// Starts `portwarden serve` with `config`; its log goes to `DIR/NAME.log`.
+fn spawn_replica(dir: &std::path::Path, name: &str, config: &str) -> (Proc, u16) {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, config).unwrap();
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
     let port = tk::free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_portwarden"))
         .args(["serve", "--config"])
-        .arg(&config)
+        .arg(&path)
         .arg("--data-dir")
         .arg(dir.join(format!("{name}-data")))
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("PORTWARDEN_LOG", "warn")
+        .env("NO_COLOR", "1")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::from(log))
         .spawn()
         .expect("spawn portwarden serve");
     let p = Proc(child);
@@ -156,6 +224,7 @@ fn kill_9_of_the_leader_during_an_incident_hands_over_within_the_bound() {
     let dir = tempfile::tempdir().unwrap();
     let target = Target::start();
     let hook = tk::free_port(); // the receiver: down (nothing listens) until after the kill
+    let counts = Counts::default();
 
     // Replica A starts first and leads; B follows.
     let (mut a, pa) = replica(dir.path(), "replica-a", &db.url(), target.port, hook);
@@ -227,7 +296,7 @@ fn kill_9_of_the_leader_during_an_incident_hands_over_within_the_bound() {
     );
 
     // The receiver comes up: B (never A, which is dead) delivers the pending trigger, once.
-    let counts = tk::http::Hooks::listen(hook);
+    receiver(hook, counts.clone());
     wait(Duration::from_secs(15), "B delivers the trigger", || {
         counts.events("trigger") >= 1
     });
@@ -275,7 +344,7 @@ fn kill_9_of_the_leader_during_an_incident_hands_over_within_the_bound() {
         counts.events("resolve") >= 1
     });
     std::thread::sleep(Duration::from_secs(2)); // room for a (wrong) second delivery
-    let got = counts.counts();
+    let got = counts.get();
     eprintln!("deliveries: {got:?}");
 
     assert!(
@@ -293,6 +362,115 @@ fn kill_9_of_the_leader_during_an_incident_hands_over_within_the_bound() {
     assert!(n.iter().all(|x| x["status"] == "delivered"), "{d:#}");
 }
 
+/// The exposure guard on two replicas: only the leader scans (the follower neither scans nor
+/// logs fenced writes), a finding is opened and notified once, and after `kill -9` of the
+/// leader the new leader keeps scanning, keeps the same finding (read from the store) and
+/// resolves it — one trigger and one resolve in all.
+#[test]
+fn only_the_leader_runs_scheduled_scans_and_the_new_leader_takes_them_over() {
+    let Some(db) = tk::pg::TestDatabase::create() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let hook = tk::webhook::Receiver::start();
+    let rogue_port = tk::free_port();
+    let config = |name: &str| {
+        format!(
+            "store: {{url: \"{}\"}}\n\
+             baselines:\n  - name: lo\n    targets: [127.0.0.1]\n    ports: \"{rogue_port}\"\n    interval: 1s\n\
+             scan: {{timeout: 500ms, banner_timeout: 300ms}}\n\
+             receivers:\n  hook: {{type: webhook, url: \"{}\"}}\n\
+             routes:\n  - name: all\n    default: true\n    receivers: hook\n\
+             notifications: {{backoff_initial: 200ms, backoff_max: 500ms, poll: 100ms}}\n\
+             auth:\n  tokens:\n    - {{name: test, secret: \"{TOKEN}\", role: admin}}\n\
+             engine: {{location: {name}}}\n",
+            db.url(),
+            hook.url()
+        )
+    };
+    let (mut a, pa) = spawn_replica(dir.path(), "guard-a", &config("guard-a"));
+    wait(Duration::from_secs(20), "A becomes leader", || {
+        is_leader(pa)
+    });
+    let (_b, pb) = spawn_replica(dir.path(), "guard-b", &config("guard-b"));
+    assert!(!is_leader(pb));
+    let scans = || -> i64 {
+        db.psql("SELECT COUNT(*) FROM scans")
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    wait(Duration::from_secs(15), "A scans", || scans() >= 3);
+
+    // A rogue listener: one finding, one incident, one trigger.
+    let rogue = TcpListener::bind(("127.0.0.1", rogue_port)).unwrap();
+    let finding = || -> Vec<Value> {
+        api(pb, "/api/v1/findings?baseline=lo")["findings"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    wait(Duration::from_secs(15), "unexpected_open", || {
+        finding().iter().any(|f| f["status"] == "open")
+    });
+    let f = finding();
+    assert_eq!(f.len(), 1, "{f:#?}");
+    let (fid, iid) = (f[0]["id"].as_i64(), f[0]["incident_id"].as_i64().unwrap());
+    hook.wait_for(Duration::from_secs(15), |d| d.event() == "trigger")
+        .expect("the trigger is delivered");
+    // The follower's status mirrors the leader's scans; it schedules none itself.
+    wait(Duration::from_secs(15), "B shows the last scan", || {
+        api(pb, "/api/v1/baselines")["status"][0]["last_scan"]["id"].is_i64()
+    });
+    let st = api(pb, "/api/v1/baselines");
+    assert!(st["status"][0]["next_scan_in_s"].is_null(), "{st:#}");
+
+    // kill -9 of the leader: B takes over the schedule, with the finding as it stands.
+    let _ = a.0.kill();
+    let _ = a.0.wait();
+    wait(Duration::from_secs(25), "B takes over", || is_leader(pb));
+    let before = scans();
+    wait(Duration::from_secs(15), "B scans", || scans() >= before + 3);
+    let f = finding();
+    assert_eq!(f.len(), 1, "still one finding: {f:#?}");
+    assert_eq!(
+        (f[0]["id"].as_i64(), f[0]["status"].as_str()),
+        (fid, Some("open"))
+    );
+    drop(rogue);
+    wait(Duration::from_secs(15), "B resolves the finding", || {
+        finding().iter().all(|f| f["status"] == "resolved")
+    });
+    hook.wait_for(Duration::from_secs(15), |d| d.event() == "resolve")
+        .expect("the resolve is delivered");
+    std::thread::sleep(Duration::from_secs(2)); // room for a (wrong) second delivery
+    let got: Vec<(String, String)> = hook
+        .deliveries()
+        .iter()
+        .map(|d| (d.key.clone(), d.event().to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (format!("pw-{iid}-trigger"), "trigger".to_string()),
+            (format!("pw-{iid}-resolve"), "resolve".to_string())
+        ],
+        "each once"
+    );
+
+    // Neither replica wrote (or tried to write) a scan while following.
+    let log_b = std::fs::read_to_string(dir.path().join("guard-b.log")).unwrap();
+    let log_a = std::fs::read_to_string(dir.path().join("guard-a.log")).unwrap();
+    for (name, log) in [("A", &log_a), ("B", &log_b)] {
+        for bad in ["fence", "cannot store the scan", "scheduled scan failed"] {
+            assert!(
+                !log.to_ascii_lowercase().contains(bad),
+                "{name} logged `{bad}`:\n{log}"
+            );
+        }
+    }
+}
+
 const AGENT_TOKEN: &str = "pw-ha-agent-token-51c0de";
 
 /// A replica for the agent test: its monitor is probed only at location `edge` (the agent's).
@@ -301,43 +479,24 @@ fn agent_replica(
     name: &str,
     url: &str,
     target: u16,
-    hook: u16,
+    hook: &str,
 ) -> (Proc, u16) {
-    let config = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &config,
-        format!(
+    spawn_replica(
+        dir,
+        name,
+        &format!(
             "engine: {{location: {name}}}\n\
              store: {{url: \"{url}\"}}\n\
              monitors:\n  - name: edge-web\n    target: \"tcp://127.0.0.1:{target}\"\n    interval: 1s\n    timeout: 500ms\n    locations: [edge]\n    rules: {{consecutive_failures: 2, recovery: 2, min_samples: 1000}}\n\
              agents:\n  - {{name: edge-1, location: edge, token_sha256: {}}}\n\
              server: {{agent_silent_after: 4s}}\n\
-             receivers:\n  hook: {{type: webhook, url: \"http://127.0.0.1:{hook}/hook\"}}\n\
+             receivers:\n  hook: {{type: webhook, url: \"{hook}\"}}\n\
              routes:\n  - name: all\n    default: true\n    receivers: hook\n\
              notifications: {{backoff_initial: 200ms, backoff_max: 500ms, poll: 100ms}}\n\
              auth:\n  tokens:\n    - {{name: test, secret: \"{TOKEN}\", role: admin}}\n",
             portwarden_server::auth::sha256_hex(AGENT_TOKEN)
         ),
     )
-    .unwrap();
-    let port = tk::free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_portwarden"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.join(format!("{name}-data")))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("PORTWARDEN_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn portwarden serve");
-    let p = Proc(child);
-    assert!(
-        tk::wait_for_port(port, Duration::from_secs(30)),
-        "{name} listening"
-    );
-    (p, port)
 }
 
 fn edge_incidents(port: u16) -> Vec<Value> {
@@ -358,14 +517,14 @@ fn an_agent_talking_to_the_follower_is_judged_by_the_leader() {
     };
     let dir = tempfile::tempdir().unwrap();
     let target = Target::start();
-    let hook = tk::free_port();
-    let counts = tk::http::Hooks::listen(hook);
+    let hook = tk::webhook::Receiver::start();
+    let events = |e: &str| hook.deliveries().iter().filter(|d| d.event() == e).count();
 
-    let (mut a, pa) = agent_replica(dir.path(), "replica-a", &db.url(), target.port, hook);
+    let (mut a, pa) = agent_replica(dir.path(), "replica-a", &db.url(), target.port, &hook.url());
     wait(Duration::from_secs(20), "A becomes leader", || {
         is_leader(pa)
     });
-    let (_b, pb) = agent_replica(dir.path(), "replica-b", &db.url(), target.port, hook);
+    let (_b, pb) = agent_replica(dir.path(), "replica-b", &db.url(), target.port, &hook.url());
     assert_eq!(health(pb)["leadership"]["leader"], false);
 
     // The agent knows only the follower.
@@ -417,7 +576,7 @@ fn an_agent_talking_to_the_follower_is_judged_by_the_leader() {
     assert_eq!(first[0]["scope"], "global", "{first:#?}");
     assert_eq!(first[0]["last_healthy"]["location"], "edge", "{first:#?}");
     wait(Duration::from_secs(15), "A delivers the trigger", || {
-        counts.events("trigger") >= 1
+        events("trigger") >= 1
     });
     let probed_by_replicas: i64 = db
         .psql("SELECT COUNT(*) FROM observations WHERE location <> 'edge'")
@@ -444,16 +603,22 @@ fn an_agent_talking_to_the_follower_is_judged_by_the_leader() {
     );
     assert_eq!(after[0]["id"].as_i64(), Some(id));
     wait(Duration::from_secs(15), "B delivers the resolve", || {
-        counts.events("resolve") >= 1
+        events("resolve") >= 1
     });
     std::thread::sleep(Duration::from_secs(2));
-    let got = counts.counts();
-    assert!(
-        got.values().all(|n| *n == 1),
-        "a key delivered twice: {got:?}"
+    let got: Vec<(String, String)> = hook
+        .deliveries()
+        .iter()
+        .map(|d| (d.key.clone(), d.event().to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (format!("pw-{id}-trigger"), "trigger".to_string()),
+            (format!("pw-{id}-resolve"), "resolve".to_string())
+        ],
+        "each once"
     );
-    assert_eq!(counts.events("trigger"), 1, "{got:?}");
-    assert_eq!(counts.events("resolve"), 1, "{got:?}");
     // Nothing left unjudged in the inbox.
     wait(Duration::from_secs(5), "inbox drained", || {
         db.psql("SELECT COUNT(*) FROM agent_inbox").unwrap() == "0"
