@@ -379,6 +379,7 @@ async fn list_scans(
         from,
         to,
         limit: p.usize_in("limit", 100, 1, 1000)?,
+        ..Default::default()
     };
     let scans = s.store.scans(&f).await?;
     Ok(Json(json!({ "scans": scans, "count": scans.len() })).into_response())
@@ -430,6 +431,7 @@ async fn list_findings(
         from,
         to,
         limit: p.usize_in("limit", 500, 1, 10_000)?,
+        ..Default::default()
     };
     let findings = s.store.findings(&f).await?;
     Ok(Json(json!({ "findings": findings, "count": findings.len() })).into_response())
