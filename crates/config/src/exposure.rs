@@ -408,13 +408,24 @@ pub(crate) fn resolve_baselines(
             }
         }
         let interval = raw.interval.unwrap_or(Duration::from_secs(3600));
-        if interval < Duration::from_secs(60) {
+        if interval < Duration::from_secs(1) {
             diags.push(
                 Diagnostic::error(
                     item.loc_of("interval"),
-                    format!("{what}: `interval` must be at least 1m"),
+                    format!("{what}: `interval` must be at least 1s"),
                 )
                 .hint("scans are heavy; hourly (the default) suits most baselines"),
+            );
+        } else if interval < Duration::from_secs(60) {
+            diags.push(
+                Diagnostic::warning(
+                    item.loc_of("interval"),
+                    format!(
+                        "{what}: `interval` {} is under a minute: every scan probes every port of every target",
+                        portwarden_core::format_duration(interval)
+                    ),
+                )
+                .hint("fine for a few ports on a few hosts; hourly (the default) suits most baselines"),
             );
         }
         let (tcp_ports, udp_ports) = scan_sets(tcp, udp, &allowed, &closed);
@@ -436,7 +447,11 @@ pub(crate) fn resolve_baselines(
             options,
         });
     }
-    (diags.len() == before).then_some(out)
+    (diags
+        .iter()
+        .skip(before)
+        .all(|d| d.level != crate::diag::Level::Error))
+    .then_some(out)
 }
 
 /// `controls:`: one compliance control and what evidences it.
@@ -605,5 +620,26 @@ controls:
         );
         let e = errors("baselines:\n  - name: a\n");
         assert!(e.contains("neither `targets` nor `labels`"), "{e}");
+        let e = errors("baselines:\n  - name: a\n    targets: [10.0.0.1]\n    interval: 500ms\n");
+        assert!(e.contains("t.yaml:4:") && e.contains("at least 1s"), "{e}");
+        let e = errors("monitors:\n  - name: \"scan:web\"\n    target: tcp://127.0.0.1:22\n");
+        assert!(
+            e.contains("t.yaml:2:") && e.contains("reserved for exposure-guard findings"),
+            "{e}"
+        );
+        // Under a minute: allowed, with a warning.
+        let l = load_str(
+            "baselines:\n  - name: a\n    targets: [10.0.0.1]\n    interval: 5s\n",
+            "t.yaml",
+        )
+        .unwrap_or_else(|d| panic!("{d}"));
+        assert_eq!(l.config.baselines[0].interval.as_secs(), 5);
+        assert!(
+            l.warnings
+                .iter()
+                .any(|w| w.message.contains("under a minute")),
+            "{:?}",
+            l.warnings
+        );
     }
 }

@@ -953,6 +953,18 @@ fn resolve_monitor(
             .hint("use a short, unique name such as `orders-db-primary`"),
         );
     }
+    if portwarden_core::is_finding_monitor(&name) {
+        diags.push(
+            Diagnostic::error(
+                node.loc_of("name"),
+                format!(
+                    "monitor name `{name}`: names starting with `{}` are reserved for exposure-guard findings",
+                    portwarden_core::FINDING_MONITOR_PREFIX
+                ),
+            )
+            .hint("rename the monitor, e.g. without the `scan:` prefix"),
+        );
+    }
     let mname = &raw.name;
     let target: Option<TargetUrl> = match raw.target.parse::<TargetUrl>() {
         Ok(t) => Some(t),

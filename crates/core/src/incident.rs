@@ -9,6 +9,15 @@ use crate::{Outcome, Severity};
 
 pub type IncidentId = i64;
 
+/// Incidents of exposure-guard findings are filed under `scan:<baseline>` instead of a monitor
+/// (a monitor may not be named so). The guard opens and resolves them; the engine leaves them be.
+pub const FINDING_MONITOR_PREFIX: &str = "scan:";
+
+/// Whether an incident's monitor name is an exposure-guard baseline's (`scan:<baseline>`).
+pub fn is_finding_monitor(monitor: &str) -> bool {
+    monitor.starts_with(FINDING_MONITOR_PREFIX)
+}
+
 /// The evaluator's verdict on a monitor (per location, and combined).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]

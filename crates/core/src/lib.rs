@@ -26,7 +26,8 @@ pub mod tier;
 
 pub use duration::{format_duration, parse_duration};
 pub use incident::{
-    EventKind, Incident, IncidentEvent, IncidentId, IncidentStatus, LastHealthy, Scope, State,
+    EventKind, FINDING_MONITOR_PREFIX, Incident, IncidentEvent, IncidentId, IncidentStatus,
+    LastHealthy, Scope, State, is_finding_monitor,
 };
 pub use meta::{MonitorMeta, Severity};
 pub use observation::{Observation, Phases};

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use portwarden_config::{AlertingSettings, Config, Monitor, Route};
-use portwarden_core::{EventKind, IncidentEvent, IncidentId, LastHealthy, Scope, State};
+use portwarden_core::{
+    EventKind, IncidentEvent, IncidentId, LastHealthy, MonitorMeta, Scope, State, Tier,
+};
 use portwarden_notify::{AlertItem, Change, Channel, Event, Notification, RetryPolicy};
 use portwarden_store::{
     AttemptRecord, AttemptResult, NewOutbox, OutboxRow, OutboxStatus, Silence, Store,
@@ -28,6 +30,39 @@ const CLAIM_LIMIT: usize = 500;
 
 /// Finds a monitor's current definition by name.
 pub type MonitorLookup = Arc<dyn Fn(&str) -> Option<Arc<Monitor>> + Send + Sync>;
+
+/// Who an incident is about, as routes, grouping, silences and maintenance windows see it: a
+/// monitor, or something that is not one (an exposure-guard baseline's finding).
+#[derive(Debug, Clone)]
+pub struct Subject<'a> {
+    /// The incident's monitor name (`scan:<baseline>` for findings).
+    pub name: &'a str,
+    pub host: String,
+    pub tier: Tier,
+    pub meta: &'a MonitorMeta,
+}
+
+impl<'a> Subject<'a> {
+    pub fn of(m: &'a Monitor) -> Subject<'a> {
+        Subject {
+            name: &m.name,
+            host: m.target.host.to_string(),
+            tier: m.tier,
+            meta: &m.meta,
+        }
+    }
+}
+
+/// Receivers told about an incident (trigger or escalation not suppressed), from its rows.
+fn told_from(rows: &[portwarden_store::NotificationRecord]) -> BTreeSet<(String, String)> {
+    rows.iter()
+        .filter(|r| {
+            matches!(r.row.event.as_str(), "trigger" | "escalate")
+                && r.row.status != OutboxStatus::Suppressed
+        })
+        .map(|r| (r.row.route.clone(), r.row.receiver.clone()))
+        .collect()
+}
 
 /// What the alerting side needs from the current config.
 pub struct AlertSetup {
@@ -157,19 +192,16 @@ impl Alerting {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
-        for inc in open {
+        // Findings' incidents are the exposure guard's: it reads who was told when it resolves.
+        for inc in open
+            .iter()
+            .filter(|i| !portwarden_core::is_finding_monitor(&i.monitor))
+        {
             let rows = store
                 .incident_notifications(inc.id)
                 .await
                 .unwrap_or_default();
-            let told = rows
-                .iter()
-                .filter(|r| {
-                    matches!(r.row.event.as_str(), "trigger" | "escalate")
-                        && r.row.status != OutboxStatus::Suppressed
-                })
-                .map(|r| (r.row.route.clone(), r.row.receiver.clone()))
-                .collect();
+            let told = told_from(&rows);
             let folded = rows.iter().find_map(|r| {
                 r.row
                     .last_error
@@ -233,16 +265,15 @@ impl Alerting {
         *self.silences.write().unwrap_or_else(|p| p.into_inner()) = s;
     }
 
-    fn silenced(&self, m: &Monitor, now: DateTime<Utc>) -> Option<i64> {
-        let host = m.target.host.to_string();
+    fn silenced(&self, m: &Subject, now: DateTime<Utc>) -> Option<i64> {
         self.silences
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .find(|s| {
                 s.expires_at > now
-                    && (s.monitors.iter().any(|x| x == &m.name)
-                        || s.hosts.iter().any(|h| h.eq_ignore_ascii_case(&host))
+                    && (s.monitors.iter().any(|x| x == m.name)
+                        || s.hosts.iter().any(|h| h.eq_ignore_ascii_case(&m.host))
                         || (!s.labels.is_empty()
                             && s.labels
                                 .iter()
@@ -291,7 +322,7 @@ impl Alerting {
         if let Some((id, parent)) = self.parent_down(m, all) {
             return Some(Hold::Folded(id, parent));
         }
-        self.silenced(m, now).map(Hold::Silenced)
+        self.silenced(&Subject::of(m), now).map(Hold::Silenced)
     }
 
     /// Remembers incidents that were open before a restart, with who was told.
@@ -354,10 +385,11 @@ impl Alerting {
             ),
         };
         let mut rows = Vec::new();
+        let subject = Subject::of(m);
         for r in routes {
             rows.extend(rows_for_route(
                 r,
-                m,
+                &subject,
                 "trigger",
                 "trigger",
                 &item,
@@ -520,32 +552,63 @@ impl Alerting {
             Scope::Global,
         );
         item.incident_id = Some(id);
+        resolve_rows(
+            &self.setup(),
+            &info.told,
+            &Subject::of(m),
+            &item,
+            Utc::now(),
+        )
+    }
+
+    /// Rows for an incident that is not a monitor's (an exposure-guard finding) when it opens:
+    /// to the routes `named` (when empty: the routes matching `s` as they would a monitor,
+    /// else the default routes). A silence or maintenance window covering `s` (by name, host
+    /// or labels) records them suppressed, with the reason. Keys are the incident's, as for
+    /// monitors (`pw-<incident>-trigger`): nothing doubles across restarts or replicas.
+    pub fn rows_for_open(&self, s: &Subject, named: &[String], item: &AlertItem) -> Vec<NewOutbox> {
         let setup = self.setup();
         let now = Utc::now();
-        let mut rows = Vec::new();
-        for (route, receiver) in &info.told {
-            let send = setup.settings.route(route).is_none_or(|r| r.send_resolved);
-            if !send {
-                continue;
-            }
-            let group = setup
-                .settings
-                .route(route)
-                .and_then(|r| group_key(r, m, "resolve"));
-            rows.push(NewOutbox {
-                event: "resolve".into(),
-                key: "resolve".into(),
-                monitor: m.name.clone(),
-                route: route.clone(),
-                receiver: receiver.clone(),
-                group_key: group,
-                payload: serde_json::to_value(&item).unwrap_or_default(),
-                due_at: now,
-                status: OutboxStatus::Pending,
-                note: None,
-            });
-        }
-        rows
+        let routes: Vec<&Route> = if named.is_empty() {
+            setup.settings.routes_for(s.name, s.tier, s.meta)
+        } else {
+            named
+                .iter()
+                .filter_map(|n| setup.settings.route(n))
+                .collect()
+        };
+        let window = setup
+            .settings
+            .maintenance_at(s.name, &s.host, s.meta, now)
+            .map(|(w, end)| format!("maintenance window `{}` (until {end})", w.name));
+        let note = window.or_else(|| {
+            self.silenced(s, now)
+                .map(|id| format!("silenced by silence #{id}"))
+        });
+        let status = match note {
+            Some(_) => OutboxStatus::Suppressed,
+            None => OutboxStatus::Pending,
+        };
+        routes
+            .into_iter()
+            .flat_map(|r| {
+                rows_for_route(r, s, "trigger", "trigger", item, now, status, note.clone())
+            })
+            .collect()
+    }
+
+    /// Rows for an incident that is not a monitor's when it resolves: every receiver its
+    /// trigger (or an escalation) reached, as the store recorded them, on routes that send
+    /// resolves. Nobody told, nobody hears the resolve.
+    pub async fn rows_for_resolve(
+        &self,
+        store: &dyn Store,
+        id: IncidentId,
+        s: &Subject<'_>,
+        item: &AlertItem,
+    ) -> Result<Vec<NewOutbox>, portwarden_store::StoreError> {
+        let told = told_from(&store.incident_notifications(id).await?);
+        Ok(resolve_rows(&self.setup(), &told, s, item, Utc::now()))
     }
 
     fn dependents_of(&self, id: IncidentId) -> Vec<String> {
@@ -558,24 +621,54 @@ impl Alerting {
     }
 }
 
-/// The group a route puts a monitor's rows in (`None`: not grouped).
-fn group_key(r: &Route, m: &Monitor, event: &str) -> Option<String> {
+/// The group a route puts a subject's rows in (`None`: not grouped).
+fn group_key(r: &Route, m: &Subject, event: &str) -> Option<String> {
     if r.group_by.is_empty() {
         return None;
     }
-    let host = m.target.host.to_string();
     let parts: Vec<String> = r
         .group_by
         .iter()
-        .map(|g| format!("{}={}", g.as_string(), g.value_of(&host, &m.meta)))
+        .map(|g| format!("{}={}", g.as_string(), g.value_of(&m.host, m.meta)))
         .collect();
     Some(format!("{}/{event}/{}", r.name, parts.join(",")))
+}
+
+/// Resolve rows for the receivers that were told, on routes that send resolves (a route gone
+/// from the config still hears the resolve of what it was told).
+fn resolve_rows(
+    setup: &AlertSetup,
+    told: &BTreeSet<(String, String)>,
+    m: &Subject,
+    item: &AlertItem,
+    now: DateTime<Utc>,
+) -> Vec<NewOutbox> {
+    let mut rows = Vec::new();
+    for (route, receiver) in told {
+        let r = setup.settings.route(route);
+        if !r.is_none_or(|r| r.send_resolved) {
+            continue;
+        }
+        rows.push(NewOutbox {
+            event: "resolve".into(),
+            key: "resolve".into(),
+            monitor: m.name.to_string(),
+            route: route.clone(),
+            receiver: receiver.clone(),
+            group_key: r.and_then(|r| group_key(r, m, "resolve")),
+            payload: serde_json::to_value(item).unwrap_or_default(),
+            due_at: now,
+            status: OutboxStatus::Pending,
+            note: None,
+        });
+    }
+    rows
 }
 
 #[allow(clippy::too_many_arguments)]
 fn rows_for_route(
     r: &Route,
-    m: &Monitor,
+    m: &Subject,
     event: &str,
     key: &str,
     item: &AlertItem,
@@ -589,7 +682,7 @@ fn rows_for_route(
         .map(|recv| NewOutbox {
             event: event.into(),
             key: key.into(),
-            monitor: m.name.clone(),
+            monitor: m.name.to_string(),
             route: r.name.clone(),
             receiver: recv.clone(),
             group_key: group_key(r, m, event),
@@ -634,6 +727,7 @@ pub(crate) fn item_for(
         ack_url: None,
         labels: m.meta.labels.clone(),
         dependents: Vec::new(),
+        finding: None,
     }
 }
 
@@ -671,6 +765,13 @@ fn build_notification(
             .unwrap_or(Change::Down),
     };
     let title = match (items.len(), items.first()) {
+        (1, Some(i)) if i.finding.is_some() => {
+            let x = i.finding.as_ref().map(|x| x.summary()).unwrap_or_default();
+            match event {
+                Event::Resolve => format!("{x} resolved"),
+                _ => x,
+            }
+        }
         (1, Some(i)) => {
             let deps = if i.dependents.is_empty() {
                 String::new()
@@ -997,6 +1098,7 @@ pub(crate) async fn ticker(
                 i
             };
             let routes: Vec<&Route> = setup.settings.routes_for(&m.name, m.tier, &m.meta);
+            let subject = Subject::of(&m);
             let mut told_routes: BTreeSet<&str> =
                 info.told.iter().map(|(r, _)| r.as_str()).collect();
             for r in routes {
@@ -1011,7 +1113,7 @@ pub(crate) async fn ticker(
                     if n >= 1 {
                         let rows = rows_for_route(
                             r,
-                            &m,
+                            &subject,
                             "repeat",
                             &format!("repeat-{}-{n}", r.name),
                             &item,
@@ -1038,7 +1140,7 @@ pub(crate) async fn ticker(
                     }
                     let rows = rows_for_route(
                         next,
-                        &m,
+                        &subject,
                         "escalate",
                         &format!("escalate-{}", next.name),
                         &item,

@@ -386,7 +386,11 @@ impl Engine {
                 }
                 live.insert(p.monitor.name.clone(), Live { view: v });
             }
-            for inc in &open {
+            // Findings' incidents belong to the exposure guard, not to a monitor.
+            for inc in open
+                .iter()
+                .filter(|i| !portwarden_core::is_finding_monitor(&i.monitor))
+            {
                 match plans.iter().find(|p| p.monitor.name == inc.monitor) {
                     Some(p) => {
                         for loc in resume_locations(&inner, &p.monitor, &inc.scope) {
@@ -1695,7 +1699,11 @@ fn resume_from_store(
                 l.view.reason = "this replica leads now; judging from the next results".into();
             }
         }
-        for inc in &open {
+        // Findings' incidents belong to the exposure guard, not to a monitor.
+        for inc in open
+            .iter()
+            .filter(|i| !portwarden_core::is_finding_monitor(&i.monitor))
+        {
             open_map.insert(inc.monitor.clone(), inc.id);
             let Some(p) = plans.get(inc.monitor.as_str()) else {
                 gone.push(inc.monitor.clone());

@@ -43,7 +43,7 @@ pub mod teams;
 pub mod template;
 pub mod webhook;
 
-pub use message::{AlertItem, Change, Event, Notification};
+pub use message::{AlertItem, Change, Event, FindingFacts, Notification};
 pub use outcome::{Delivered, SendError};
 pub use retry::RetryPolicy;
 

@@ -179,6 +179,47 @@ pub struct AlertItem {
     /// Monitors that depend on this one and whose alerts are folded into it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dependents: Vec<String>,
+    /// Set when the incident is an exposure-guard finding rather than a monitor's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finding: Option<FindingFacts>,
+}
+
+/// What an exposure-guard finding is about (a scan against a baseline found drift).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingFacts {
+    /// `unexpected_open`, `expected_open_closed` or `service_changed`.
+    pub kind: String,
+    pub baseline: String,
+    pub host: String,
+    pub port: u16,
+    /// `tcp` or `udp`.
+    pub transport: String,
+    /// The port's state in the scan (`open`, `closed`, `filtered`, ...).
+    pub state: String,
+    /// The service the scan saw there: guess plus version (`ssh OpenSSH_9.2p1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_seen: Option<String>,
+    /// The first bytes the service sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub banner: Option<String>,
+    /// The service the baseline expects on this port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_service: Option<String>,
+    /// The fingerprint the previous scan saw (`service_changed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+}
+
+impl FindingFacts {
+    /// `unexpected_open 127.0.0.1:8080/tcp`.
+    pub fn summary(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("{} {host}:{}/{}", self.kind, self.port, self.transport)
+    }
 }
 
 impl AlertItem {
@@ -235,6 +276,23 @@ impl AlertItem {
             ("Target", self.target.clone()),
             ("Check", self.check.clone()),
         ];
+        if let Some(x) = &self.finding {
+            f.push(("Finding", x.kind.clone()));
+            f.push(("Baseline", x.baseline.clone()));
+            f.push(("Port state", x.state.clone()));
+            if let Some(s) = &x.service_seen {
+                f.push(("Service seen", s.clone()));
+            }
+            if let Some(b) = &x.banner {
+                f.push(("Banner", b.clone()));
+            }
+            if let Some(e) = &x.expected_service {
+                f.push(("Expected service", e.clone()));
+            }
+            if let Some(p) = &x.previous {
+                f.push(("Previously", p.clone()));
+            }
+        }
         if let Some(e) = self.error_text() {
             f.push(("Error", e));
         }
@@ -248,7 +306,10 @@ impl AlertItem {
             f.push(("Owner", o.clone()));
         }
         f.push(("Severity", self.severity.as_str().to_string()));
-        f.push(("Scope", self.scope_text()));
+        // A finding is what one scanner saw: regional or global does not apply.
+        if self.finding.is_none() {
+            f.push(("Scope", self.scope_text()));
+        }
         f.push(("Since", fmt_time(self.since)));
         if let Some(r) = self.recovered_at {
             f.push(("Recovered", fmt_time(r)));
@@ -374,6 +435,28 @@ impl Notification {
             return format!("{prefix}Portwarden heartbeat: {}", self.title);
         }
         match self.items.as_slice() {
+            [one] if one.finding.is_some() => {
+                let x = one
+                    .finding
+                    .as_ref()
+                    .map(|x| x.summary())
+                    .unwrap_or_default();
+                let b = one
+                    .finding
+                    .as_ref()
+                    .map(|x| x.baseline.as_str())
+                    .unwrap_or("");
+                match one.recovered_at {
+                    Some(r) => format!(
+                        "{prefix}RESOLVED {x} (baseline {b}) after {}",
+                        fmt_duration(one.duration(r))
+                    ),
+                    None => format!(
+                        "{prefix}EXPOSURE {x} (baseline {b}): {}",
+                        one.error_message.as_deref().unwrap_or("")
+                    ),
+                }
+            }
             [one] => {
                 let mut s = format!(
                     "{prefix}{} {} ({})",
@@ -440,6 +523,7 @@ impl Notification {
                 ack_url: None,
                 labels: BTreeMap::from([("env".to_string(), "prod".to_string())]),
                 dependents: Vec::new(),
+                finding: None,
             }],
             incident_url: None,
             ack_url: None,
@@ -507,6 +591,54 @@ mod tests {
             json.contains("\"scope\":\"regional\",\"locations\":[\"eu-west\"]"),
             "{json}"
         );
+    }
+
+    #[test]
+    fn a_finding_says_what_it_is() {
+        let mut n = Notification::sample(Utc::now());
+        n.event = Event::Trigger;
+        let i = &mut n.items[0];
+        i.monitor = "scan:dmz".into();
+        i.target = "10.0.0.7:6379/tcp".into();
+        i.error_kind = Some("unexpected_open".into());
+        i.error_message =
+            Some("10.0.0.7:6379/tcp is open (redis 7.2) but the baseline does not allow it".into());
+        i.finding = Some(FindingFacts {
+            kind: "unexpected_open".into(),
+            baseline: "dmz".into(),
+            host: "10.0.0.7".into(),
+            port: 6379,
+            transport: "tcp".into(),
+            state: "open".into(),
+            service_seen: Some("redis 7.2".into()),
+            banner: None,
+            expected_service: None,
+            previous: None,
+        });
+        let facts = n.items[0].facts(n.at);
+        let get = |k: &str| facts.iter().find(|f| f.0 == k).map(|f| f.1.as_str());
+        assert_eq!(get("Finding"), Some("unexpected_open"));
+        assert_eq!(get("Baseline"), Some("dmz"));
+        assert_eq!(get("Service seen"), Some("redis 7.2"));
+        assert_eq!(get("Owner"), Some("team-payments"));
+        assert_eq!(
+            get("Scope"),
+            None,
+            "regional/global does not apply to a scan"
+        );
+        assert!(
+            n.headline()
+                .starts_with("EXPOSURE unexpected_open 10.0.0.7:6379/tcp (baseline dmz): 10.0.0.7"),
+            "{}",
+            n.headline()
+        );
+        n.items[0].recovered_at = Some(n.items[0].since + chrono::Duration::seconds(90));
+        assert_eq!(
+            n.headline(),
+            "RESOLVED unexpected_open 10.0.0.7:6379/tcp (baseline dmz) after 1m 30s"
+        );
+        let json = serde_json::to_string(&n).unwrap();
+        assert_eq!(serde_json::from_str::<Notification>(&json).unwrap(), n);
     }
 
     #[test]

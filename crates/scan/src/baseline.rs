@@ -62,7 +62,7 @@ pub struct Baseline {
 impl Baseline {
     /// The monitor name its findings' incidents are filed under.
     pub fn incident_monitor(&self) -> String {
-        format!("scan:{}", self.name)
+        format!("{}{}", portwarden_core::FINDING_MONITOR_PREFIX, self.name)
     }
 
     fn allowed(&self, port: u16, t: Transport) -> Option<&AllowedPorts> {

@@ -9,7 +9,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use portwarden_core::{EventKind, IncidentEvent, IncidentId, Scope, State, Transport};
 use portwarden_store::{
     FindingFilter, FindingRecord, GoneFinding, IncidentChange, NewFinding, NewIncident, NewOutbox,
@@ -18,11 +19,33 @@ use portwarden_store::{
 use tokio::sync::{Notify, watch};
 
 use crate::baseline::{self, Baseline, FindingKey, FindingKind, Fingerprints, Observed};
-use crate::{PortState, ScanReport, ScanRequest, Scanner};
+use crate::{PortState, ScanReport, ScanRequest, Scanner, ServiceGuess};
 
-/// Builds the notifications of a finding's incident event (`trigger` on open, `resolve` on
-/// resolution) — the same routing monitors' incidents use. Given by the server.
-pub type OutboxHook = Arc<dyn Fn(&Baseline, &NewIncident, &str) -> Vec<NewOutbox> + Send + Sync>;
+/// A finding's incident opening or resolving: what its notification says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindingNote {
+    pub kind: FindingKind,
+    pub host: IpAddr,
+    pub port: u16,
+    pub transport: Transport,
+    /// The port's state in the scan that saw the finding.
+    pub state: PortState,
+    /// What was seen and what was expected, for people.
+    pub message: String,
+    pub service: Option<ServiceGuess>,
+    pub expected_service: Option<String>,
+    pub previous_fingerprint: Option<String>,
+    pub first_seen: DateTime<Utc>,
+    /// Set when it resolves: the incident and when.
+    pub resolved: Option<(IncidentId, DateTime<Utc>)>,
+}
+
+/// Builds the notifications (outbox rows) of a finding's incident opening (`resolved: None`)
+/// or resolving — through the same routes, silences and idempotency keys as monitors'
+/// incidents. Given by the server (`serve` wires the engine's alerting here); the rows are
+/// written in the scan's transaction.
+pub type OutboxHook =
+    Arc<dyn Fn(Arc<Baseline>, FindingNote) -> BoxFuture<'static, Vec<NewOutbox>> + Send + Sync>;
 
 /// One baseline to run, with the hosts its `labels` selected from the monitors.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +83,15 @@ pub struct Guard {
     /// Last fingerprints per baseline (service_changed compares against them).
     fingerprints: Mutex<HashMap<String, Fingerprints>>,
     wake: Notify,
+    /// This replica runs the schedule (the leader; always with SQLite).
+    leading: std::sync::atomic::AtomicBool,
+}
+
+/// Resolves once `rx` holds `want`; never when its sender is gone.
+async fn until(rx: &mut watch::Receiver<bool>, want: bool) {
+    if rx.wait_for(|v| *v == want).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// FNV-1a of the name: a stable phase offset inside the interval.
@@ -82,6 +114,7 @@ impl Guard {
             slots: Mutex::new(BTreeMap::new()),
             fingerprints: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            leading: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -134,15 +167,17 @@ impl Guard {
         found
     }
 
+    /// Each baseline's last scan and, on the replica that runs the schedule, when the next is due.
     pub fn status(&self) -> Vec<BaselineStatus> {
         let now = Instant::now();
+        let leading = self.is_leading();
         self.slots()
             .values()
             .map(|s| BaselineStatus {
                 name: s.plan.baseline.name.clone(),
                 interval_s: s.plan.baseline.interval.as_secs(),
                 last_scan: s.last.clone(),
-                next_scan_in_s: (!s.running)
+                next_scan_in_s: (leading && !s.running)
                     .then(|| s.next.saturating_duration_since(now).as_secs()),
                 running: s.running,
             })
@@ -157,10 +192,52 @@ impl Guard {
     }
 
     /// Runs until `stop` turns true: waits for the earliest due baseline, scans it, repeats.
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        self.load_last().await;
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        let (_always, leader) = watch::channel(true);
+        self.run_led(stop, leader).await;
+    }
+
+    /// [`run`](Self::run) while this replica leads (`leader` is true). With several replicas on
+    /// one PostgreSQL database only the leader scans (the store fences its writes to the
+    /// leader's term): a follower scans nothing, refreshes each baseline's last scan from the
+    /// store for its status, and on becoming the leader reads the last scans again (the
+    /// fingerprints `service_changed` compares with) and takes over the schedule. A scan
+    /// running when leadership is lost is dropped unrecorded.
+    pub async fn run_led(
+        self: Arc<Self>,
+        mut stop: watch::Receiver<bool>,
+        mut leader: watch::Receiver<bool>,
+    ) {
         loop {
             if *stop.borrow() {
+                return;
+            }
+            if !*leader.borrow_and_update() {
+                self.leading
+                    .store(false, std::sync::atomic::Ordering::Release);
+                self.refresh_last().await;
+                tokio::select! {
+                    _ = until(&mut leader, true) => {}
+                    _ = stop.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                }
+                continue;
+            }
+            self.load_last().await;
+            self.leading
+                .store(true, std::sync::atomic::Ordering::Release);
+            tracing::info!(
+                baselines = self.slots().len(),
+                "exposure guard: scheduled scans run on this replica"
+            );
+            self.lead(&mut stop, &mut leader).await;
+        }
+    }
+
+    /// The schedule, while leading: returns when `stop` turns true or leadership is lost.
+    async fn lead(&self, stop: &mut watch::Receiver<bool>, leader: &mut watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() || !*leader.borrow() {
                 return;
             }
             let due = {
@@ -179,6 +256,7 @@ impl Guard {
                     _ = tokio::time::sleep(wait) => {}
                     _ = self.wake.notified() => {}
                     _ = stop.changed() => {}
+                    _ = until(leader, false) => {}
                 }
                 continue;
             }
@@ -200,6 +278,10 @@ impl Guard {
             let rec = tokio::select! {
                 r = self.scan_once(&plan) => r,
                 _ = stop.changed() => None,
+                _ = until(leader, false) => {
+                    tracing::info!(baseline = %name, "not the leader any more: scan dropped");
+                    None
+                }
             };
             let mut slots = self.slots();
             if let Some(s) = slots.get_mut(&name) {
@@ -209,6 +291,30 @@ impl Guard {
                 }
             }
         }
+    }
+
+    /// A follower's view: each baseline's last scan as the leader recorded it.
+    async fn refresh_last(&self) {
+        let names: Vec<String> = self.slots().keys().cloned().collect();
+        for name in names {
+            let filter = ScanFilter {
+                baseline: Some(name.clone()),
+                limit: 1,
+                ..Default::default()
+            };
+            if let Ok(list) = self.store.scans(&filter).await
+                && let Some(last) = list.into_iter().next()
+                && let Some(s) = self.slots().get_mut(&name)
+            {
+                s.running = false;
+                s.last = Some(last);
+            }
+        }
+    }
+
+    /// Whether this replica runs the schedule (false on a follower).
+    pub fn is_leading(&self) -> bool {
+        self.leading.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Reads each baseline's last scan (status and fingerprints survive a restart).
@@ -332,6 +438,7 @@ impl Guard {
         }
         let now = report.finished_at;
         let monitor = b.incident_monitor();
+        let shared = Arc::new(b.clone());
         let mut apply = ScanApply {
             scan: ScanRecord {
                 id: 0,
@@ -379,7 +486,20 @@ impl Guard {
                         outbox: vec![],
                     };
                     if let Some(h) = &self.hook {
-                        incident.outbox = h(b, &incident, "trigger");
+                        let note = FindingNote {
+                            kind: o.key.kind,
+                            host: o.key.host,
+                            port: o.key.port,
+                            transport: o.key.transport,
+                            state: o.state,
+                            message: o.message.clone(),
+                            service: o.service.clone(),
+                            expected_service: o.expected_service.clone(),
+                            previous_fingerprint: o.previous_fingerprint.clone(),
+                            first_seen: now,
+                            resolved: None,
+                        };
+                        incident.outbox = h(shared.clone(), note).await;
                     }
                     apply.opened.push(NewFinding {
                         baseline: b.name.clone(),
@@ -411,20 +531,26 @@ impl Guard {
             }
             let msg = format!("no longer seen: {}", f.message);
             let outbox = match (&self.hook, f.incident_id) {
-                (Some(h), Some(_)) => {
-                    let inc = NewIncident {
-                        monitor: monitor.clone(),
-                        state: State::Down,
-                        severity: b.severity,
-                        scope: Scope::Global,
-                        opened_at: f.first_seen,
-                        error_kind: Some(f.kind.clone()),
-                        message: Some(msg.clone()),
-                        last_healthy: None,
-                        event: IncidentEvent::new(now, EventKind::Resolved, msg.clone()),
-                        outbox: vec![],
+                (Some(h), Some(iid)) => {
+                    let d = |k: &str| f.detail.get(k).cloned().unwrap_or_default();
+                    let note = FindingNote {
+                        kind: k.kind,
+                        host: k.host,
+                        port: k.port,
+                        transport: k.transport,
+                        state: serde_json::from_value(d("state")).unwrap_or(PortState::Error),
+                        message: f.message.clone(),
+                        service: serde_json::from_value(d("service")).ok().flatten(),
+                        expected_service: serde_json::from_value(d("expected_service"))
+                            .ok()
+                            .flatten(),
+                        previous_fingerprint: serde_json::from_value(d("previous_fingerprint"))
+                            .ok()
+                            .flatten(),
+                        first_seen: f.first_seen,
+                        resolved: Some((iid, now)),
                     };
-                    h(b, &inc, "resolve")
+                    h(shared.clone(), note).await
                 }
                 _ => vec![],
             };

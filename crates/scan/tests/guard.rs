@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::Utc;
 use portwarden_core::{IncidentStatus, Severity, Transport};
 use portwarden_scan::baseline::{AllowedPorts, Baseline, DefaultPolicy};
-use portwarden_scan::guard::{Guard, OutboxHook, Plan};
+use portwarden_scan::guard::{FindingNote, Guard, OutboxHook, Plan};
 use portwarden_scan::{PortSet, ScanOptions, Scanner};
 use portwarden_store::sqlite::SqliteStore;
 use portwarden_store::{
@@ -80,20 +80,27 @@ async fn findings_open_and_resolve_with_their_incidents() {
             ..ScanOptions::default()
         },
     };
-    // Stands in for the alerting routes: one outbox row per incident event.
-    let hook: OutboxHook = Arc::new(|b: &Baseline, inc, event: &str| {
-        vec![NewOutbox {
+    // Stands in for the alerting routes (`serve` wires the engine's; crates/cli/tests/guard.rs
+    // covers that end to end): one outbox row per incident event.
+    let hook: OutboxHook = Arc::new(|b: Arc<Baseline>, n: FindingNote| {
+        let event = if n.resolved.is_some() {
+            "resolve"
+        } else {
+            "trigger"
+        };
+        let row = NewOutbox {
             event: event.to_string(),
             key: event.to_string(),
-            monitor: inc.monitor.clone(),
+            monitor: b.incident_monitor(),
             route: b.routes.first().cloned().unwrap_or_default(),
             receiver: "test-receiver".into(),
             group_key: None,
-            payload: serde_json::json!({"message": inc.message}),
+            payload: serde_json::json!({"message": n.message}),
             due_at: Utc::now(),
             status: OutboxStatus::Pending,
             note: None,
-        }]
+        };
+        Box::pin(async move { vec![row] })
     });
     let guard = Guard::new(store.clone(), Scanner::system().unwrap(), Some(hook));
     guard.apply(vec![Plan {
@@ -178,6 +185,12 @@ async fn findings_open_and_resolve_with_their_incidents() {
     assert!(resolved.resolved_at.is_some());
     let inc = store.incident(iid).await.unwrap().unwrap();
     assert_eq!(inc.incident.status, IncidentStatus::Resolved);
+    let events: Vec<&str> = inc
+        .notifications
+        .iter()
+        .map(|n| n.row.event.as_str())
+        .collect();
+    assert_eq!(events, ["trigger", "resolve"], "{:?}", inc.notifications);
 
     // Stop the allowed service → expected_open_closed.
     drop(allowed);

@@ -34,6 +34,7 @@ pub mod api;
 pub mod auth;
 pub mod bench;
 pub mod error;
+pub mod exposure;
 pub mod params;
 pub mod reload;
 pub mod selfmetrics;
@@ -392,7 +393,10 @@ impl Daemon {
                 Resolver::new(&config.resolver)?,
                 &config.engine.location,
             )),
-            None,
+            Some(exposure::finding_notifier(
+                engine.alerting().clone(),
+                store.clone(),
+            )),
         );
         exposure.apply(exposure_plans(&config));
 
@@ -480,7 +484,12 @@ impl Daemon {
                 shutdown.subscribe(),
             )),
             tokio::spawn(agents::watch(state.clone(), shutdown.subscribe())),
-            tokio::spawn(exposure.clone().run(shutdown.subscribe())),
+            // Only the leader scans (followers' writes would be fenced anyway).
+            tokio::spawn(
+                exposure
+                    .clone()
+                    .run_led(shutdown.subscribe(), leadership.watch()),
+            ),
             tokio::spawn(retention_task(
                 store.clone(),
                 leadership.clone(),

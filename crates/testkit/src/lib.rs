@@ -16,6 +16,7 @@ pub mod netns;
 pub mod pg;
 pub mod process;
 pub mod tmpfs;
+pub mod webhook;
 
 /// True when missing services must fail tests instead of skipping them.
 pub fn services_required() -> bool {
