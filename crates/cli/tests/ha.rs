@@ -99,10 +99,10 @@ fn receiver(port: u16, counts: Counts) {
 }
 
 fn replica(dir: &std::path::Path, name: &str, url: &str, target: u16, hook: u16) -> (Proc, u16) {
-    let config = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &config,
-        format!(
+    spawn_replica(
+        dir,
+        name,
+        &format!(
             "engine: {{location: {name}}}\n\
              store: {{url: \"{url}\"}}\n\
              monitors:\n  - name: web\n    target: \"tcp://127.0.0.1:{target}\"\n    interval: 1s\n    timeout: 500ms\n    rules: {{consecutive_failures: 2, recovery: 2, min_samples: 1000}}\n\
@@ -112,17 +112,24 @@ fn replica(dir: &std::path::Path, name: &str, url: &str, target: u16, hook: u16)
              auth:\n  tokens:\n    - {{name: test, secret: \"{TOKEN}\", role: admin}}\n"
         ),
     )
-    .unwrap();
+}
+
+/// Starts `portwarden serve` with `config`; its log goes to `DIR/NAME.log`.
+fn spawn_replica(dir: &std::path::Path, name: &str, config: &str) -> (Proc, u16) {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, config).unwrap();
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
     let port = tk::free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_portwarden"))
         .args(["serve", "--config"])
-        .arg(&config)
+        .arg(&path)
         .arg("--data-dir")
         .arg(dir.join(format!("{name}-data")))
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("PORTWARDEN_LOG", "warn")
+        .env("NO_COLOR", "1")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::from(log))
         .spawn()
         .expect("spawn portwarden serve");
     let p = Proc(child);
@@ -347,4 +354,113 @@ fn kill_9_of_the_leader_during_an_incident_hands_over_within_the_bound() {
     let d = api(pb, &format!("/api/v1/incidents/{id}"));
     let n = d["notifications"].as_array().unwrap();
     assert!(n.iter().all(|x| x["status"] == "delivered"), "{d:#}");
+}
+
+/// The exposure guard on two replicas: only the leader scans (the follower neither scans nor
+/// logs fenced writes), a finding is opened and notified once, and after `kill -9` of the
+/// leader the new leader keeps scanning, keeps the same finding (read from the store) and
+/// resolves it — one trigger and one resolve in all.
+#[test]
+fn only_the_leader_runs_scheduled_scans_and_the_new_leader_takes_them_over() {
+    let Some(db) = tk::pg::TestDatabase::create() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let hook = tk::webhook::Receiver::start();
+    let rogue_port = tk::free_port();
+    let config = |name: &str| {
+        format!(
+            "store: {{url: \"{}\"}}\n\
+             baselines:\n  - name: lo\n    targets: [127.0.0.1]\n    ports: \"{rogue_port}\"\n    interval: 1s\n\
+             scan: {{timeout: 500ms, banner_timeout: 300ms}}\n\
+             receivers:\n  hook: {{type: webhook, url: \"{}\"}}\n\
+             routes:\n  - name: all\n    default: true\n    receivers: hook\n\
+             notifications: {{backoff_initial: 200ms, backoff_max: 500ms, poll: 100ms}}\n\
+             auth:\n  tokens:\n    - {{name: test, secret: \"{TOKEN}\", role: admin}}\n\
+             engine: {{location: {name}}}\n",
+            db.url(),
+            hook.url()
+        )
+    };
+    let (mut a, pa) = spawn_replica(dir.path(), "guard-a", &config("guard-a"));
+    wait(Duration::from_secs(20), "A becomes leader", || {
+        is_leader(pa)
+    });
+    let (_b, pb) = spawn_replica(dir.path(), "guard-b", &config("guard-b"));
+    assert!(!is_leader(pb));
+    let scans = || -> i64 {
+        db.psql("SELECT COUNT(*) FROM scans")
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    wait(Duration::from_secs(15), "A scans", || scans() >= 3);
+
+    // A rogue listener: one finding, one incident, one trigger.
+    let rogue = TcpListener::bind(("127.0.0.1", rogue_port)).unwrap();
+    let finding = || -> Vec<Value> {
+        api(pb, "/api/v1/findings?baseline=lo")["findings"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    wait(Duration::from_secs(15), "unexpected_open", || {
+        finding().iter().any(|f| f["status"] == "open")
+    });
+    let f = finding();
+    assert_eq!(f.len(), 1, "{f:#?}");
+    let (fid, iid) = (f[0]["id"].as_i64(), f[0]["incident_id"].as_i64().unwrap());
+    hook.wait_for(Duration::from_secs(15), |d| d.event() == "trigger")
+        .expect("the trigger is delivered");
+    // The follower's status mirrors the leader's scans; it schedules none itself.
+    wait(Duration::from_secs(15), "B shows the last scan", || {
+        api(pb, "/api/v1/baselines")["status"][0]["last_scan"]["id"].is_i64()
+    });
+    let st = api(pb, "/api/v1/baselines");
+    assert!(st["status"][0]["next_scan_in_s"].is_null(), "{st:#}");
+
+    // kill -9 of the leader: B takes over the schedule, with the finding as it stands.
+    let _ = a.0.kill();
+    let _ = a.0.wait();
+    wait(Duration::from_secs(25), "B takes over", || is_leader(pb));
+    let before = scans();
+    wait(Duration::from_secs(15), "B scans", || scans() >= before + 3);
+    let f = finding();
+    assert_eq!(f.len(), 1, "still one finding: {f:#?}");
+    assert_eq!(
+        (f[0]["id"].as_i64(), f[0]["status"].as_str()),
+        (fid, Some("open"))
+    );
+    drop(rogue);
+    wait(Duration::from_secs(15), "B resolves the finding", || {
+        finding().iter().all(|f| f["status"] == "resolved")
+    });
+    hook.wait_for(Duration::from_secs(15), |d| d.event() == "resolve")
+        .expect("the resolve is delivered");
+    std::thread::sleep(Duration::from_secs(2)); // room for a (wrong) second delivery
+    let got: Vec<(String, String)> = hook
+        .deliveries()
+        .iter()
+        .map(|d| (d.key.clone(), d.event().to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (format!("pw-{iid}-trigger"), "trigger".to_string()),
+            (format!("pw-{iid}-resolve"), "resolve".to_string())
+        ],
+        "each once"
+    );
+
+    // Neither replica wrote (or tried to write) a scan while following.
+    let log_b = std::fs::read_to_string(dir.path().join("guard-b.log")).unwrap();
+    let log_a = std::fs::read_to_string(dir.path().join("guard-a.log")).unwrap();
+    for (name, log) in [("A", &log_a), ("B", &log_b)] {
+        for bad in ["fence", "cannot store the scan", "scheduled scan failed"] {
+            assert!(
+                !log.to_ascii_lowercase().contains(bad),
+                "{name} logged `{bad}`:\n{log}"
+            );
+        }
+    }
 }

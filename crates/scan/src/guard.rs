@@ -219,7 +219,7 @@ impl Guard {
                 tokio::select! {
                     _ = until(&mut leader, true) => {}
                     _ = stop.changed() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                 }
                 continue;
             }
