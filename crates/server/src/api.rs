@@ -457,8 +457,22 @@ async fn scan_now(State(s): State<AppState>, Path(name): Path<String>) -> ApiRes
         .into_response())
 }
 
-/// Makes a baseline due now (the API's and the UI's "scan now").
+/// Makes a baseline due now (the API's and the UI's "scan now"). Only the leader replica runs
+/// scans: a follower answers 409 instead of accepting a scan it would never run.
 pub fn trigger_scan(s: &AppState, name: &str) -> ApiResult<()> {
+    if !s.exposure.baselines().iter().any(|b| b.name == name) {
+        return Err(ApiError::not_found(format!(
+            "no baseline named `{name}` (see /api/v1/baselines)"
+        )));
+    }
+    if !s.leadership.is_leader() {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            error: "not_leader",
+            detail: "this replica follows: scans run on the leader replica (see `leadership` in /api/v1/health); send the request there".into(),
+            parameter: None,
+        });
+    }
     if !s.exposure.trigger(name) {
         return Err(ApiError::not_found(format!(
             "no baseline named `{name}` (see /api/v1/baselines)"
