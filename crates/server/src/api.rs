@@ -457,11 +457,18 @@ async fn scan_now(State(s): State<AppState>, Path(name): Path<String>) -> ApiRes
 
 /// Makes a baseline due now (the API's and the UI's "scan now").
 pub fn trigger_scan(s: &AppState, name: &str) -> ApiResult<()> {
-    if !s.exposure.trigger(name) {
+    if !s.exposure.baselines().iter().any(|b| b.name == name) {
         return Err(ApiError::not_found(format!(
             "no baseline named `{name}` (see /api/v1/baselines)"
         )));
     }
+    // Followers scan nothing: the leader runs every scheduled scan.
+    if !s.leadership.is_leader() {
+        return Err(ApiError::unavailable(
+            "this replica does not run scans (it is not the leader); ask the leader replica",
+        ));
+    }
+    s.exposure.trigger(name);
     tracing::info!(baseline = name, "scan requested");
     Ok(())
 }
