@@ -127,6 +127,66 @@ pub struct Report {
     pub incidents: Vec<IncidentEvidence>,
 }
 
+/// Every scan that started in `[from, to)`, newest first: the store answers at most 1 000 per
+/// query, so the pages follow each other by keyset (`before` = the last row's start and id) —
+/// an evidence report must never be cut short silently.
+async fn all_scans(
+    store: &dyn Store,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> portwarden_store::Result<Vec<ScanRecord>> {
+    const PAGE: usize = 1000;
+    let mut out: Vec<ScanRecord> = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .scans(&ScanFilter {
+                from: Some(from),
+                to: Some(to),
+                limit: PAGE,
+                before,
+                ..Default::default()
+            })
+            .await?;
+        let full = page.len() >= PAGE;
+        before = page.last().map(|s| (s.started_at, s.id));
+        out.extend(page);
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
+/// Every finding open at some time in `[from, to)`, newest first seen first; paged like
+/// [`all_scans`] (the store answers at most 10 000 per query; one scan of a big block can open
+/// more).
+async fn all_findings(
+    store: &dyn Store,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> portwarden_store::Result<Vec<FindingRecord>> {
+    const PAGE: usize = 10_000;
+    let mut out: Vec<FindingRecord> = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .findings(&FindingFilter {
+                from: Some(from),
+                to: Some(to),
+                limit: PAGE,
+                before,
+                ..Default::default()
+            })
+            .await?;
+        let full = page.len() >= PAGE;
+        before = page.last().map(|f| (f.first_seen, f.id));
+        out.extend(page);
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
 /// Gathers the report for `[from, to)` from the store.
 pub async fn gather(
     store: &dyn Store,
@@ -134,21 +194,8 @@ pub async fn gather(
     to: DateTime<Utc>,
     controls: &[ControlSpec],
 ) -> portwarden_store::Result<Report> {
-    let scans = store
-        .scans(&ScanFilter {
-            from: Some(from),
-            to: Some(to),
-            limit: 1000,
-            ..Default::default()
-        })
-        .await?;
-    let findings: Vec<FindingEvidence> = store
-        .findings(&FindingFilter {
-            from: Some(from),
-            to: Some(to),
-            limit: 10_000,
-            ..Default::default()
-        })
+    let scans = all_scans(store, from, to).await?;
+    let findings: Vec<FindingEvidence> = all_findings(store, from, to)
         .await?
         .into_iter()
         .map(|f| {
@@ -174,7 +221,7 @@ pub async fn gather(
     // Incidents overlapping the period (pages are newest first).
     let mut incidents = Vec::new();
     let mut cursor = None;
-    'pages: for _ in 0..100 {
+    'pages: loop {
         let page = store
             .incidents(&IncidentFilter {
                 limit: 500,

@@ -379,6 +379,7 @@ async fn list_scans(
         from,
         to,
         limit: p.usize_in("limit", 100, 1, 1000)?,
+        ..Default::default()
     };
     let scans = s.store.scans(&f).await?;
     Ok(Json(json!({ "scans": scans, "count": scans.len() })).into_response())
@@ -430,6 +431,7 @@ async fn list_findings(
         from,
         to,
         limit: p.usize_in("limit", 500, 1, 10_000)?,
+        ..Default::default()
     };
     let findings = s.store.findings(&f).await?;
     Ok(Json(json!({ "findings": findings, "count": findings.len() })).into_response())
@@ -455,20 +457,27 @@ async fn scan_now(State(s): State<AppState>, Path(name): Path<String>) -> ApiRes
         .into_response())
 }
 
-/// Makes a baseline due now (the API's and the UI's "scan now").
+/// Makes a baseline due now (the API's and the UI's "scan now"). Only the leader replica runs
+/// scans: a follower answers 409 instead of accepting a scan it would never run.
 pub fn trigger_scan(s: &AppState, name: &str) -> ApiResult<()> {
     if !s.exposure.baselines().iter().any(|b| b.name == name) {
         return Err(ApiError::not_found(format!(
             "no baseline named `{name}` (see /api/v1/baselines)"
         )));
     }
-    // Followers scan nothing: the leader runs every scheduled scan.
     if !s.leadership.is_leader() {
-        return Err(ApiError::unavailable(
-            "this replica does not run scans (it is not the leader); ask the leader replica",
-        ));
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            error: "not_leader",
+            detail: "this replica follows: scans run on the leader replica (see `leadership` in /api/v1/health); send the request there".into(),
+            parameter: None,
+        });
     }
-    s.exposure.trigger(name);
+    if !s.exposure.trigger(name) {
+        return Err(ApiError::not_found(format!(
+            "no baseline named `{name}` (see /api/v1/baselines)"
+        )));
+    }
     tracing::info!(baseline = name, "scan requested");
     Ok(())
 }

@@ -59,6 +59,14 @@ fn scan_now(c: &Client, after: i64) -> Value {
     wait_scan(c, after)
 }
 
+/// Waits until this replica leads (PostgreSQL: right after start it may still campaign).
+fn wait_leader(c: &Client, want: bool) {
+    tk::http::wait_until(Duration::from_secs(20), || {
+        (c.json("/api/v1/health")["leadership"]["leader"] == want).then_some(())
+    })
+    .unwrap_or_else(|| panic!("leadership never became {want}"));
+}
+
 fn wait_scan(c: &Client, after: i64) -> Value {
     tk::http::wait_until(Duration::from_secs(30), || {
         let v = c.json("/api/v1/baselines");
@@ -235,6 +243,59 @@ async fn exposure_api_on_postgres() {
     api_checks(&format!("store: \"{url}\"\n")).await;
 }
 
+/// Two replicas on one PostgreSQL database: the follower refuses "scan now" (409, no button),
+/// says so on its page, and shows the leader's scan from the shared store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follower_replica_shows_the_leaders_scans_and_refuses_scan_now() {
+    let Some(db) = tk::pg::TestDatabase::create() else {
+        return;
+    };
+    let (evil, _evil_task) = evil_service().await;
+    let good_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let good = good_l.local_addr().unwrap().port();
+    let gone = closed_port();
+    let yaml = format!(
+        "store: {}\n{}",
+        db.url(),
+        config(evil, good, gone, &auth_with(&[], &[]))
+    );
+    let mut leader = TestDaemon::start(&yaml).await;
+    let lc = leader.client();
+    let lc2 = lc.clone();
+    tokio::task::spawn_blocking(move || wait_leader(&lc2, true))
+        .await
+        .unwrap();
+    let mut follower = TestDaemon::start(&yaml).await;
+    let fc = follower.client();
+    tokio::task::spawn_blocking(move || {
+        wait_leader(&fc, false);
+        let r = fc.post("/api/v1/baselines/lo/scan", "");
+        assert_eq!(r.status, 409, "{}", r.body);
+        assert_eq!(r.json()["error"], "not_leader");
+        let page = fc.get("/exposure");
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("id=\"follower-note\""), "{}", page.body);
+        assert!(!page.body.contains("action=\"/exposure/lo/scan\""));
+        let r = fc.post_form("/exposure/lo/scan", &[]);
+        assert_eq!(r.status, 409, "{}", r.body);
+        // The leader scans; the follower's page shows that scan and its findings.
+        let last = scan_now(&lc, 0);
+        let id = last["id"].as_i64().unwrap();
+        let page = tk::http::wait_until(Duration::from_secs(20), || {
+            let p = fc.get("/exposure");
+            p.body.contains(&format!("#{id} at ")).then_some(p)
+        })
+        .expect("the follower shows the leader's scan");
+        assert!(page.body.contains(&format!("127.0.0.1:{evil}/tcp")));
+        assert_inert("/exposure on the follower", &page.body);
+    })
+    .await
+    .unwrap();
+    follower.stop().await;
+    leader.stop().await;
+    drop(good_l);
+}
+
 /// The API checks against a daemon whose config ends with `extra`.
 async fn api_checks(extra: &str) {
     let (evil, _evil_task) = evil_service().await;
@@ -266,6 +327,7 @@ async fn api_checks(extra: &str) {
                 .is_empty(),
             "the refused trigger scanned nothing"
         );
+        wait_leader(&c, true);
         let r = c.post("/api/v1/baselines/nope/scan", "");
         assert_eq!(r.status, 404, "{}", r.body);
         assert!(r.json()["detail"].as_str().unwrap().contains("`nope`"));

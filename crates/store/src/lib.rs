@@ -585,6 +585,9 @@ pub struct ScanFilter {
     pub to: Option<DateTime<Utc>>,
     /// 1..=1000 (0 means 100).
     pub limit: usize,
+    /// Keyset paging: only scans after this `(started_at, id)` in the newest-first order (the
+    /// last row of the previous page).
+    pub before: Option<(DateTime<Utc>, ScanId)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -597,6 +600,9 @@ pub struct FindingFilter {
     pub to: Option<DateTime<Utc>>,
     /// 1..=10000 (0 means 500).
     pub limit: usize,
+    /// Keyset paging: only findings after this `(first_seen, id)` in the newest-first order
+    /// (the last row of the previous page).
+    pub before: Option<(DateTime<Utc>, FindingId)>,
 }
 
 /// A configuration version that was in force (recorded when `serve` loads or reloads it).

@@ -218,4 +218,97 @@ async fn config_versions_record_changes(db: Db) {
     s.close().await.unwrap();
 }
 
-on_both_backends!(scans_and_findings, config_versions_record_changes);
+/// Keyset pages (`before` = the last row of the previous page) walk every scan and finding
+/// exactly once, newest first, also through rows that share a timestamp.
+async fn keyset_pages_walk_everything_once(db: Db) {
+    let s = db.open().await;
+    let base = now_ms() - DAY;
+    let mut scan_ids = Vec::new();
+    // Five scans, three of them starting in the same millisecond.
+    for at in [base, base + 1_000, base + 1_000, base + 1_000, base + 2_000] {
+        let a = s
+            .apply_scan(ScanApply {
+                scan: scan(at),
+                opened: vec![],
+                seen: vec![],
+                gone: vec![],
+            })
+            .await
+            .unwrap();
+        scan_ids.push(a.scan_id);
+    }
+    // Five findings first seen in the same millisecond (one scan opened them all).
+    let opened: Vec<NewFinding> = (0..5u16)
+        .map(|i| NewFinding {
+            port: 9000 + i,
+            incident: None,
+            ..finding(base + 3_000)
+        })
+        .collect();
+    let a = s
+        .apply_scan(ScanApply {
+            scan: scan(base + 3_000),
+            opened,
+            seen: vec![],
+            gone: vec![],
+        })
+        .await
+        .unwrap();
+    scan_ids.push(a.scan_id);
+
+    let mut got = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s
+            .scans(&ScanFilter {
+                limit: 2,
+                before,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        before = page.last().map(|x| (x.started_at, x.id));
+        let n = page.len();
+        got.extend(page.into_iter().map(|x| x.id));
+        if n < 2 {
+            break;
+        }
+    }
+    // Newest first: the last scan, then the 2 s one, the three tied ones by id descending.
+    let want = vec![
+        scan_ids[5],
+        scan_ids[4],
+        scan_ids[3],
+        scan_ids[2],
+        scan_ids[1],
+        scan_ids[0],
+    ];
+    assert_eq!(got, want);
+
+    let mut ports = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s
+            .findings(&FindingFilter {
+                limit: 2,
+                before,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        before = page.last().map(|f| (f.first_seen, f.id));
+        let n = page.len();
+        ports.extend(page.into_iter().map(|f| f.port));
+        if n < 2 {
+            break;
+        }
+    }
+    assert_eq!(ports, vec![9004, 9003, 9002, 9001, 9000]);
+    s.close().await.unwrap();
+}
+
+on_both_backends!(
+    scans_and_findings,
+    config_versions_record_changes,
+    keyset_pages_walk_everything_once
+);

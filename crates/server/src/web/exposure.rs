@@ -79,6 +79,8 @@ pub struct Page {
     pub open: Vec<FindingRow>,
     pub resolved: Vec<FindingRow>,
     pub report_from: String,
+    /// This replica follows another (PostgreSQL): it runs no scans, so no "Scan now".
+    pub follower: bool,
 }
 
 fn last_scan(r: &ScanRecord) -> LastScan {
@@ -254,6 +256,7 @@ pub async fn page(State(s): State<AppState>, p: Principal) -> Response {
         baselines,
         open: open.iter().map(finding_row).collect(),
         resolved: resolved.iter().map(finding_row).collect(),
+        follower: !s.leadership.is_leader(),
         report_from: (Utc::now() - ChronoDuration::days(30))
             .format("%Y-%m-%d")
             .to_string(),

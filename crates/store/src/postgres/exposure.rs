@@ -182,7 +182,8 @@ pub async fn scans(c: &Client, f: &ScanFilter) -> Result<Vec<ScanRecord>> {
     let limit = if f.limit == 0 { 100 } else { f.limit.min(1000) } as i64;
     let sql = format!(
         "SELECT {SCAN_COLS} FROM scans WHERE ($1::TEXT IS NULL OR baseline = $1) AND started_at >= $2 \
-         AND started_at < $3 ORDER BY started_at DESC, id DESC LIMIT $4"
+         AND started_at < $3 AND ($5::BIGINT IS NULL OR started_at < $5 \
+         OR (started_at = $5 AND id < $6::BIGINT)) ORDER BY started_at DESC, id DESC LIMIT $4"
     );
     let rows = c
         .query(
@@ -192,6 +193,8 @@ pub async fn scans(c: &Client, f: &ScanFilter) -> Result<Vec<ScanRecord>> {
                 &f.from.map(to_ms).unwrap_or(i64::MIN),
                 &f.to.map(to_ms).unwrap_or(i64::MAX),
                 &limit,
+                &f.before.map(|(t, _)| to_ms(t)),
+                &f.before.map(|(_, id)| id),
             ],
         )
         .await?;
@@ -242,7 +245,9 @@ pub async fn findings(c: &Client, f: &FindingFilter) -> Result<Vec<FindingRecord
     let sql = format!(
         "SELECT {FINDING_COLS} FROM findings WHERE ($1::TEXT IS NULL OR status = $1) \
          AND ($2::TEXT IS NULL OR baseline = $2) AND first_seen < $4 \
-         AND (resolved_at IS NULL OR resolved_at >= $3) ORDER BY first_seen DESC, id DESC LIMIT $5"
+         AND (resolved_at IS NULL OR resolved_at >= $3) \
+         AND ($6::BIGINT IS NULL OR first_seen < $6 OR (first_seen = $6 AND id < $7::BIGINT)) \
+         ORDER BY first_seen DESC, id DESC LIMIT $5"
     );
     let rows = c
         .query(
@@ -253,6 +258,8 @@ pub async fn findings(c: &Client, f: &FindingFilter) -> Result<Vec<FindingRecord
                 &f.from.map(to_ms).unwrap_or(i64::MIN),
                 &f.to.map(to_ms).unwrap_or(i64::MAX),
                 &limit,
+                &f.before.map(|(t, _)| to_ms(t)),
+                &f.before.map(|(_, id)| id),
             ],
         )
         .await?;

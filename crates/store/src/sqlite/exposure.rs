@@ -175,7 +175,8 @@ pub fn scans(c: &Connection, f: &ScanFilter) -> Result<Vec<ScanRecord>> {
     let limit = if f.limit == 0 { 100 } else { f.limit.min(1000) } as i64;
     let sql = format!(
         "SELECT {SCAN_COLS} FROM scans WHERE (?1 IS NULL OR baseline = ?1) AND started_at >= ?2 \
-         AND started_at < ?3 ORDER BY started_at DESC, id DESC LIMIT ?4"
+         AND started_at < ?3 AND (?5 IS NULL OR started_at < ?5 OR (started_at = ?5 AND id < ?6)) \
+         ORDER BY started_at DESC, id DESC LIMIT ?4"
     );
     let mut st = c.prepare_cached(&sql)?;
     let rows = st.query_map(
@@ -183,7 +184,9 @@ pub fn scans(c: &Connection, f: &ScanFilter) -> Result<Vec<ScanRecord>> {
             f.baseline,
             f.from.map(to_ms).unwrap_or(i64::MIN),
             f.to.map(to_ms).unwrap_or(i64::MAX),
-            limit
+            limit,
+            f.before.map(|(t, _)| to_ms(t)),
+            f.before.map(|(_, id)| id),
         ],
         |r| scan_row(r, false),
     )?;
@@ -253,6 +256,7 @@ pub fn findings(c: &Connection, f: &FindingFilter) -> Result<Vec<FindingRecord>>
     let sql = format!(
         "SELECT {FINDING_COLS} FROM findings WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR baseline = ?2) \
          AND first_seen < ?4 AND (resolved_at IS NULL OR resolved_at >= ?3) \
+         AND (?6 IS NULL OR first_seen < ?6 OR (first_seen = ?6 AND id < ?7)) \
          ORDER BY first_seen DESC, id DESC LIMIT ?5"
     );
     let mut st = c.prepare_cached(&sql)?;
@@ -262,7 +266,9 @@ pub fn findings(c: &Connection, f: &FindingFilter) -> Result<Vec<FindingRecord>>
             f.baseline,
             f.from.map(to_ms).unwrap_or(i64::MIN),
             f.to.map(to_ms).unwrap_or(i64::MAX),
-            limit
+            limit,
+            f.before.map(|(t, _)| to_ms(t)),
+            f.before.map(|(_, id)| id),
         ],
         finding_row,
     )?;
