@@ -226,9 +226,15 @@ fn three_locations_regional_then_global() {
             sha256_hex(&tokens[i])
         ));
     }
+    // Notifications go to a webhook receiver: scope changes are announced.
+    let hooks = tk::webhook::Receiver::start();
     let config = format!(
-        "monitors:\n  - name: shared-db\n    target: tcp://{}\n    tier: critical\n    interval: 1s\n    timeout: 400ms\n    locations: [loc-a, loc-b, loc-c]\n{agents_yaml}server:\n  agent_silent_after: 10s\n{}",
+        "monitors:\n  - name: shared-db\n    target: tcp://{}\n    tier: critical\n    interval: 1s\n    timeout: 400ms\n    locations: [loc-a, loc-b, loc-c]\n    rules: {{consecutive_failures: 2, recovery: 2, min_samples: 1000}}\n{agents_yaml}server:\n  agent_silent_after: 10s\n\
+         receivers:\n  hook: {{type: webhook, url: \"{}\"}}\n\
+         routes:\n  - name: all\n    default: true\n    receivers: hook\n\
+         notifications: {{backoff_initial: 200ms, backoff_max: 500ms, poll: 100ms}}\n{}",
         target.addr,
+        hooks.url(),
         auth_section()
     );
     let cfg = dir.path().join("portwarden.yaml");
@@ -334,10 +340,58 @@ fn three_locations_regional_then_global() {
     assert!(kinds.contains(&"scope_changed"), "{detail:#}");
     let opened = &detail["timeline"][0];
     assert_eq!(opened["data"]["scope"], "regional", "{detail:#}");
+    // Everyone told about the regional incident hears that it is global now, once.
+    let scope_hook = |scope: &str| {
+        hooks
+            .deliveries()
+            .into_iter()
+            .filter(|h| {
+                h.event() == "scope" && h.key.starts_with(&format!("pw-{id}-scope-{scope}-"))
+            })
+            .collect::<Vec<_>>()
+    };
+    wait_until(Duration::from_secs(15), || {
+        (!scope_hook("global").is_empty()).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no scope-change notification: {:#?}", hooks.deliveries()));
+    let g = &scope_hook("global")[0];
+    let body = &g.body;
+    assert_eq!(body["items"][0]["scope"], "global", "{body:#}");
+    assert!(
+        body.to_string().contains("scope changed: now global"),
+        "{body:#}"
+    );
+
+    // loc-c sees it again: back to regional (loc-b), announced with the location.
+    namespaces[2].iptables_flush().unwrap();
+    wait_until(Duration::from_secs(30), || {
+        (!scope_hook("regional").is_empty()).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no global → regional notification: {:#?}",
+            hooks.deliveries()
+        )
+    });
+    let r = &scope_hook("regional")[0];
+    let body = &r.body;
+    assert_eq!(body["items"][0]["scope"], "regional", "{body:#}");
+    assert_eq!(
+        body["items"][0]["locations"],
+        serde_json::json!(["loc-b"]),
+        "{body:#}"
+    );
+    assert_eq!(scope_hook("global").len(), 1, "{:#?}", hooks.deliveries());
+    let same = open_incidents(server_addr, "shared-db");
+    assert_eq!(same.len(), 1, "{same:#?}");
+    assert_eq!(
+        same[0]["id"].as_i64(),
+        Some(id),
+        "the same incident: {same:#?}"
+    );
 
     // Both recover: the incident resolves.
     namespaces[1].iptables_flush().unwrap();
-    namespaces[2].iptables_flush().unwrap();
     wait_until(Duration::from_secs(30), || {
         open_incidents(server_addr, "shared-db")
             .is_empty()

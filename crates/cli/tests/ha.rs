@@ -12,6 +12,12 @@
 //!
 //! Each replica probes under its own location name (`replica-a`, `replica-b`) so the stored
 //! observations show who probed.
+//!
+//! `an_agent_talking_to_the_follower_is_judged_by_the_leader`: an agent uploads to the
+//! follower only; the leader judges its results from the store's agent inbox (incident and
+//! notification from the leader), both replicas list the agent the same way (status in the
+//! store), and after `kill -9` of the leader the follower takes over, judges what it receives
+//! and resolves the same incident; the agent going silent shows on the new leader.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -469,4 +475,174 @@ fn only_the_leader_runs_scheduled_scans_and_the_new_leader_takes_them_over() {
             );
         }
     }
+}
+
+const AGENT_TOKEN: &str = "pw-ha-agent-token-51c0de";
+
+/// A replica for the agent test: its monitor is probed only at location `edge` (the agent's).
+fn agent_replica(
+    dir: &std::path::Path,
+    name: &str,
+    url: &str,
+    target: u16,
+    hook: &str,
+) -> (Proc, u16) {
+    spawn_replica(
+        dir,
+        name,
+        &format!(
+            "engine: {{location: {name}}}\n\
+             store: {{url: \"{url}\"}}\n\
+             monitors:\n  - name: edge-web\n    target: \"tcp://127.0.0.1:{target}\"\n    interval: 1s\n    timeout: 500ms\n    locations: [edge]\n    rules: {{consecutive_failures: 2, recovery: 2, min_samples: 1000}}\n\
+             agents:\n  - {{name: edge-1, location: edge, token_sha256: {}}}\n\
+             server: {{agent_silent_after: 4s}}\n\
+             receivers:\n  hook: {{type: webhook, url: \"{hook}\"}}\n\
+             routes:\n  - name: all\n    default: true\n    receivers: hook\n\
+             notifications: {{backoff_initial: 200ms, backoff_max: 500ms, poll: 100ms}}\n\
+             auth:\n  tokens:\n    - {{name: test, secret: \"{TOKEN}\", role: admin}}\n",
+            portwarden_server::auth::sha256_hex(AGENT_TOKEN)
+        ),
+    )
+}
+
+fn edge_incidents(port: u16) -> Vec<Value> {
+    api(port, "/api/v1/incidents?monitor=edge-web")["incidents"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn agent_on(port: u16) -> Value {
+    api(port, "/api/v1/agents/edge-1")
+}
+
+#[test]
+fn an_agent_talking_to_the_follower_is_judged_by_the_leader() {
+    let Some(db) = tk::pg::TestDatabase::create() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::start();
+    let hook = tk::webhook::Receiver::start();
+    let events = |e: &str| hook.deliveries().iter().filter(|d| d.event() == e).count();
+
+    let (mut a, pa) = agent_replica(dir.path(), "replica-a", &db.url(), target.port, &hook.url());
+    wait(Duration::from_secs(20), "A becomes leader", || {
+        is_leader(pa)
+    });
+    let (_b, pb) = agent_replica(dir.path(), "replica-b", &db.url(), target.port, &hook.url());
+    assert_eq!(health(pb)["leadership"]["leader"], false);
+
+    // The agent knows only the follower.
+    let mut agent = Proc(
+        Command::new(env!("CARGO_BIN_EXE_portwarden"))
+            .args(["agent", "--server", &format!("http://127.0.0.1:{pb}")])
+            .args(["--location", "edge", "--data-dir"])
+            .arg(dir.path().join("agent"))
+            .env("PORTWARDEN_AGENT_TOKEN", AGENT_TOKEN)
+            .env("PORTWARDEN_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn portwarden agent"),
+    );
+    // The leader judges what the follower received: `edge` is up on A.
+    wait(
+        Duration::from_secs(30),
+        "A judges the agent's results",
+        || api(pa, "/api/v1/monitors/edge-web")["locations"]["edge"]["state"] == "up",
+    );
+    // Both replicas list the agent from the store, though it only ever talked to B.
+    wait(
+        Duration::from_secs(10),
+        "both replicas list the agent",
+        || {
+            let (va, vb) = (agent_on(pa), agent_on(pb));
+            va["status"] == "ok"
+                && vb["status"] == "ok"
+                && va["version"].is_string()
+                && va["version"] == vb["version"]
+                && va["last_seq"].as_u64().unwrap_or(0) >= 1
+        },
+    );
+    let va = agent_on(pa);
+    assert_eq!(va["address"], "127.0.0.1", "{va:#}");
+    assert!(va["observations"].as_u64().unwrap_or(0) >= 1, "{va:#}");
+    assert!(va["lag_ms"].is_number(), "{va:#}");
+
+    // The target goes down: the leader opens the incident and notifies.
+    target.set(false);
+    wait(Duration::from_secs(20), "incident opened by A", || {
+        edge_incidents(pa).iter().any(|i| i["status"] == "open")
+    });
+    let first = edge_incidents(pa);
+    assert_eq!(first.len(), 1, "{first:#?}");
+    let id = first[0]["id"].as_i64().unwrap();
+    // One location probes it: quorum 1, a global incident from the agent's results.
+    assert_eq!(first[0]["scope"], "global", "{first:#?}");
+    assert_eq!(first[0]["last_healthy"]["location"], "edge", "{first:#?}");
+    wait(Duration::from_secs(15), "A delivers the trigger", || {
+        events("trigger") >= 1
+    });
+    let probed_by_replicas: i64 = db
+        .psql("SELECT COUNT(*) FROM observations WHERE location <> 'edge'")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(probed_by_replicas, 0, "only the agent probes edge-web");
+
+    // kill -9 the leader; B takes over and judges the uploads it receives itself.
+    let _ = a.0.kill();
+    let _ = a.0.wait();
+    wait(Duration::from_secs(20), "B takes over", || is_leader(pb));
+    std::thread::sleep(Duration::from_secs(2));
+    target.set(true);
+    wait(Duration::from_secs(20), "B resolves the incident", || {
+        let i = edge_incidents(pb);
+        !i.is_empty() && i.iter().all(|i| i["status"] == "resolved")
+    });
+    let after = edge_incidents(pb);
+    assert_eq!(
+        after.len(),
+        1,
+        "the same incident, not a second: {after:#?}"
+    );
+    assert_eq!(after[0]["id"].as_i64(), Some(id));
+    wait(Duration::from_secs(15), "B delivers the resolve", || {
+        events("resolve") >= 1
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let got: Vec<(String, String)> = hook
+        .deliveries()
+        .iter()
+        .map(|d| (d.key.clone(), d.event().to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (format!("pw-{id}-trigger"), "trigger".to_string()),
+            (format!("pw-{id}-resolve"), "resolve".to_string())
+        ],
+        "each once"
+    );
+    // Nothing left unjudged in the inbox.
+    wait(Duration::from_secs(5), "inbox drained", || {
+        db.psql("SELECT COUNT(*) FROM agent_inbox").unwrap() == "0"
+    });
+
+    // The agent stops: the leader says so.
+    let _ = agent.0.kill();
+    let _ = agent.0.wait();
+    wait(
+        Duration::from_secs(15),
+        "B reports the silent agent",
+        || {
+            let h = health(pb);
+            h["problems"].as_array().is_some_and(|p| {
+                p.iter()
+                    .any(|x| x.as_str().unwrap_or("").contains("agent `edge-1`"))
+            })
+        },
+    );
+    assert_eq!(agent_on(pb)["status"], "silent");
 }

@@ -499,7 +499,6 @@ impl Alerting {
             .and_then(|o| o.folded_into)
     }
 
-    /// Rows for a resolve: every receiver that was told about the incident.
     /// The incident resolved (its rows are committed): forget it.
     pub(crate) fn resolved(&self, id: IncidentId) {
         let info = self
@@ -528,6 +527,54 @@ impl Alerting {
 
     /// Rows for a resolve: every receiver that was told about the incident.
     pub(crate) fn on_resolve(&self, id: IncidentId, at: DateTime<Utc>) -> Vec<NewOutbox> {
+        self.rows_for_told(id, "resolve", "resolve", |m, info| {
+            item_for(
+                m,
+                State::Up,
+                info.opened_at,
+                Some(at),
+                info.error_kind.clone(),
+                info.message.clone(),
+                info.last_healthy.clone(),
+                Scope::Global,
+            )
+        })
+    }
+
+    /// Rows for a scope change (regional → global or back): every receiver that was told
+    /// hears the new scope and locations, once per change (`key` names the change).
+    pub(crate) fn on_scope_change(
+        &self,
+        id: IncidentId,
+        key: &str,
+        state: State,
+        scope: Scope,
+        severity: portwarden_core::Severity,
+    ) -> Vec<NewOutbox> {
+        self.rows_for_told(id, "scope", key, |m, info| {
+            let mut item = item_for(
+                m,
+                state,
+                info.opened_at,
+                None,
+                info.error_kind.clone(),
+                info.message.clone(),
+                info.last_healthy.clone(),
+                scope.clone(),
+            );
+            item.severity = severity;
+            item
+        })
+    }
+
+    /// One row per receiver told about incident `id` (trigger or escalation).
+    fn rows_for_told(
+        &self,
+        id: IncidentId,
+        event: &str,
+        key: &str,
+        item: impl FnOnce(&Monitor, &OpenInfo) -> AlertItem,
+    ) -> Vec<NewOutbox> {
         let info = self
             .open
             .lock()
@@ -541,21 +588,13 @@ impl Alerting {
             return Vec::new();
         };
         let m = &*m;
-        let mut item = item_for(
-            m,
-            State::Up,
-            info.opened_at,
-            Some(at),
-            info.error_kind.clone(),
-            info.message.clone(),
-            info.last_healthy.clone(),
-            Scope::Global,
-        );
+        let mut item = item(m, &info);
         item.incident_id = Some(id);
-        resolve_rows(
+        told_rows(
             &self.setup(),
             &info.told,
             &Subject::of(m),
+            (event, key),
             &item,
             Utc::now(),
         )
@@ -608,7 +647,14 @@ impl Alerting {
         item: &AlertItem,
     ) -> Result<Vec<NewOutbox>, portwarden_store::StoreError> {
         let told = told_from(&store.incident_notifications(id).await?);
-        Ok(resolve_rows(&self.setup(), &told, s, item, Utc::now()))
+        Ok(told_rows(
+            &self.setup(),
+            &told,
+            s,
+            ("resolve", "resolve"),
+            item,
+            Utc::now(),
+        ))
     }
 
     fn dependents_of(&self, id: IncidentId) -> Vec<String> {
@@ -634,28 +680,29 @@ fn group_key(r: &Route, m: &Subject, event: &str) -> Option<String> {
     Some(format!("{}/{event}/{}", r.name, parts.join(",")))
 }
 
-/// Resolve rows for the receivers that were told, on routes that send resolves (a route gone
-/// from the config still hears the resolve of what it was told).
-fn resolve_rows(
+/// Rows of `event` for the receivers that were told; resolves only on routes that send
+/// resolves (a route gone from the config still hears the resolve of what it was told).
+fn told_rows(
     setup: &AlertSetup,
     told: &BTreeSet<(String, String)>,
     m: &Subject,
+    (event, key): (&str, &str),
     item: &AlertItem,
     now: DateTime<Utc>,
 ) -> Vec<NewOutbox> {
     let mut rows = Vec::new();
     for (route, receiver) in told {
         let r = setup.settings.route(route);
-        if !r.is_none_or(|r| r.send_resolved) {
+        if event == "resolve" && !r.is_none_or(|r| r.send_resolved) {
             continue;
         }
         rows.push(NewOutbox {
-            event: "resolve".into(),
-            key: "resolve".into(),
+            event: event.into(),
+            key: key.into(),
             monitor: m.name.to_string(),
             route: route.clone(),
             receiver: receiver.clone(),
-            group_key: r.and_then(|r| group_key(r, m, "resolve")),
+            group_key: r.and_then(|r| group_key(r, m, event)),
             payload: serde_json::to_value(item).unwrap_or_default(),
             due_at: now,
             status: OutboxStatus::Pending,
@@ -788,6 +835,10 @@ fn build_notification(
     };
     let single = rows.len() == 1;
     let incident_id = if single { first.incident_id } else { None };
+    let scope_note = items.first().map(|i| match &i.scope {
+        Scope::Global => "scope changed: now global".to_string(),
+        Scope::Regional(l) => format!("scope changed: now regional ({})", l.join(", ")),
+    });
     Notification {
         event,
         incident_id,
@@ -811,6 +862,7 @@ fn build_notification(
                 "escalated: not acknowledged (route `{}`)",
                 first.route
             )),
+            Event::Scope => scope_note,
             _ => None,
         },
     }

@@ -171,6 +171,9 @@ enum EvalCmd {
 
 enum EvalMsg {
     Run(RunDone),
+    /// Answered once everything sent before it was handled (the agent inbox reader waits for
+    /// it before deleting what it handed over).
+    Barrier(oneshot::Sender<()>),
     /// Sent at shutdown once every run task has finished: everything before it is drained.
     Stop,
 }
@@ -192,7 +195,9 @@ enum IncidentCmd {
         /// Severity while the problem is regional.
         regional_severity: portwarden_core::Severity,
         scope: Scope,
-        t: Transition,
+        /// The scope before, while it was failing (`None`: it was not).
+        prev_scope: Option<Scope>,
+        t: Box<Transition>,
     },
     /// The monitor left the config: resolve its incident (with `reason`, or "monitor removed
     /// from the config").
@@ -236,6 +241,8 @@ struct Inner {
     cancel: CancellationToken,
     runs: TaskTracker,
     alerting: Arc<Alerting>,
+    /// Wakes the agent inbox reader (an upload was just stored by this replica).
+    inbox_wake: tokio::sync::Notify,
 }
 
 /// A running engine. Cheap to clone.
@@ -345,6 +352,7 @@ impl Engine {
         let alerting = Arc::new(Alerting::new(setup, &key, metrics.clone()));
         let inner = Arc::new(Inner {
             alerting: alerting.clone(),
+            inbox_wake: tokio::sync::Notify::new(),
             global: Arc::new(Semaphore::new(opts.concurrency)),
             opts,
             prober,
@@ -499,6 +507,9 @@ impl Engine {
             tokio::spawn(lag_task(inner.clone())),
             tokio::spawn(follower_task(inner.clone())),
         ]);
+        if inner.opts.evaluate {
+            bg.push(tokio::spawn(inbox_task(inner.clone())));
+        }
         *engine.background.lock().unwrap_or_else(|p| p.into_inner()) = bg;
         let _ = inner
             .eval_tx
@@ -655,42 +666,26 @@ impl Engine {
         let _ = self.inner.eval_tx.send(EvalCmd::Locations { all, silent });
     }
 
-    /// Judges a run of `monitor` made by an agent at `location` (already stored by the
-    /// caller). Returns `false` when the monitor is unknown here (not judged).
-    pub async fn ingest_remote(
-        &self,
-        location: &str,
-        monitor: &str,
-        observations: Vec<Observation>,
-    ) -> bool {
-        let inner = &self.inner;
-        let Some(generation) = inner
-            .plans
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(monitor)
-            .map(|p| p.generation)
-        else {
-            return false;
-        };
-        let Some(first) = observations.first() else {
-            return false;
-        };
-        // Its place on our monotonic clock: how long ago it started (wall clocks are only
-        // compared after the agent corrected its offset).
-        let ago = (Utc::now() - first.started_at)
-            .to_std()
-            .unwrap_or(Duration::ZERO);
-        let mono = inner.epoch.elapsed().saturating_sub(ago);
-        let done = RunDone {
-            monitor: monitor.into(),
-            generation,
-            mono,
-            observations,
-            reply: None,
-            remote: Some(location.to_string()),
-        };
-        inner.results_tx.send(EvalMsg::Run(done)).await.is_ok()
+    /// An agent upload was stored by this replica (its runs are in the store's agent
+    /// inbox): the leader's inbox reader looks now rather than at its next poll.
+    pub fn agent_batch_stored(&self) {
+        self.inner.inbox_wake.notify_one();
+    }
+
+    /// Whether `monitor` (on `host`, with `meta`) is inside a maintenance window at `at`:
+    /// its results are stored apart from availability.
+    pub fn in_maintenance(&self, monitor: &Monitor, at: DateTime<Utc>) -> bool {
+        self.inner
+            .alerting
+            .setup()
+            .settings
+            .maintenance_at(
+                &monitor.name,
+                &monitor.target.host.to_string(),
+                &monitor.meta,
+                at,
+            )
+            .is_some()
     }
 
     /// Changes whenever a monitor is added, changed or removed.
@@ -1284,6 +1279,9 @@ async fn evaluator_task(
                 &incidents,
                 done,
             ),
+            Some(EvalMsg::Barrier(done)) => {
+                let _ = done.send(());
+            }
             Some(EvalMsg::Stop) | None => break,
         }
     }
@@ -1659,8 +1657,9 @@ impl Places {
                 .confirm
                 .regional_severity
                 .unwrap_or_else(|| lower(m.meta.severity)),
+            prev_scope: prev.0.is_bad().then_some(prev.1),
             scope,
-            t,
+            t: Box::new(t),
         });
     }
 }
@@ -1742,6 +1741,122 @@ fn resume_from_store(
             reason: None,
         });
     }
+}
+
+/// How often the leader looks into the agent inbox when nothing woke it (uploads stored by
+/// another replica).
+const INBOX_POLL: Duration = Duration::from_millis(250);
+/// Inbox rows read per round.
+const INBOX_BATCH: usize = 256;
+
+/// The agent inbox reader (the leader only): every agent batch any replica stored, in inbox
+/// order, into the evaluator as runs of the agent's location; a row is deleted only after the
+/// evaluator handled it while this replica still leads (the delete is fenced by the leader
+/// term), so a leader change loses nothing — the next leader judges what is left.
+async fn inbox_task(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(INBOX_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    let mut undeleted: Vec<i64> = Vec::new();
+    loop {
+        tokio::select! {
+            _ = inner.cancel.cancelled() => break,
+            _ = tick.tick() => {}
+            _ = inner.inbox_wake.notified() => {}
+        }
+        if !inner.active.load(Ordering::Acquire) {
+            // A later term re-reads whatever is left.
+            undeleted.clear();
+        }
+        while inner.active.load(Ordering::Acquire) && !inner.cancel.is_cancelled() {
+            // Judged but not yet deleted: delete first, so nothing is judged twice here.
+            if !undeleted.is_empty() {
+                if inner.store.agent_inbox_done(&undeleted).await.is_err() {
+                    break;
+                }
+                undeleted.clear();
+            }
+            let batches = match inner.store.agent_inbox(INBOX_BATCH).await {
+                Ok(b) => {
+                    if failing {
+                        tracing::info!("agent inbox readable again");
+                        failing = false;
+                    }
+                    b
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "cannot read the agent inbox; agents' results wait in the store");
+                        failing = true;
+                    }
+                    break;
+                }
+            };
+            if batches.is_empty() {
+                break;
+            }
+            let full = batches.len() == INBOX_BATCH;
+            let ids: Vec<i64> = batches.iter().map(|b| b.id).collect();
+            for b in batches {
+                for run in b.runs {
+                    if let Some(done) =
+                        remote_run(&inner, &b.location, &run.monitor, run.observations)
+                        && inner.results_tx.send(EvalMsg::Run(done)).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            let (tx, rx) = oneshot::channel();
+            if inner.results_tx.send(EvalMsg::Barrier(tx)).await.is_err() || rx.await.is_err() {
+                return;
+            }
+            if !inner.active.load(Ordering::Acquire) {
+                // Stepped down meanwhile: the runs may not have been judged; the next leader
+                // reads them again.
+                break;
+            }
+            if let Err(e) = inner.store.agent_inbox_done(&ids).await {
+                tracing::warn!(error = %e, rows = ids.len(), "cannot mark agent batches judged; retrying before reading more");
+                undeleted = ids;
+                break;
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+}
+
+/// A run of `monitor` made by an agent at `location` (already stored), for the evaluator;
+/// `None` when the monitor is unknown here (not judged).
+fn remote_run(
+    inner: &Inner,
+    location: &str,
+    monitor: &str,
+    observations: Vec<Observation>,
+) -> Option<RunDone> {
+    let generation = inner
+        .plans
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(monitor)
+        .map(|p| p.generation)?;
+    let first = observations.first()?;
+    // Its place on our monotonic clock: how long ago it started (wall clocks are only
+    // compared after the agent corrected its offset).
+    let ago = (Utc::now() - first.started_at)
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    let mono = inner.epoch.elapsed().saturating_sub(ago);
+    Some(RunDone {
+        monitor: monitor.into(),
+        generation,
+        mono,
+        observations,
+        reply: None,
+        remote: Some(location.to_string()),
+    })
 }
 
 /// On a follower replica, the live views mirror the store every few seconds: the leader's
@@ -1892,6 +2007,7 @@ async fn apply_incident(
             severity,
             regional_severity,
             scope,
+            prev_scope,
             t,
         } => {
             let existing = open.get(monitor).copied();
@@ -1969,9 +2085,31 @@ async fn apply_incident(
                     set_live(monitor, Some(id));
                 }
                 (Some(id), true) => {
+                    // Regional → global or back: everyone told hears the new scope, once per
+                    // change (the key names the change).
+                    let rows = match &prev_scope {
+                        Some(p) if p.as_str() != scope.as_str() => {
+                            let sev = if matches!(scope, Scope::Regional(_)) {
+                                *regional_severity
+                            } else {
+                                *severity
+                            };
+                            let key =
+                                format!("scope-{}-{}", scope.as_str(), t.at.timestamp_millis());
+                            let rows =
+                                inner
+                                    .alerting
+                                    .on_scope_change(id, &key, t.to, scope.clone(), sev);
+                            if !rows.is_empty() {
+                                tracing::warn!(monitor = %monitor, incident = id, scope = scope.as_str(), "incident scope changed; notifying");
+                            }
+                            rows
+                        }
+                        _ => Vec::new(),
+                    };
                     inner
                         .store
-                        .change_incident(
+                        .change_incident_with(
                             id,
                             IncidentChange::Update {
                                 state: Some(t.to),
@@ -1991,8 +2129,10 @@ async fn apply_incident(
                                     "scope": scope.as_str(), "locations": scope.locations(),
                                 })),
                             },
+                            rows,
                         )
                         .await?;
+                    inner.alerting.wake.notify_one();
                 }
                 (Some(id), false) if t.to == State::Up => {
                     let rows = inner.alerting.on_resolve(id, t.at);

@@ -27,6 +27,8 @@ pub enum Event {
     Repeat,
     /// Not acknowledged after `escalate_after`; sent to the next route.
     Escalate,
+    /// An open incident's scope changed (regional → global or back).
+    Scope,
     /// `portwarden notify test`.
     Test,
     /// The dead man's switch: Portwarden is alive.
@@ -34,11 +36,12 @@ pub enum Event {
 }
 
 impl Event {
-    pub const ALL: [Event; 6] = [
+    pub const ALL: [Event; 7] = [
         Event::Trigger,
         Event::Resolve,
         Event::Repeat,
         Event::Escalate,
+        Event::Scope,
         Event::Test,
         Event::Heartbeat,
     ];
@@ -49,6 +52,7 @@ impl Event {
             Event::Resolve => "resolve",
             Event::Repeat => "repeat",
             Event::Escalate => "escalate",
+            Event::Scope => "scope",
             Event::Test => "test",
             Event::Heartbeat => "heartbeat",
         }
@@ -429,6 +433,7 @@ impl Notification {
             Event::Test => "[TEST] ",
             Event::Repeat => "[REPEAT] ",
             Event::Escalate => "[ESCALATED] ",
+            Event::Scope => "[SCOPE CHANGED] ",
             _ => "",
         };
         if self.event == Event::Heartbeat {

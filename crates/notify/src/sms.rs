@@ -58,6 +58,7 @@ pub fn text(n: &Notification) -> String {
         Event::Test => "TEST ",
         Event::Repeat => "REPEAT ",
         Event::Escalate => "ESCALATED ",
+        Event::Scope => "SCOPE ",
         _ => "",
     };
     match n.items.as_slice() {

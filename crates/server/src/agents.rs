@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use portwarden_agent_api as wire;
 use portwarden_config::{AgentEntry, Monitor};
-use portwarden_store::{IngestBatch, Record};
+use portwarden_store::{IngestBatch, Record, RemoteRun};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -29,11 +29,24 @@ use serde::Serialize;
 use crate::AppState;
 use crate::auth::{constant_eq, sha256_hex};
 
-/// What the server knows about one agent while it runs.
+/// What the server knows about one agent: a mirror of the store's `agent_status` (which
+/// every replica writes and reads), refreshed every second and updated at once by this
+/// replica's own requests.
 #[derive(Debug, Clone, Default)]
 struct Live {
     last_contact: Option<DateTime<Utc>>,
-    last_contact_mono: Option<Instant>,
+    hb: HeartbeatState,
+    last_batch_at: Option<DateTime<Utc>>,
+    last_seq: u64,
+    lag_ms: Option<f64>,
+    observations: u64,
+    duplicates: u64,
+}
+
+/// What the agent said in its last heartbeat (stored as JSON in `agent_status.heartbeat`).
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
+struct HeartbeatState {
     version: String,
     stream: String,
     clock_offset_ms: f64,
@@ -42,12 +55,25 @@ struct Live {
     assignment_version: String,
     running: u64,
     lateness_p99_ms: f64,
-    last_batch_at: Option<DateTime<Utc>>,
-    last_seq: u64,
-    lag_ms: Option<f64>,
-    observations: u64,
-    duplicates: u64,
     address: String,
+}
+
+impl Live {
+    fn from_status(st: &portwarden_store::AgentStatus) -> Live {
+        Live {
+            last_contact: st.last_contact,
+            hb: st
+                .heartbeat
+                .clone()
+                .and_then(|h| serde_json::from_value(h).ok())
+                .unwrap_or_default(),
+            last_batch_at: st.last_batch_at,
+            last_seq: st.last_seq,
+            lag_ms: st.lag_ms,
+            observations: st.observations,
+            duplicates: st.duplicates,
+        }
+    }
 }
 
 struct Registry {
@@ -247,15 +273,33 @@ impl Agents {
         found
     }
 
-    fn is_alive(r: &Registry, name: &str, now: Instant) -> bool {
+    fn is_alive(r: &Registry, name: &str, now: DateTime<Utc>) -> bool {
         r.live
             .get(name)
-            .and_then(|l| l.last_contact_mono)
-            .is_some_and(|t| now.duration_since(t) < r.silent_after)
+            .and_then(|l| l.last_contact)
+            .is_some_and(|t| (now - t).to_std().unwrap_or_default() < r.silent_after)
+    }
+
+    /// Takes the store's view of every agent (written by whichever replica each agent talks
+    /// to). A newer contact seen here first is kept.
+    fn refresh(&self, rows: &[portwarden_store::AgentStatus]) {
+        let mut r = self.reg.write().unwrap_or_else(|p| p.into_inner());
+        let enrolled: HashSet<String> = r.entries.iter().map(|a| a.name.clone()).collect();
+        for st in rows.iter().filter(|st| enrolled.contains(&st.agent)) {
+            let mut l = Live::from_status(st);
+            if let Some(mine) = r.live.get(&st.agent) {
+                l.last_contact = l.last_contact.max(mine.last_contact);
+                l.last_batch_at = l.last_batch_at.max(mine.last_batch_at);
+                l.last_seq = l.last_seq.max(mine.last_seq);
+                l.observations = l.observations.max(mine.observations);
+                l.duplicates = l.duplicates.max(mine.duplicates);
+            }
+            r.live.insert(st.agent.clone(), l);
+        }
     }
 
     /// Live agents of `location` (sorted), with `me` counted as live.
-    fn peers(r: &Registry, location: &str, me: &str, now: Instant) -> Vec<String> {
+    fn peers(r: &Registry, location: &str, me: &str, now: DateTime<Utc>) -> Vec<String> {
         let mut v: Vec<String> = r
             .entries
             .iter()
@@ -273,7 +317,7 @@ impl Agents {
         engine: &portwarden_engine::Engine,
         agent: &AgentEntry,
     ) -> Arc<wire::Assignment> {
-        let now = Instant::now();
+        let now = Utc::now();
         let list_version = engine.list_version();
         let (peers, all) = {
             let r = self.reg.read().unwrap_or_else(|p| p.into_inner());
@@ -334,9 +378,9 @@ impl Agents {
     /// Marks silent agents and tells the engine which locations have nobody reporting.
     /// Called every second.
     pub fn tick(&self, engine: &portwarden_engine::Engine) {
-        let now = Instant::now();
+        let now = Utc::now();
         let mut r = self.reg.write().unwrap_or_else(|p| p.into_inner());
-        let grace_over = now.duration_since(r.started) >= r.silent_after;
+        let grace_over = r.started.elapsed() >= r.silent_after;
         let mut by_location: BTreeMap<String, bool> = BTreeMap::new();
         for a in r.entries.iter().filter(|a| !a.revoked) {
             let alive = Self::is_alive(&r, &a.name, now);
@@ -368,9 +412,9 @@ impl Agents {
 
     /// Problems for `/api/v1/health` (a silent agent raises its own alert).
     pub fn problems(&self) -> Vec<String> {
-        let now = Instant::now();
+        let now = Utc::now();
         let r = self.reg.read().unwrap_or_else(|p| p.into_inner());
-        let grace_over = now.duration_since(r.started) >= r.silent_after;
+        let grace_over = r.started.elapsed() >= r.silent_after;
         let mut out = Vec::new();
         for a in r.entries.iter().filter(|a| !a.revoked) {
             if Self::is_alive(&r, &a.name, now) {
@@ -399,7 +443,7 @@ impl Agents {
         engine: &portwarden_engine::Engine,
         with_monitors: Option<&str>,
     ) -> Vec<AgentView> {
-        let now = Instant::now();
+        let now = Utc::now();
         let entries = self
             .reg
             .read()
@@ -431,21 +475,21 @@ impl Agents {
                 location: a.location.clone(),
                 status,
                 last_contact: l.last_contact,
-                version: (!l.version.is_empty()).then(|| l.version.clone()),
+                version: (!l.hb.version.is_empty()).then(|| l.hb.version.clone()),
                 lag_ms: l.lag_ms,
-                queued: l.queued,
-                oldest_queued_at: l.oldest_queued_at,
-                clock_offset_ms: l.clock_offset_ms,
-                lateness_p99_ms: l.lateness_p99_ms,
-                assignment_version: (!l.assignment_version.is_empty())
-                    .then(|| l.assignment_version.clone()),
+                queued: l.hb.queued,
+                oldest_queued_at: l.hb.oldest_queued_at,
+                clock_offset_ms: l.hb.clock_offset_ms,
+                lateness_p99_ms: l.hb.lateness_p99_ms,
+                assignment_version: (!l.hb.assignment_version.is_empty())
+                    .then(|| l.hb.assignment_version.clone()),
                 assigned: assigned_now.map_or(0, |x| x.monitors.len()),
-                running: l.running,
+                running: l.hb.running,
                 last_batch_at: l.last_batch_at,
                 last_seq: l.last_seq,
                 observations: l.observations,
                 duplicate_batches: l.duplicates,
-                address: (!l.address.is_empty()).then(|| l.address.clone()),
+                address: (!l.hb.address.is_empty()).then(|| l.hb.address.clone()),
                 monitors: with_monitors.map(|_| {
                     assigned_now
                         .map(|x| x.monitors.iter().map(|m| m.name.clone()).collect())
@@ -660,24 +704,40 @@ async fn heartbeat(State(s): State<AppState>, req: Request) -> Response {
             );
         }
     };
+    let state = HeartbeatState {
+        version: hb.agent_version.chars().take(64).collect(),
+        stream: hb.stream.clone(),
+        clock_offset_ms: hb.clock_offset_ms,
+        queued: hb.queued,
+        oldest_queued_at: hb.oldest_queued_at,
+        assignment_version: hb.assignment_version.chars().take(64).collect(),
+        running: hb.running,
+        lateness_p99_ms: hb.lateness_p99_ms,
+        address: ip.clone(),
+    };
+    // In the store, so every replica lists the agent the same way (and the leader sees it
+    // alive whichever replica it talks to).
+    if let Err(e) = s
+        .store
+        .agent_heartbeat(
+            &agent.name,
+            &agent.location,
+            received_at,
+            serde_json::to_value(&state).unwrap_or_default(),
+        )
+        .await
+    {
+        tracing::warn!(agent = %agent.name, error = %e, "cannot record the agent's heartbeat in the store");
+    }
     {
         let mut r = s.agents.reg.write().unwrap_or_else(|p| p.into_inner());
         let l = r.live.entry(agent.name.clone()).or_default();
         let first = l.last_contact.is_none();
-        l.last_contact = Some(received_at);
-        l.last_contact_mono = Some(Instant::now());
-        l.version = hb.agent_version.chars().take(64).collect();
-        l.stream = hb.stream.clone();
-        l.clock_offset_ms = hb.clock_offset_ms;
-        l.queued = hb.queued;
-        l.oldest_queued_at = hb.oldest_queued_at;
-        l.assignment_version = hb.assignment_version.chars().take(64).collect();
-        l.running = hb.running;
-        l.lateness_p99_ms = hb.lateness_p99_ms;
-        l.address = ip.clone();
+        l.last_contact = l.last_contact.max(Some(received_at));
         if first {
-            tracing::info!(agent = %agent.name, location = %agent.location, %ip, version = %l.version, "agent connected");
+            tracing::info!(agent = %agent.name, location = %agent.location, %ip, version = %state.version, "agent connected");
         }
+        l.hb = state;
     }
     let labels = AgentLabels {
         agent: agent.name.clone(),
@@ -793,12 +853,16 @@ async fn observations(State(s): State<AppState>, req: Request) -> Response {
     if ignored > 0 {
         tracing::info!(agent = %agent.name, ignored, "batch had runs of monitors not probed at this location; ignored");
     }
+    // Taken inside a maintenance window: kept apart from availability, like local results.
+    let engine = &s.engine;
     let records: Vec<Record> = runs
         .iter()
-        .flat_map(|r| r.observations.iter())
-        .map(|o| Record {
-            obs: o.clone(),
-            maintenance: false,
+        .flat_map(|r| {
+            let def = known.get(&r.monitor).and_then(Option::as_ref);
+            r.observations.iter().map(move |o| Record {
+                obs: o.clone(),
+                maintenance: def.is_some_and(|m| engine.in_maintenance(m, o.started_at)),
+            })
         })
         .collect();
     let stored = records.len() as u64;
@@ -807,6 +871,16 @@ async fn observations(State(s): State<AppState>, req: Request) -> Response {
         .flat_map(|r| r.observations.iter())
         .map(|o| o.started_at + chrono::Duration::microseconds((o.duration_ms * 1000.0) as i64))
         .min();
+    let lag_ms = oldest_end.map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64);
+    // The runs go to the store's agent inbox in the same transaction; the leader (this
+    // replica or another) reads them from there and judges them.
+    let runs: Vec<RemoteRun> = runs
+        .into_iter()
+        .map(|r| RemoteRun {
+            monitor: r.monitor,
+            observations: r.observations,
+        })
+        .collect();
     let outcome = match s
         .store
         .ingest_batch(IngestBatch {
@@ -814,6 +888,9 @@ async fn observations(State(s): State<AppState>, req: Request) -> Response {
             stream: batch.stream.clone(),
             seq: batch.seq,
             records,
+            location: agent.location.clone(),
+            runs,
+            lag_ms,
         })
         .await
     {
@@ -836,17 +913,12 @@ async fn observations(State(s): State<AppState>, req: Request) -> Response {
         if let Some(l) = lag_ms {
             s.agents.metrics.ingest_lag.observe(l / 1000.0);
         }
-        for run in runs {
-            s.engine
-                .ingest_remote(&agent.location, &run.monitor, run.observations)
-                .await;
-        }
+        s.engine.agent_batch_stored();
     }
     {
         let mut r = s.agents.reg.write().unwrap_or_else(|p| p.into_inner());
         let l = r.live.entry(agent.name.clone()).or_default();
-        l.last_contact = Some(now);
-        l.last_contact_mono = Some(Instant::now());
+        l.last_contact = l.last_contact.max(Some(now));
         l.last_seq = outcome.last_seq;
         if outcome.duplicate {
             l.duplicates += 1;
@@ -892,7 +964,14 @@ pub async fn watch(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
-            _ = tick.tick() => state.agents.tick(&state.engine),
+            _ = tick.tick() => {
+                // Every replica's view of the agents comes from the store.
+                match state.store.agent_statuses().await {
+                    Ok(rows) => state.agents.refresh(&rows),
+                    Err(e) => tracing::debug!(error = %e, "cannot read agent status from the store"),
+                }
+                state.agents.tick(&state.engine);
+            }
             _ = crate::stopped(&mut stop) => return,
         }
     }

@@ -121,6 +121,48 @@ pub struct IngestBatch {
     pub stream: String,
     pub seq: u64,
     pub records: Vec<Record>,
+    /// The agent's location (recorded with the inbox row and the agent's status).
+    pub location: String,
+    /// The runs to judge, queued in the agent inbox in the same transaction (empty: the
+    /// batch is stored, not judged).
+    pub runs: Vec<RemoteRun>,
+    /// From the end of the oldest probe in the batch to its arrival (ms), for the status.
+    pub lag_ms: Option<f64>,
+}
+
+/// One run of a monitor made by an agent: the observations one probe produced.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RemoteRun {
+    pub monitor: String,
+    pub observations: Vec<Observation>,
+}
+
+/// A stored agent batch waiting to be judged (see [`Store::agent_inbox`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboxBatch {
+    /// Position in the inbox; consume in this order.
+    pub id: i64,
+    pub agent: String,
+    pub seq: u64,
+    pub location: String,
+    pub received_at: DateTime<Utc>,
+    pub runs: Vec<RemoteRun>,
+}
+
+/// What the store knows about one agent, whichever replica it talks to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentStatus {
+    pub agent: String,
+    pub location: String,
+    /// Last heartbeat or upload.
+    pub last_contact: Option<DateTime<Utc>>,
+    /// The last heartbeat as the server recorded it (opaque JSON, the server's shape).
+    pub heartbeat: Option<serde_json::Value>,
+    pub last_batch_at: Option<DateTime<Utc>>,
+    pub last_seq: u64,
+    pub lag_ms: Option<f64>,
+    pub observations: u64,
+    pub duplicates: u64,
 }
 
 /// What [`Store::ingest_batch`] did.
@@ -747,6 +789,34 @@ pub trait Store: Send + Sync + 'static {
 
     /// The last committed sequence number of an agent's stream (0: none).
     async fn agent_last_seq(&self, _agent: &str, _stream: &str) -> Result<u64> {
+        unsupported("agent uploads")
+    }
+
+    /// The oldest `limit` agent batches waiting to be judged, in inbox order. Any replica
+    /// writes the inbox ([`Store::ingest_batch`]); the leader reads it.
+    async fn agent_inbox(&self, _limit: usize) -> Result<Vec<InboxBatch>> {
+        unsupported("agent uploads")
+    }
+
+    /// Removes judged inbox rows (on PostgreSQL only while this replica holds the leader
+    /// term it was fenced with).
+    async fn agent_inbox_done(&self, _ids: &[i64]) -> Result<()> {
+        unsupported("agent uploads")
+    }
+
+    /// Records an agent's heartbeat (its last contact and what it said).
+    async fn agent_heartbeat(
+        &self,
+        _agent: &str,
+        _location: &str,
+        _at: DateTime<Utc>,
+        _heartbeat: serde_json::Value,
+    ) -> Result<()> {
+        unsupported("agent uploads")
+    }
+
+    /// Every agent's status as recorded by any replica.
+    async fn agent_statuses(&self) -> Result<Vec<AgentStatus>> {
         unsupported("agent uploads")
     }
 

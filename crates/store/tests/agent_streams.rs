@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use portwarden_core::Outcome;
-use portwarden_store::IngestBatch;
+use portwarden_store::{IngestBatch, RemoteRun};
 
 fn batch(agent: &str, stream: &str, seq: u64, base: i64, n: i64) -> IngestBatch {
     IngestBatch {
@@ -20,7 +20,25 @@ fn batch(agent: &str, stream: &str, seq: u64, base: i64, n: i64) -> IngestBatch 
                 rec(o)
             })
             .collect(),
+        location: "eu-west".into(),
+        runs: Vec::new(),
+        lag_ms: None,
     }
+}
+
+/// A batch whose runs are queued for judging (one run per observation).
+fn judged(agent: &str, stream: &str, seq: u64, base: i64, n: i64) -> IngestBatch {
+    let mut b = batch(agent, stream, seq, base, n);
+    b.runs = b
+        .records
+        .iter()
+        .map(|r| RemoteRun {
+            monitor: r.obs.monitor.clone(),
+            observations: vec![r.obs.clone()],
+        })
+        .collect();
+    b.lag_ms = Some(40.0 + seq as f64);
+    b
 }
 
 async fn batches_are_stored_exactly_once(db: Db) {
@@ -77,4 +95,81 @@ async fn batches_are_stored_exactly_once(db: Db) {
     );
 }
 
-on_both_backends!(batches_are_stored_exactly_once);
+/// Any replica writes the inbox in the upload's transaction; the reader gets batches in
+/// order, a repeat adds nothing, consumed rows go away, and the agent's status (contact,
+/// counters, last heartbeat) is the same for every reader.
+async fn inbox_and_status_are_shared(db: Db) {
+    let base = now_ms() - 600_000;
+    let s = db.open().await;
+    let other = db.open().await;
+    assert!(s.agent_inbox(10).await.unwrap().is_empty());
+    assert!(
+        !s.ingest_batch(judged("a", "s1", 1, base, 2))
+            .await
+            .unwrap()
+            .duplicate
+    );
+    // The second batch reaches another replica.
+    assert!(
+        !other
+            .ingest_batch(judged("a", "s1", 2, base + 2000, 3))
+            .await
+            .unwrap()
+            .duplicate
+    );
+    assert!(
+        other
+            .ingest_batch(judged("a", "s1", 2, base + 2000, 3))
+            .await
+            .unwrap()
+            .duplicate
+    );
+    // Stored only (no runs): not queued.
+    assert!(
+        !s.ingest_batch(batch("b", "s9", 1, base, 1))
+            .await
+            .unwrap()
+            .duplicate
+    );
+    let inbox = s.agent_inbox(10).await.unwrap();
+    assert_eq!(inbox.iter().map(|b| b.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(inbox[0].id < inbox[1].id);
+    assert_eq!(inbox[1].location, "eu-west");
+    assert_eq!(inbox[1].agent, "a");
+    assert_eq!(inbox[1].runs.len(), 3);
+    assert_eq!(
+        inbox[1].runs[0].observations[0]
+            .started_at
+            .timestamp_millis(),
+        base + 2000
+    );
+    s.agent_inbox_done(&[inbox[0].id]).await.unwrap();
+    let left = other.agent_inbox(10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].seq, 2);
+    s.agent_heartbeat(
+        "a",
+        "eu-west",
+        chrono::Utc::now(),
+        serde_json::json!({"version": "9.9"}),
+    )
+    .await
+    .unwrap();
+    let st = other.agent_statuses().await.unwrap();
+    assert_eq!(st.len(), 2);
+    let a = &st[0];
+    assert_eq!(a.agent, "a");
+    assert_eq!(a.location, "eu-west");
+    assert_eq!(a.last_seq, 2);
+    assert_eq!(a.observations, 5);
+    assert_eq!(a.duplicates, 1);
+    assert_eq!(a.lag_ms, Some(42.0));
+    assert!(a.last_contact.is_some() && a.last_batch_at.is_some());
+    assert_eq!(a.heartbeat.as_ref().unwrap()["version"], "9.9");
+    assert_eq!(st[1].agent, "b");
+    assert!(st[1].heartbeat.is_none());
+    s.close().await.unwrap();
+    other.close().await.unwrap();
+}
+
+on_both_backends!(batches_are_stored_exactly_once, inbox_and_status_are_shared);

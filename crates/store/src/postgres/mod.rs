@@ -504,6 +504,98 @@ impl Store for PgStore {
         })
     }
 
+    async fn agent_inbox(&self, limit: usize) -> Result<Vec<crate::InboxBatch>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT id, agent, seq, location, received_at, runs FROM agent_inbox
+                 ORDER BY id LIMIT $1",
+                &[&(limit as i64)],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(crate::sqlite::agents::inbox_row(
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+                r.try_get::<_, &str>(5)?,
+            )?);
+        }
+        Ok(out)
+    }
+
+    async fn agent_inbox_done(&self, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        ops::check_fence(&tx, self.term()).await?;
+        tx.execute("DELETE FROM agent_inbox WHERE id = ANY($1)", &[&ids])
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn agent_heartbeat(
+        &self,
+        agent: &str,
+        location: &str,
+        at: DateTime<Utc>,
+        heartbeat: serde_json::Value,
+    ) -> Result<()> {
+        let c = self.client().await?;
+        let r = c
+            .execute(
+                "INSERT INTO agent_status (agent, location, last_contact, heartbeat)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (agent) DO UPDATE SET location = EXCLUDED.location,
+                     last_contact = GREATEST(agent_status.last_contact, EXCLUDED.last_contact),
+                     heartbeat = EXCLUDED.heartbeat",
+                &[
+                    &agent,
+                    &location,
+                    &at.timestamp_millis(),
+                    &heartbeat.to_string(),
+                ],
+            )
+            .await
+            .map(|_| ())
+            .map_err(StoreError::from);
+        self.track(r)
+    }
+
+    async fn agent_statuses(&self) -> Result<Vec<crate::AgentStatus>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT {} FROM agent_status ORDER BY agent",
+                    crate::sqlite::agents::STATUS_COLUMNS
+                ),
+                &[],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(crate::sqlite::agents::status_row(
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+                r.try_get(5)?,
+                r.try_get(6)?,
+                r.try_get(7)?,
+                r.try_get(8)?,
+            )?);
+        }
+        Ok(out)
+    }
+
     async fn open_incident(&self, new: NewIncident) -> Result<IncidentId> {
         let mut c = self.client().await?;
         self.track(ops::open_incident(&mut c, &new, self.term()).await)
@@ -789,7 +881,20 @@ async fn ingest(
         )
         .await?
         .try_get(0)?;
+    tx.execute(
+        "INSERT INTO agent_status (agent, location, last_contact) VALUES ($1, $2, $3)
+         ON CONFLICT (agent) DO UPDATE SET location = EXCLUDED.location,
+             last_contact = GREATEST(agent_status.last_contact, EXCLUDED.last_contact)",
+        &[&b.agent, &b.location, &now],
+    )
+    .await?;
     if seq <= last {
+        tx.execute(
+            "UPDATE agent_status SET duplicates = duplicates + 1, last_seq = $2 WHERE agent = $1",
+            &[&b.agent, &last],
+        )
+        .await?;
+        tx.commit().await?;
         return Ok(crate::IngestOutcome {
             duplicate: true,
             last_seq: u64::try_from(last).unwrap_or(0),
@@ -808,6 +913,23 @@ async fn ingest(
         &[&b.agent, &b.stream, &seq, &now],
     )
     .await?;
+    tx.execute(
+        "UPDATE agent_status SET last_batch_at = $2, last_seq = $3,
+             lag_ms = COALESCE($4, lag_ms), observations = observations + $5
+         WHERE agent = $1",
+        &[&b.agent, &now, &seq, &b.lag_ms, &(b.records.len() as i64)],
+    )
+    .await?;
+    if !b.runs.is_empty() {
+        let runs = serde_json::to_string(&b.runs)
+            .map_err(|e| StoreError::Db(format!("cannot encode the batch's runs: {e}")))?;
+        tx.execute(
+            "INSERT INTO agent_inbox (agent, stream, seq, location, received_at, runs)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&b.agent, &b.stream, &seq, &b.location, &now, &runs],
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(crate::IngestOutcome {
         duplicate: false,

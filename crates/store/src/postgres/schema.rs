@@ -301,6 +301,36 @@ CREATE TABLE config_versions (
 CREATE INDEX config_versions_loaded ON config_versions (loaded_at);
 "#,
     },
+    Migration {
+        version: 8,
+        name: "agent inbox and agent status",
+        sql: r#"
+-- Agent batches stored by any replica, waiting for the leader to judge them (in id order;
+-- deleted once handed to the evaluator). Written in the upload's transaction.
+CREATE TABLE agent_inbox (
+    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    agent       TEXT NOT NULL,
+    stream      TEXT NOT NULL,
+    seq         BIGINT NOT NULL,
+    location    TEXT NOT NULL,
+    received_at BIGINT NOT NULL,
+    runs        TEXT NOT NULL                 -- JSON [{monitor, observations}]
+);
+
+-- What every replica shows about an agent: its last heartbeat and upload.
+CREATE TABLE agent_status (
+    agent         TEXT PRIMARY KEY,
+    location      TEXT NOT NULL,
+    last_contact  BIGINT,
+    heartbeat     TEXT,                       -- JSON, the server's shape
+    last_batch_at BIGINT,
+    last_seq      BIGINT NOT NULL DEFAULT 0,
+    lag_ms        DOUBLE PRECISION,
+    observations  BIGINT NOT NULL DEFAULT 0,
+    duplicates    BIGINT NOT NULL DEFAULT 0
+);
+"#,
+    },
 ];
 
 /// Why migrating failed.

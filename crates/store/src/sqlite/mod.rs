@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+pub(crate) mod agents;
 mod auth;
 pub(crate) mod codec;
 mod exposure;
@@ -333,6 +334,38 @@ impl Store for SqliteStore {
             Ok(u64::try_from(v.unwrap_or(0)).unwrap_or(0))
         })
         .await
+    }
+
+    async fn agent_inbox(&self, limit: usize) -> Result<Vec<crate::InboxBatch>> {
+        self.read(move |c| agents::inbox(c, limit)).await
+    }
+
+    async fn agent_inbox_done(&self, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let w = agents::AgentWrite::InboxDone(ids.to_vec());
+        self.request(|r| Cmd::Agent(w, r)).await
+    }
+
+    async fn agent_heartbeat(
+        &self,
+        agent: &str,
+        location: &str,
+        at: DateTime<Utc>,
+        heartbeat: serde_json::Value,
+    ) -> Result<()> {
+        let w = agents::AgentWrite::Heartbeat {
+            agent: agent.into(),
+            location: location.into(),
+            at,
+            heartbeat,
+        };
+        self.request(|r| Cmd::Agent(w, r)).await
+    }
+
+    async fn agent_statuses(&self) -> Result<Vec<crate::AgentStatus>> {
+        self.read(agents::statuses).await
     }
 
     async fn open_incidents(&self) -> Result<Vec<Incident>> {

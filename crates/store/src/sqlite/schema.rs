@@ -317,6 +317,36 @@ CREATE TABLE config_versions (
 CREATE INDEX config_versions_loaded ON config_versions (loaded_at);
 "#,
     },
+    Migration {
+        version: 8,
+        name: "agent inbox and agent status",
+        sql: r#"
+-- Agent batches stored by any replica, waiting for the leader to judge them (in id order;
+-- deleted once handed to the evaluator). Written in the upload's transaction.
+CREATE TABLE agent_inbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent       TEXT NOT NULL,
+    stream      TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    location    TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    runs        TEXT NOT NULL                 -- JSON [{monitor, observations}]
+) STRICT;
+
+-- What every replica shows about an agent: its last heartbeat and upload.
+CREATE TABLE agent_status (
+    agent         TEXT PRIMARY KEY,
+    location      TEXT NOT NULL,
+    last_contact  INTEGER,
+    heartbeat     TEXT,                       -- JSON, the server's shape
+    last_batch_at INTEGER,
+    last_seq      INTEGER NOT NULL DEFAULT 0,
+    lag_ms        REAL,
+    observations  INTEGER NOT NULL DEFAULT 0,
+    duplicates    INTEGER NOT NULL DEFAULT 0
+) STRICT;
+"#,
+    },
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

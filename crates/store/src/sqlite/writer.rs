@@ -91,6 +91,8 @@ pub enum Cmd {
         super::exposure::ExposureWrite,
         Reply<super::exposure::ExposureDone>,
     ),
+    /// Agent inbox consumption and heartbeats.
+    Agent(super::agents::AgentWrite, Reply<()>),
     Close(Reply<()>),
 }
 
@@ -442,6 +444,10 @@ impl Writer {
                 let r = self.transact(|tx, c| super::exposure::apply(tx, c, &w));
                 let _ = reply.send(r);
             }
+            Cmd::Agent(w, reply) => {
+                let r = self.transact(|tx, _| super::agents::apply(tx, &w));
+                let _ = reply.send(r);
+            }
             Cmd::Close(reply) => {
                 // Handled in run(); kept for exhaustiveness.
                 let _ = reply.send(Ok(()));
@@ -489,6 +495,8 @@ impl Writer {
                 at: now,
             })
             .collect();
+        let runs_json = serde_json::to_string(&b.runs)
+            .map_err(|e| StoreError::Db(format!("cannot encode the batch's runs: {e}")))?;
         let started = Instant::now();
         let r = (|| -> rusqlite::Result<crate::IngestOutcome> {
             let tx = self
@@ -501,13 +509,47 @@ impl Writer {
                 .query_row(params![b.agent, b.stream], |r| r.get(0))
                 .optional()?
                 .unwrap_or(0);
+            let now_ms = Utc::now().timestamp_millis();
+            tx.prepare_cached(
+                "INSERT INTO agent_status (agent, location, last_contact) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (agent) DO UPDATE SET location = excluded.location,
+                     last_contact = excluded.last_contact",
+            )?
+            .execute(params![b.agent, b.location, now_ms])?;
             if seq <= last {
+                tx.prepare_cached(
+                    "UPDATE agent_status SET duplicates = duplicates + 1, last_seq = ?2
+                     WHERE agent = ?1",
+                )?
+                .execute(params![b.agent, last])?;
+                tx.commit()?;
                 return Ok(crate::IngestOutcome {
                     duplicate: true,
                     last_seq: u64::try_from(last).unwrap_or(0),
                 });
             }
             write_rows(&tx, &mut self.caches, rows.iter())?;
+            tx.prepare_cached(
+                "UPDATE agent_status SET last_batch_at = ?2, last_seq = ?3,
+                     lag_ms = COALESCE(?4, lag_ms), observations = observations + ?5
+                 WHERE agent = ?1",
+            )?
+            .execute(params![
+                b.agent,
+                now_ms,
+                seq,
+                b.lag_ms,
+                b.records.len() as i64
+            ])?;
+            if !b.runs.is_empty() {
+                tx.prepare_cached(
+                    "INSERT INTO agent_inbox (agent, stream, seq, location, received_at, runs)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    b.agent, b.stream, seq, b.location, now_ms, runs_json
+                ])?;
+            }
             tx.prepare_cached(
                 "INSERT INTO agent_streams (agent, stream, last_seq, updated_at)
                  VALUES (?1, ?2, ?3, ?4)
