@@ -64,6 +64,8 @@ async fn seed(store: Arc<dyn Store>, config: &Path, port: u16) {
         severity: Severity::High,
         routes: vec![],
         owner: None,
+        runbook: None,
+        capability: None,
         options: ScanOptions {
             banner_timeout: Duration::from_millis(200),
             ..ScanOptions::default()

@@ -55,6 +55,10 @@ pub struct Baseline {
     /// Notification routes for this baseline's findings.
     pub routes: Vec<String>,
     pub owner: Option<String>,
+    /// Where the remediation steps for its findings live (shown in notifications).
+    pub runbook: Option<String>,
+    /// The business capability its exposure concerns (shown in notifications).
+    pub capability: Option<String>,
     #[serde(skip)]
     pub options: ScanOptions,
 }
@@ -381,6 +385,8 @@ mod tests {
             severity: Severity::High,
             routes: vec![],
             owner: None,
+            runbook: None,
+            capability: None,
             options: ScanOptions::default(),
         }
     }
