@@ -175,7 +175,7 @@ fn scheduled_scans_notify_findings_through_the_routes_and_resolve_them() {
             "scan: {{timeout: 500ms, banner_timeout: 800ms}}\n\
              monitors:\n  - name: dmz-web\n    target: tcp://127.0.0.2:{web_port}\n    interval: 5s\n    timeout: 1s\n    labels: {{zone: dmz}}\n\
              baselines:\n\
-             \x20 - name: loopback\n    targets: [127.0.0.1]\n    ports: \"{ssh_port},{rogue_port}\"\n    interval: 2s\n    allowed_open:\n      - {{port: {ssh_port}, service: ssh}}\n    severity: critical\n    owner: secops\n    routes: [security]\n\
+             \x20 - name: loopback\n    targets: [127.0.0.1]\n    ports: \"{ssh_port},{rogue_port}\"\n    interval: 2s\n    allowed_open:\n      - {{port: {ssh_port}, service: ssh}}\n    severity: critical\n    owner: secops\n    runbook: https://runbooks.example/exposure\n    capability: perimeter\n    routes: [security]\n\
              \x20 - name: dmz\n    labels: {{zone: dmz}}\n    ports: \"{web_port},{dmz_rogue_port}\"\n    interval: 2s\n    allowed_open: [{web_port}]\n    severity: high\n\
              receivers:\n  sec: {{type: webhook, url: \"{}\"}}\n  ops: {{type: webhook, url: \"{}\"}}\n\
              routes:\n  - name: security\n    match: {{owner: secops}}\n    receivers: sec\n  - name: all\n    default: true\n    receivers: ops\n\
@@ -234,6 +234,8 @@ fn scheduled_scans_notify_findings_through_the_routes_and_resolve_them() {
     assert_eq!(i["target"], format!("127.0.0.1:{rogue_port}/tcp"));
     assert_eq!(i["severity"], "critical");
     assert_eq!(i["owner"], "secops");
+    assert_eq!(i["runbook"], "https://runbooks.example/exposure");
+    assert_eq!(i["capability"], "perimeter");
     assert_eq!(i["finding"]["baseline"], "loopback");
     assert_eq!(i["finding"]["host"], "127.0.0.1");
     assert_eq!(i["finding"]["transport"], "tcp");

@@ -424,6 +424,12 @@ fn only_the_leader_runs_scheduled_scans_and_the_new_leader_takes_them_over() {
     });
     let st = api(pb, "/api/v1/baselines");
     assert!(st["status"][0]["next_scan_in_s"].is_null(), "{st:#}");
+    // "Scan now" on the follower says who scans instead of queueing what never runs.
+    let r = tk::http::Client::bearer(addr(pb), TOKEN).post("/api/v1/baselines/lo/scan", "");
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("not_leader"), "{}", r.body);
+    let r = tk::http::Client::bearer(addr(pa), TOKEN).post("/api/v1/baselines/lo/scan", "");
+    assert_eq!(r.status, 202, "{}", r.body);
 
     // kill -9 of the leader: B takes over the schedule, with the finding as it stands.
     let _ = a.0.kill();

@@ -158,6 +158,10 @@ struct RawBaseline {
     routes: Vec<String>,
     #[serde(default)]
     owner: Option<String>,
+    #[serde(default)]
+    runbook: Option<String>,
+    #[serde(default)]
+    capability: Option<String>,
 }
 
 /// Fields of an `allowed_open` entry written as a mapping.
@@ -444,6 +448,8 @@ pub(crate) fn resolve_baselines(
             severity: raw.severity.unwrap_or(Severity::High),
             routes: raw.routes,
             owner: raw.owner,
+            runbook: raw.runbook,
+            capability: raw.capability,
             options,
         });
     }

@@ -820,8 +820,14 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
         }),
     };
     let alerting = {
-        let names: std::collections::HashSet<&str> =
-            monitors.iter().map(|m: &Monitor| m.name.as_str()).collect();
+        // Routes, silences and maintenance windows may also name a baseline's findings
+        // (`scan:<baseline>`, the monitor name of their incidents).
+        let finding_names: Vec<String> = baselines.iter().map(|b| b.incident_monitor()).collect();
+        let names: std::collections::HashSet<&str> = monitors
+            .iter()
+            .map(|m: &Monitor| m.name.as_str())
+            .chain(finding_names.iter().map(String::as_str))
+            .collect();
         let strict = section("discover").is_none();
         if strict {
             check_depends_on(&monitors, root, diags, &mut ok);

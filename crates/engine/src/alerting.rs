@@ -1339,6 +1339,128 @@ pub fn link_key(data_dir: &std::path::Path) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    fn alerting(yaml: &str) -> Alerting {
+        let config = portwarden_config::load_str(yaml, "t.yaml")
+            .unwrap_or_else(|d| panic!("{d}"))
+            .config;
+        Alerting::new(
+            AlertSetup {
+                settings: config.alerting.clone(),
+                channels: HashMap::new(),
+                public_url: "http://x".into(),
+            },
+            b"0123456789abcdef0123456789abcdef",
+            crate::EngineMetrics::default(),
+        )
+    }
+
+    fn finding_item() -> AlertItem {
+        let now = Utc::now();
+        AlertItem {
+            monitor: "scan:dmz".into(),
+            target: "10.0.0.7:6379/tcp".into(),
+            check: "exposure scan".into(),
+            state: State::Down,
+            error_kind: Some("unexpected_open".into()),
+            error_message: None,
+            service: None,
+            capability: None,
+            owner: None,
+            severity: portwarden_core::Severity::High,
+            scope: Scope::Global,
+            since: now,
+            recovered_at: None,
+            last_healthy: None,
+            runbook: None,
+            incident_id: None,
+            incident_url: None,
+            ack_url: None,
+            labels: Default::default(),
+            dependents: Vec::new(),
+            finding: None,
+        }
+    }
+
+    /// Non-monitor incidents (exposure findings): named routes, else match rules, else the
+    /// default route; silences and maintenance windows hold them back, with the reason.
+    #[test]
+    fn rows_for_a_finding_follow_routes_silences_and_maintenance() {
+        let receivers = "receivers:\n  sec: {type: webhook, url: \"http://127.0.0.1:9/a\"}\n  ops: {type: webhook, url: \"http://127.0.0.1:9/b\"}\n";
+        let routes = "routes:\n  - name: security\n    match: {owner: secops}\n    receivers: sec\n  - name: all\n    default: true\n    receivers: ops\n";
+        let al = alerting(&format!("{receivers}{routes}"));
+        let mut meta = MonitorMeta::default();
+        fn subject(meta: &MonitorMeta) -> Subject<'_> {
+            Subject {
+                name: "scan:dmz",
+                host: "10.0.0.7".into(),
+                tier: Tier::default(),
+                meta,
+            }
+        }
+        let item = finding_item();
+        let route_of = |rows: &[NewOutbox]| -> Vec<(String, String, OutboxStatus)> {
+            rows.iter()
+                .map(|r| (r.route.clone(), r.receiver.clone(), r.status))
+                .collect()
+        };
+        // No owner: no route matches → the default route.
+        let rows = al.rows_for_open(&subject(&meta), &[], &item);
+        assert_eq!(
+            route_of(&rows),
+            [("all".into(), "ops".into(), OutboxStatus::Pending)]
+        );
+        assert_eq!(
+            (rows[0].key.as_str(), rows[0].event.as_str()),
+            ("trigger", "trigger")
+        );
+        assert_eq!(rows[0].monitor, "scan:dmz");
+        // The owner matches `security`.
+        meta.owner = Some("secops".into());
+        let rows = al.rows_for_open(&subject(&meta), &[], &item);
+        assert_eq!(
+            route_of(&rows),
+            [("security".into(), "sec".into(), OutboxStatus::Pending)]
+        );
+        // Routes the baseline names win over the match rules.
+        let rows = al.rows_for_open(&subject(&meta), &["all".into()], &item);
+        assert_eq!(
+            route_of(&rows),
+            [("all".into(), "ops".into(), OutboxStatus::Pending)]
+        );
+        // A silence on the host: recorded, suppressed, with the reason.
+        let now = Utc::now();
+        al.set_silences(vec![Silence {
+            id: 7,
+            monitors: vec![],
+            hosts: vec!["10.0.0.7".into()],
+            labels: Default::default(),
+            comment: "planned".into(),
+            created_by: "t".into(),
+            created_at: now,
+            expires_at: now + chrono::Duration::hours(1),
+        }]);
+        let rows = al.rows_for_open(&subject(&meta), &[], &item);
+        assert_eq!(rows[0].status, OutboxStatus::Suppressed);
+        assert_eq!(rows[0].note.as_deref(), Some("silenced by silence #7"));
+        al.set_silences(vec![]);
+        // A maintenance window over the baseline's incident name.
+        let al = alerting(&format!(
+            "{receivers}{routes}baselines:\n  - name: dmz\n    targets: [10.0.0.7]\nmaintenance:\n  - name: patching\n    start: \"{}\"\n    end: \"{}\"\n    monitors: [\"scan:dmz\"]\n",
+            (now - chrono::Duration::hours(1)).to_rfc3339(),
+            (now + chrono::Duration::hours(1)).to_rfc3339()
+        ));
+        let rows = al.rows_for_open(&subject(&meta), &[], &item);
+        assert_eq!(rows[0].status, OutboxStatus::Suppressed);
+        assert!(
+            rows[0]
+                .note
+                .as_deref()
+                .is_some_and(|n| n.starts_with("maintenance window `patching`")),
+            "{:?}",
+            rows[0].note
+        );
+    }
+
     #[test]
     fn ack_tokens_are_signed_and_expire() {
         let setup = AlertSetup {

@@ -55,6 +55,10 @@ pub struct Baseline {
     /// Notification routes for this baseline's findings.
     pub routes: Vec<String>,
     pub owner: Option<String>,
+    /// Where the remediation steps for its findings live (shown in notifications).
+    pub runbook: Option<String>,
+    /// The business capability its exposure concerns (shown in notifications).
+    pub capability: Option<String>,
     #[serde(skip)]
     pub options: ScanOptions,
 }
@@ -305,7 +309,8 @@ fn describe(s: Option<&ServiceGuess>) -> String {
     }
 }
 
-fn fmt_host(a: IpAddr) -> String {
+/// An address as it is written beside a port: IPv6 in brackets.
+pub fn fmt_host(a: IpAddr) -> String {
     match a {
         IpAddr::V6(v) => format!("[{v}]"),
         v => v.to_string(),
@@ -380,6 +385,8 @@ mod tests {
             severity: Severity::High,
             routes: vec![],
             owner: None,
+            runbook: None,
+            capability: None,
             options: ScanOptions::default(),
         }
     }

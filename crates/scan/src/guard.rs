@@ -223,9 +223,9 @@ impl Guard {
                 }
                 continue;
             }
-            self.load_last().await;
             self.leading
                 .store(true, std::sync::atomic::Ordering::Release);
+            self.load_last().await;
             tracing::info!(
                 baselines = self.slots().len(),
                 "exposure guard: scheduled scans run on this replica"

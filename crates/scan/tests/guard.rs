@@ -75,6 +75,8 @@ async fn findings_open_and_resolve_with_their_incidents() {
         severity: Severity::Critical,
         routes: vec!["security".into()],
         owner: Some("secops".into()),
+        runbook: None,
+        capability: None,
         options: ScanOptions {
             banner_timeout: Duration::from_millis(300),
             ..ScanOptions::default()

@@ -13,10 +13,13 @@ use portwarden_scan::baseline::Baseline;
 use portwarden_scan::guard::{FindingNote, OutboxHook};
 use portwarden_store::Store;
 
-/// What routes and silences match a baseline's findings on: its owner, severity and labels.
+/// What routes and silences match a baseline's findings on (owner, severity, labels) and what
+/// their notifications carry besides (runbook, capability).
 fn meta_of(b: &Baseline) -> MonitorMeta {
     MonitorMeta {
         owner: b.owner.clone(),
+        runbook: b.runbook.clone(),
+        capability: b.capability.clone(),
         severity: b.severity,
         labels: b.labels.clone(),
         ..Default::default()

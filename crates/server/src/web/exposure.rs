@@ -136,8 +136,8 @@ fn last_scan(r: &ScanRecord) -> LastScan {
 /// `host:port/proto` with IPv6 hosts in brackets.
 fn target(f: &FindingRecord) -> String {
     let host = match f.host.parse::<IpAddr>() {
-        Ok(IpAddr::V6(a)) => format!("[{a}]"),
-        _ => f.host.clone(),
+        Ok(a) => portwarden_scan::baseline::fmt_host(a),
+        Err(_) => f.host.clone(),
     };
     format!("{host}:{}/{}", f.port, f.transport)
 }
