@@ -41,6 +41,8 @@ pub struct LastScan {
 
 pub struct BaselineRow {
     pub name: String,
+    /// The section's id (what [`super::monitor_href`] links to).
+    pub anchor: String,
     pub targets: String,
     pub labels: String,
     pub tcp_ports: String,
@@ -247,6 +249,7 @@ pub async fn page(State(s): State<AppState>, p: Principal) -> Response {
                 running,
                 last: st.and_then(|s| s.last_scan.as_ref()).map(last_scan),
                 open: open_per.get(b.name.as_str()).copied().unwrap_or(0),
+                anchor: super::status::encode_segment(&b.name),
                 name: b.name,
             }
         })
