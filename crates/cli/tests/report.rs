@@ -103,9 +103,17 @@ async fn seed(store: Arc<dyn Store>, config: &Path, port: u16) {
     store.close().await.unwrap();
 }
 
-/// Runs `portwarden report` (HTML to a file, JSON to stdout) with `extra` arguments and checks
-/// the content, the digests, and that one changed byte fails the verification.
-fn check_reports(dir: &Path, config: &Path, from: DateTime<Utc>, port: u16, extra: &[&str]) {
+/// Runs `portwarden report --config config` (HTML to a file in `dir`, JSON to stdout) with
+/// `extra` arguments and checks the content (the config version in force is `seeded`'s, as
+/// [`seed`] recorded it), the digests, and that one changed byte fails the verification.
+fn check_reports(
+    dir: &Path,
+    config: &Path,
+    seeded: &Path,
+    from: DateTime<Utc>,
+    port: u16,
+    extra: &[&str],
+) {
     let from_s = from.to_rfc3339();
     let html = dir.join("r.html");
     let mut args = vec![
@@ -140,7 +148,7 @@ fn check_reports(dir: &Path, config: &Path, from: DateTime<Utc>, port: u16, extr
     ] {
         assert!(body.contains(needle), "HTML lacks {needle}");
     }
-    let hash = portwarden_scan::evidence::sha256_hex(&std::fs::read(config).unwrap());
+    let hash = portwarden_scan::evidence::sha256_hex(&std::fs::read(seeded).unwrap());
     assert!(
         body.contains(&hash),
         "the config version in force is listed"
@@ -229,7 +237,7 @@ async fn report_renders_and_its_digest_verifies() {
         .unwrap(),
     );
     seed(store, &config, port).await;
-    check_reports(dir.path(), &config, from, port, &[]);
+    check_reports(dir.path(), &config, &config, from, port, &[]);
     drop(rogue);
 }
 
@@ -258,35 +266,13 @@ async fn report_reads_the_postgres_store() {
         .unwrap(),
     );
     seed(store, &config, port).await;
-    check_reports(dir.path(), &config, from, port, &[]);
+    check_reports(dir.path(), &config, &config, from, port, &[]);
     // `--store` with a config that has no `store:` (its data directory is empty SQLite).
     let plain = dir.path().join("plain");
     std::fs::create_dir_all(&plain).unwrap();
     let config2 = write_config(&plain, &data, port, "");
     let url = db.url();
-    let o = portwarden(&[
-        "report",
-        "--config",
-        config2.to_str().unwrap(),
-        "--from",
-        &from.to_rfc3339(),
-        "--format",
-        "json",
-        "--store",
-        &url,
-    ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["findings"][0]["kind"], "unexpected_open", "{v:#}");
-    assert_eq!(v["scans"][0]["baseline"], "lo");
-    let err = String::from_utf8_lossy(&o.stderr).to_string();
-    let jd = err.trim().strip_prefix("SHA-256 ").unwrap();
-    assert_eq!(jd, portwarden_scan::evidence::sha256_hex(&o.stdout));
+    check_reports(&plain, &config2, &config, from, port, &["--store", &url]);
     // A store that does not answer: a clear error naming it, without the password.
     let o = portwarden(&[
         "report",

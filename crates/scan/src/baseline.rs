@@ -331,7 +331,8 @@ fn describe(s: Option<&ServiceGuess>) -> String {
     }
 }
 
-fn fmt_host(a: IpAddr) -> String {
+/// An address as it is written beside a port: IPv6 in brackets.
+pub fn fmt_host(a: IpAddr) -> String {
     match a {
         IpAddr::V6(v) => format!("[{v}]"),
         v => v.to_string(),

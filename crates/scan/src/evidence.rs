@@ -127,64 +127,77 @@ pub struct Report {
     pub incidents: Vec<IncidentEvidence>,
 }
 
-/// Every scan that started in `[from, to)`, newest first: the store answers at most 1 000 per
-/// query, so the pages follow each other by keyset (`before` = the last row's start and id) —
-/// an evidence report must never be cut short silently.
-async fn all_scans(
-    store: &dyn Store,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> portwarden_store::Result<Vec<ScanRecord>> {
-    const PAGE: usize = 1000;
-    let mut out: Vec<ScanRecord> = Vec::new();
+/// Every row of a newest-first store listing: the store answers at most `page` rows per query,
+/// so the pages follow each other by keyset (`before` = the last row's time and id) — an
+/// evidence report must never be cut short silently (one scan of a big block can open more
+/// than 10 000 findings).
+async fn every_page<T, Fut>(
+    page: usize,
+    key: impl Fn(&T) -> (DateTime<Utc>, i64),
+    mut fetch: impl FnMut(Option<(DateTime<Utc>, i64)>) -> Fut,
+) -> portwarden_store::Result<Vec<T>>
+where
+    Fut: std::future::Future<Output = portwarden_store::Result<Vec<T>>>,
+{
+    let mut out = Vec::new();
     let mut before = None;
     loop {
-        let page = store
-            .scans(&ScanFilter {
-                from: Some(from),
-                to: Some(to),
-                limit: PAGE,
-                before,
-                ..Default::default()
-            })
-            .await?;
-        let full = page.len() >= PAGE;
-        before = page.last().map(|s| (s.started_at, s.id));
-        out.extend(page);
+        let rows = fetch(before).await?;
+        let full = rows.len() >= page;
+        before = rows.last().map(&key);
+        out.extend(rows);
         if !full {
             return Ok(out);
         }
     }
 }
 
-/// Every finding open at some time in `[from, to)`, newest first seen first; paged like
-/// [`all_scans`] (the store answers at most 10 000 per query; one scan of a big block can open
-/// more).
+/// Every scan that started in `[from, to)`, newest first.
+async fn all_scans(
+    store: &dyn Store,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> portwarden_store::Result<Vec<ScanRecord>> {
+    const PAGE: usize = 1000;
+    every_page(
+        PAGE,
+        |s: &ScanRecord| (s.started_at, s.id),
+        |before| async move {
+            let f = ScanFilter {
+                from: Some(from),
+                to: Some(to),
+                limit: PAGE,
+                before,
+                ..Default::default()
+            };
+            store.scans(&f).await
+        },
+    )
+    .await
+}
+
+/// Every finding open at some time in `[from, to)`, newest first seen first.
 async fn all_findings(
     store: &dyn Store,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> portwarden_store::Result<Vec<FindingRecord>> {
     const PAGE: usize = 10_000;
-    let mut out: Vec<FindingRecord> = Vec::new();
-    let mut before = None;
-    loop {
-        let page = store
-            .findings(&FindingFilter {
+    every_page(
+        PAGE,
+        |f: &FindingRecord| (f.first_seen, f.id),
+        |before| async move {
+            let f = FindingFilter {
                 from: Some(from),
                 to: Some(to),
                 limit: PAGE,
                 before,
                 ..Default::default()
-            })
-            .await?;
-        let full = page.len() >= PAGE;
-        before = page.last().map(|f| (f.first_seen, f.id));
-        out.extend(page);
-        if !full {
-            return Ok(out);
-        }
-    }
+            };
+            store.findings(&f).await
+        },
+    )
+    .await
 }
 
 /// Gathers the report for `[from, to)` from the store.

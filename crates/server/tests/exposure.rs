@@ -165,7 +165,18 @@ async fn exposure_page_shows_real_scans_and_renders_banners_inert() {
             );
             let inc = c.json(&format!("/api/v1/incidents/{id}"));
             assert_eq!(inc["monitor"], "scan:lo", "{inc:#}");
+            // ... whose page links back to the baseline on the exposure page.
+            let page = c.get(&format!("/incidents/{id}"));
+            assert!(
+                page.body.contains("href=\"/exposure#baseline-lo\""),
+                "{}",
+                page.body
+            );
         }
+        assert!(b.contains("id=\"baseline-lo\""));
+        let list = c.get("/incidents?monitor=scan%3Alo");
+        assert!(list.body.contains("href=\"/exposure#baseline-lo\""));
+        assert!(!list.body.contains("href=\"/monitors/scan"));
         // The report form downloads from the API with the session.
         assert!(b.contains("action=\"/api/v1/reports\""));
         let from = (chrono::Utc::now() - chrono::Duration::days(1))

@@ -20,16 +20,8 @@ pub struct ReportArgs {
     /// Data directory (default: `server.data_dir` from the config).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// PostgreSQL the daemon writes to (default: `store` in the config, else SQLite in the
-    /// data directory). Prefer the environment variable: a password given as an argument is
-    /// visible to every user of the machine.
-    #[arg(
-        long,
-        env = "PORTWARDEN_STORE",
-        value_name = "postgres://…",
-        hide_env_values = true
-    )]
-    pub store: Option<String>,
+    #[command(flatten)]
+    pub store: super::serve::StoreArg,
     /// Start of the period: RFC 3339 (`2026-11-01T00:00:00Z`), a date (`2026-11-01`) or Unix seconds.
     #[arg(long, required_unless_present = "verify")]
     pub from: Option<String>,
@@ -100,11 +92,7 @@ pub async fn run(a: ReportArgs) -> anyhow::Result<u8> {
     }
     let loaded = portwarden_config::load_file(config).map_err(|d| anyhow::anyhow!("{d}"))?;
     let cfg = loaded.config;
-    let url = a
-        .store
-        .clone()
-        .map(portwarden_core::Secret::new)
-        .or_else(|| cfg.store.url.clone());
+    let url = a.store.url().or_else(|| cfg.store.url.clone());
     let store: Arc<dyn Store> = match &url {
         // The daemon's database: the same migrations, read through the same `Store`.
         Some(url) => Arc::new(

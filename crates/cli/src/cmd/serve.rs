@@ -19,9 +19,16 @@ pub struct ServeArgs {
     /// Address of the HTTP API and /metrics (default: `server.listen`, else 127.0.0.1:9797).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// PostgreSQL for several replicas on one database (default: `store` in the config, else
-    /// SQLite in the data directory). Prefer the environment variable: a password given as
-    /// an argument is visible to every user of the machine.
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
+/// `--store postgres://…` (or `PORTWARDEN_STORE`): the commands that open the daemon's store.
+#[derive(Args)]
+pub struct StoreArg {
+    /// PostgreSQL (several replicas share one database; default: `store` in the config, else
+    /// SQLite in the data directory). Prefer the environment variable: a password given as an
+    /// argument is visible to every user of the machine.
     #[arg(
         long,
         env = "PORTWARDEN_STORE",
@@ -31,12 +38,18 @@ pub struct ServeArgs {
     pub store: Option<String>,
 }
 
+impl StoreArg {
+    pub fn url(&self) -> Option<portwarden_core::Secret> {
+        self.store.clone().map(portwarden_core::Secret::new)
+    }
+}
+
 pub async fn run(a: ServeArgs) -> anyhow::Result<u8> {
     let opts = ServeOptions {
         config: a.config,
         data_dir: a.data_dir,
         listen: a.listen,
-        store: a.store.map(portwarden_core::Secret::new),
+        store: a.store.url(),
     };
     match serve(opts).await {
         Ok(()) => Ok(0),

@@ -24,6 +24,8 @@ use crate::auth::Principal;
 
 /// How many resolved findings the page lists.
 const RESOLVED_SHOWN: usize = 20;
+/// How many open findings the page lists (the API lists up to 10 000 per request).
+const OPEN_SHOWN: usize = 500;
 
 pub struct LastScan {
     pub id: i64,
@@ -41,6 +43,8 @@ pub struct LastScan {
 
 pub struct BaselineRow {
     pub name: String,
+    /// The section's id (what [`super::monitor_href`] links to).
+    pub anchor: String,
     pub targets: String,
     pub labels: String,
     pub tcp_ports: String,
@@ -81,6 +85,8 @@ pub struct Page {
     pub report_from: String,
     /// This replica follows another (PostgreSQL): it runs no scans, so no "Scan now".
     pub follower: bool,
+    /// The open list was cut at [`OPEN_SHOWN`].
+    pub open_truncated: bool,
 }
 
 fn last_scan(r: &ScanRecord) -> LastScan {
@@ -136,8 +142,8 @@ fn last_scan(r: &ScanRecord) -> LastScan {
 /// `host:port/proto` with IPv6 hosts in brackets.
 fn target(f: &FindingRecord) -> String {
     let host = match f.host.parse::<IpAddr>() {
-        Ok(IpAddr::V6(a)) => format!("[{a}]"),
-        _ => f.host.clone(),
+        Ok(a) => portwarden_scan::baseline::fmt_host(a),
+        Err(_) => f.host.clone(),
     };
     format!("{host}:{}/{}", f.port, f.transport)
 }
@@ -186,7 +192,7 @@ pub async fn page(State(s): State<AppState>, p: Principal) -> Response {
         limit,
         ..Default::default()
     };
-    let (open_f, resolved_f) = (read("open", 500), read("resolved", RESOLVED_SHOWN));
+    let (open_f, resolved_f) = (read("open", OPEN_SHOWN), read("resolved", RESOLVED_SHOWN));
     let (open, resolved) =
         match tokio::try_join!(s.store.findings(&open_f), s.store.findings(&resolved_f),) {
             Ok(v) => v,
@@ -247,6 +253,7 @@ pub async fn page(State(s): State<AppState>, p: Principal) -> Response {
                 running,
                 last: st.and_then(|s| s.last_scan.as_ref()).map(last_scan),
                 open: open_per.get(b.name.as_str()).copied().unwrap_or(0),
+                anchor: super::status::encode_segment(&b.name),
                 name: b.name,
             }
         })
@@ -257,6 +264,7 @@ pub async fn page(State(s): State<AppState>, p: Principal) -> Response {
         open: open.iter().map(finding_row).collect(),
         resolved: resolved.iter().map(finding_row).collect(),
         follower: !s.leadership.is_leader(),
+        open_truncated: open.len() >= OPEN_SHOWN,
         report_from: (Utc::now() - ChronoDuration::days(30))
             .format("%Y-%m-%d")
             .to_string(),

@@ -19,6 +19,8 @@ use crate::auth::Principal;
 pub struct Row {
     pub id: i64,
     pub monitor: String,
+    /// The monitor's page (or the exposure page for a finding's incident).
+    pub href: String,
     pub status: &'static str,
     pub state: &'static str,
     pub severity: &'static str,
@@ -86,6 +88,7 @@ pub async fn list(
         .iter()
         .map(|i| Row {
             id: i.id,
+            href: super::monitor_href(&i.monitor),
             monitor: i.monitor.clone(),
             status: i.status.as_str(),
             state: i.state.as_str(),
@@ -147,7 +150,8 @@ pub struct DetailPage {
     pub layout: Layout,
     pub id: i64,
     pub monitor: String,
-    pub monitor_known: bool,
+    /// Where the monitor is shown (`None`: a monitor no longer configured).
+    pub monitor_href: Option<String>,
     pub status: &'static str,
     pub state: &'static str,
     pub facts: Vec<(&'static str, String)>,
@@ -274,7 +278,8 @@ pub async fn detail(State(s): State<AppState>, p: Principal, Path(id): Path<Stri
         layout: Layout::new(&p, "incidents"),
         id: i.id,
         monitor: i.monitor.clone(),
-        monitor_known: view.is_some(),
+        monitor_href: (view.is_some() || portwarden_core::is_finding_monitor(&i.monitor))
+            .then(|| super::monitor_href(&i.monitor)),
         status: i.status.as_str(),
         state: i.state.as_str(),
         facts,

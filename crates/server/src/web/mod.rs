@@ -72,6 +72,15 @@ impl Layout {
     }
 }
 
+/// Where an incident's monitor is shown: its monitor page, or for an exposure finding's
+/// incident (`scan:<baseline>`) the baseline on the exposure page.
+pub fn monitor_href(monitor: &str) -> String {
+    match monitor.strip_prefix(portwarden_core::incident::FINDING_MONITOR_PREFIX) {
+        Some(baseline) => format!("/exposure#baseline-{}", status::encode_segment(baseline)),
+        None => format!("/monitors/{}", status::encode_segment(monitor)),
+    }
+}
+
 /// Renders a template as an HTML response (500 with a plain message if rendering fails).
 pub fn render<T: Template>(t: &T) -> Response {
     match t.render() {
