@@ -8,6 +8,11 @@
 //!   while an agent keeps probing a target that goes down and up again; after the restart
 //!   every observation of the period is stored exactly once, in order, and availability over
 //!   the period is computed from them.
+//! - `agent_results_in_a_maintenance_window_are_marked`: an agent's results inside a
+//!   maintenance window are stored with `maintenance = 1` (apart from availability), after it
+//!   they count (an incident opens).
+//! - `mutual_tls_for_agent_routes`: with `server.tls.client_ca`, an agent needs a client
+//!   certificate signed by that CA and its token; another CA's certificate fails the handshake.
 //! - `tokens_and_isolation`: a wrong or revoked token is refused (401) and logged without the
 //!   token; an agent reads only its own assignment, with only its own monitors' secrets; user
 //!   and agent tokens do not open each other's routes.
@@ -787,4 +792,270 @@ fn tokens_and_isolation() {
             "`{secret}` appears in the server log"
         );
     }
+}
+
+/// `curl` over HTTPS to the test server: (HTTP status, body); status 0 when the handshake
+/// (or the connection) failed. `cert`: (certificate, key) files to present.
+fn curl(
+    url: &str,
+    ca: &Path,
+    cert: Option<(&Path, &Path)>,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args(["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "10"])
+        .arg("--cacert")
+        .arg(ca)
+        .args(["-H", "x-portwarden-agent-api: 1"]);
+    if let Some((cert, key)) = cert {
+        c.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    if let Some(t) = token {
+        c.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    if let Some(b) = body {
+        c.args(["-H", "Content-Type: application/json", "--data", b]);
+    }
+    let out = c.arg(url).output().expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// Mutual TLS: with `server.tls.client_ca`, the agent routes take only agents presenting a
+/// certificate signed by that CA (and still their token); a certificate from another CA fails
+/// the handshake; the user API needs no client certificate (`client_auth: agents`).
+#[test]
+fn mutual_tls_for_agent_routes() {
+    if !tk::need(tk::which("curl").is_some(), "curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let write = |name: &str, pem: &str| {
+        let p = d.join(name);
+        std::fs::write(&p, pem).unwrap();
+        p
+    };
+    let server_ca = tk::certs::TestCa::new();
+    let server_leaf = server_ca.leaf(&["127.0.0.1", "localhost"], -1, 30);
+    let ca = write("server-ca.pem", &server_ca.cert_pem);
+    let (scert, skey) = (
+        write("server.pem", &server_leaf.cert_pem),
+        write("server.key", &server_leaf.key_pem),
+    );
+    let client_ca = tk::certs::TestCa::new();
+    let good = client_ca.leaf(&["edge-1"], -1, 30);
+    let (gcert, gkey) = (
+        write("good.pem", &good.cert_pem),
+        write("good.key", &good.key_pem),
+    );
+    let rogue = tk::certs::TestCa::new().leaf(&["edge-1"], -1, 30);
+    let (rcert, rkey) = (
+        write("rogue.pem", &rogue.cert_pem),
+        write("rogue.key", &rogue.key_pem),
+    );
+    let client_ca_file = write("client-ca.pem", &client_ca.cert_pem);
+    let token = format!("mtls-agent-token-{}", std::process::id());
+    let target = Target::start(Ipv4Addr::LOCALHOST);
+    let listen = SocketAddr::from(([127, 0, 0, 1], tk::free_port()));
+    let cfg = d.join("portwarden.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "monitors:\n  - name: edge-web\n    target: tcp://{}\n    interval: 1s\n    timeout: 400ms\n    locations: [edge]\n\
+             agents:\n  - {{name: edge-1, location: edge, token_sha256: {}}}\n\
+             server:\n  tls: {{cert: {}, key: {}, client_ca: {}}}\n{}",
+            target.addr,
+            sha256_hex(&token),
+            scert.display(),
+            skey.display(),
+            client_ca_file.display(),
+            auth_section()
+        ),
+    )
+    .unwrap();
+    let log = d.join("server.log");
+    let _server = serve(&cfg, &d.join("data"), listen, &log);
+    assert!(
+        tk::wait_for_port(listen.port(), Duration::from_secs(30)),
+        "server listens: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let base = format!("https://127.0.0.1:{}", listen.port());
+    let hb_url = format!("{base}/agent/v1/heartbeat");
+    let hb = serde_json::json!({
+        "agent_version": "test", "location": "edge", "stream": "s", "sent_at": chrono::Utc::now(),
+    })
+    .to_string();
+
+    // The user API needs no client certificate.
+    let (code, body) = curl(&format!("{base}/api/v1/health"), &ca, None, None, None);
+    assert_eq!(code, 200, "{body}");
+    // No client certificate: refused at the agent routes, token or not.
+    let (code, body) = curl(&hb_url, &ca, None, Some(&token), Some(&hb));
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("client certificate"), "{body}");
+    // A certificate from another CA: the handshake fails.
+    let (code, body) = curl(&hb_url, &ca, Some((&rcert, &rkey)), Some(&token), Some(&hb));
+    assert_eq!(code, 0, "a certificate of another CA got an answer: {body}");
+    // The right certificate but a wrong token or none: 401 (the token is still required).
+    let (code, body) = curl(
+        &hb_url,
+        &ca,
+        Some((&gcert, &gkey)),
+        Some("wrong"),
+        Some(&hb),
+    );
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = curl(&hb_url, &ca, Some((&gcert, &gkey)), None, Some(&hb));
+    assert_eq!(code, 401, "{body}");
+    // Both: accepted.
+    let (code, body) = curl(&hb_url, &ca, Some((&gcert, &gkey)), Some(&token), Some(&hb));
+    assert_eq!(code, 200, "{body}");
+
+    // The real agent with its certificate works end to end: its results are judged.
+    let agent = Proc(
+        Command::new(bin())
+            .args([
+                "agent",
+                "--server",
+                &base,
+                "--location",
+                "edge",
+                "--data-dir",
+            ])
+            .arg(d.join("agent"))
+            .arg("--ca-file")
+            .arg(&ca)
+            .arg("--client-cert")
+            .arg(&gcert)
+            .arg("--client-key")
+            .arg(&gkey)
+            .env("PORTWARDEN_AGENT_TOKEN", &token)
+            .env("PORTWARDEN_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn portwarden agent"),
+    );
+    let monitor = || {
+        let (_, body) = curl(
+            &format!("{base}/api/v1/monitors/edge-web"),
+            &ca,
+            None,
+            Some(ADMIN),
+            None,
+        );
+        serde_json::from_str::<Value>(&body).unwrap_or_default()
+    };
+    wait_until(Duration::from_secs(30), || {
+        (monitor()["locations"]["edge"]["state"] == "up").then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the agent's results never arrived: {:#}\n{}",
+            monitor(),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+    drop(agent);
+    // The refusals are logged without the token.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("no client certificate"), "{text}");
+    assert!(!text.contains(&token), "the token leaked into the log");
+}
+
+/// An agent's results taken inside a maintenance window are stored apart from availability
+/// (`maintenance = 1`, rollups count them as maintenance) and open nothing, like the server's
+/// own; after the window they count again.
+#[test]
+fn agent_results_in_a_maintenance_window_are_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let token = format!("maint-agent-token-{}", std::process::id());
+    // Nothing listens on the target: every result is `down`.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let now = chrono::Utc::now();
+    let end = now + chrono::Duration::seconds(6);
+    let listen = SocketAddr::from(([127, 0, 0, 1], tk::free_port()));
+    let cfg = d.join("portwarden.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "monitors:\n  - name: edge-db\n    target: tcp://{closed}\n    interval: 1s\n    timeout: 400ms\n    locations: [edge]\n\
+             agents:\n  - {{name: edge-1, location: edge, token_sha256: {}}}\n\
+             maintenance:\n  - name: upgrade\n    start: {}\n    end: {}\n    hosts: [127.0.0.1]\n{}",
+            sha256_hex(&token),
+            (now - chrono::Duration::minutes(1)).to_rfc3339(),
+            end.to_rfc3339(),
+            auth_section()
+        ),
+    )
+    .unwrap();
+    let log = d.join("server.log");
+    let data = d.join("data");
+    let mut server = serve(&cfg, &data, listen, &log);
+    assert!(tk::wait_for_port(listen.port(), Duration::from_secs(30)));
+    let _agent = agent_cmd(
+        Command::new(bin()),
+        &format!("http://{listen}"),
+        &token,
+        "edge",
+        &d.join("agent"),
+    );
+    let c = admin(listen);
+    // After the window: results count again (an incident opens).
+    wait_until(Duration::from_secs(40), || {
+        (!open_incidents(listen, "edge-db").is_empty()).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no incident after the window: {:#}",
+            c.json("/api/v1/monitors/edge-db")
+        )
+    });
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+    let db = rusqlite::Connection::open_with_flags(
+        data.join("portwarden.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let rows: Vec<(i64, i64)> = db
+        .prepare(
+            "SELECT o.started_at, o.maintenance FROM observations o
+             JOIN monitors m ON m.id = o.monitor_id
+             WHERE m.name = 'edge-db' AND o.location = 'edge' ORDER BY o.started_at",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    let end_ms = end.timestamp_millis();
+    let inside: Vec<_> = rows.iter().filter(|(at, _)| *at < end_ms - 200).collect();
+    let after: Vec<_> = rows.iter().filter(|(at, _)| *at > end_ms + 200).collect();
+    assert!(!inside.is_empty() && !after.is_empty(), "{rows:?}");
+    assert!(
+        inside.iter().all(|(_, m)| *m == 1),
+        "inside the window: {rows:?}"
+    );
+    assert!(
+        after.iter().all(|(_, m)| *m == 0),
+        "after the window: {rows:?}"
+    );
+    // The rollups count the window's results as maintenance, not as down.
+    let maint: i64 = db
+        .query_row(
+            "SELECT COALESCE(SUM(maintenance), 0) FROM rollup_minute",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(maint >= inside.len() as i64, "{maint} < {}", inside.len());
 }

@@ -41,8 +41,8 @@ pub use exposure::{Control, ScanSettings};
 pub use node::{Loc, Node};
 pub use receivers::{Receiver, ReceiverSpec};
 pub use web::{
-    AuthSettings, Component, ComponentGroup, Expose, MetricsAccess, Role, StatusPageSettings,
-    TlsFiles, Token, User,
+    AuthSettings, ClientAuth, Component, ComponentGroup, Expose, MetricsAccess, Role,
+    StatusPageSettings, TlsFiles, Token, User,
 };
 
 use de::{Sink, from_node};
@@ -523,7 +523,11 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
                     s.agent_silent_after = d;
                 }
                 if let Some(t) = raw.tls {
-                    for (field, p) in [("tls.cert", &t.cert), ("tls.key", &t.key)] {
+                    let ca = t.client_ca.as_ref().map(|p| ("tls.client_ca", p));
+                    for (field, p) in [("tls.cert", &t.cert), ("tls.key", &t.key)]
+                        .into_iter()
+                        .chain(ca)
+                    {
                         if let Err(e) = std::fs::metadata(p) {
                             diags.push(
                                 Diagnostic::error(

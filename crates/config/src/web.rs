@@ -150,6 +150,25 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+    /// PEM CA certificate(s) that sign client certificates (mutual TLS). A client certificate
+    /// that does not chain to them fails the handshake.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Who must present a client certificate (with `client_ca`): `agents` (default: the
+    /// `/agent/v1/` routes; browsers and API clients need none), `all` (every connection,
+    /// at the handshake) or `optional` (verified when presented, never required).
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+}
+
+/// `server.tls.client_auth`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    #[default]
+    Agents,
+    All,
+    Optional,
 }
 
 /// What the public status page may show besides component names and states.

@@ -86,6 +86,14 @@ struct Registry {
     started: Instant,
     /// The silent locations last told to the engine.
     pushed: Option<(Vec<String>, Vec<String>)>,
+    /// Agents must present a client certificate verified against `server.tls.client_ca`.
+    client_cert_required: bool,
+}
+
+fn client_cert_required(config: &portwarden_config::Config) -> bool {
+    config.server.tls.as_ref().is_some_and(|t| {
+        t.client_ca.is_some() && t.client_auth != portwarden_config::ClientAuth::Optional
+    })
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -242,6 +250,7 @@ impl Agents {
                 cache: HashMap::new(),
                 started: Instant::now(),
                 pushed: None,
+                client_cert_required: client_cert_required(config),
             }),
             metrics: AgentMetrics::default(),
         }
@@ -253,6 +262,7 @@ impl Agents {
         r.entries = config.agents.clone();
         r.all_locations = config.all_locations();
         r.silent_after = config.server.agent_silent_after;
+        r.client_cert_required = client_cert_required(config);
         r.cache.clear();
         let names: HashSet<String> = r.entries.iter().map(|a| a.name.clone()).collect();
         r.live.retain(|n, _| names.contains(n));
@@ -563,14 +573,39 @@ fn refuse(s: &AppState, status: StatusCode, error: &str, detail: impl Into<Strin
     r
 }
 
-fn peer(req: &Request) -> String {
-    crate::auth::middleware::client_ip(req)
+/// The client's address, and whether it presented a verified client certificate.
+fn peer(req: &Request) -> (String, bool) {
+    let cert = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<crate::tls::ClientAddr>>()
+        .is_some_and(|c| c.0.1);
+    (crate::auth::middleware::client_ip(req), cert)
 }
 
 /// Authenticates the agent and checks the protocol version.
 // The refusal is the response itself, built once per refused request.
 #[allow(clippy::result_large_err)]
-fn admit(s: &AppState, headers: &HeaderMap, ip: &str, path: &str) -> Result<AgentEntry, Response> {
+fn admit(
+    s: &AppState,
+    headers: &HeaderMap,
+    (ip, cert): (&str, bool),
+    path: &str,
+) -> Result<AgentEntry, Response> {
+    let required = s
+        .agents
+        .reg
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .client_cert_required;
+    if required && !cert {
+        tracing::warn!(%ip, path, "refused an agent: no client certificate");
+        return Err(refuse(
+            s,
+            StatusCode::FORBIDDEN,
+            "client_certificate",
+            "this server requires agents to present a client certificate signed by its `server.tls.client_ca`; start the agent with --client-cert and --client-key",
+        ));
+    }
     let key = format!("agent-ip:{ip}");
     if let Some(wait) = s.auth.limiter.blocked(&[&key], 4) {
         return Err(refuse(
@@ -664,9 +699,9 @@ async fn body_json<T: serde::de::DeserializeOwned>(
 
 async fn heartbeat(State(s): State<AppState>, req: Request) -> Response {
     let received_at = Utc::now();
-    let ip = peer(&req);
+    let (ip, cert) = peer(&req);
     let (parts, body) = req.into_parts();
-    let agent = match admit(&s, &parts.headers, &ip, wire::PATH_HEARTBEAT) {
+    let agent = match admit(&s, &parts.headers, (&ip, cert), wire::PATH_HEARTBEAT) {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -774,8 +809,8 @@ async fn heartbeat(State(s): State<AppState>, req: Request) -> Response {
 }
 
 async fn assignment(State(s): State<AppState>, req: Request) -> Response {
-    let ip = peer(&req);
-    let agent = match admit(&s, req.headers(), &ip, wire::PATH_ASSIGNMENT) {
+    let (ip, cert) = peer(&req);
+    let agent = match admit(&s, req.headers(), (&ip, cert), wire::PATH_ASSIGNMENT) {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -800,9 +835,9 @@ async fn assignment(State(s): State<AppState>, req: Request) -> Response {
 }
 
 async fn observations(State(s): State<AppState>, req: Request) -> Response {
-    let ip = peer(&req);
+    let (ip, cert) = peer(&req);
     let (parts, body) = req.into_parts();
-    let agent = match admit(&s, &parts.headers, &ip, wire::PATH_OBSERVATIONS) {
+    let agent = match admit(&s, &parts.headers, (&ip, cert), wire::PATH_OBSERVATIONS) {
         Ok(a) => a,
         Err(r) => return r,
     };

@@ -413,7 +413,7 @@ impl Daemon {
         self_metrics.reload_ok.set(1);
         self_metrics.last_reload.set(now.timestamp());
         let tls = match &config.server.tls {
-            Some(t) => Some(tls::server_config(&t.cert, &t.key).map_err(ServeError::Tls)?),
+            Some(t) => Some(tls::server_config(t).map_err(ServeError::Tls)?),
             None => None,
         };
         // A store that refuses writes must not keep the daemon from probing: without the

@@ -18,8 +18,12 @@ use tokio_rustls::server::TlsStream;
 /// How long a client has to finish the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Loads the certificate chain and key into a server config (HTTP/1.1 over ALPN).
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+/// Loads `server.tls` into a server config (HTTP/1.1 over ALPN): the certificate chain and
+/// key, and with `client_ca` a verifier of client certificates (required at the handshake
+/// for `client_auth: all`; otherwise verified when presented, and the agent routes check
+/// that one was, for `client_auth: agents`).
+pub fn server_config(t: &portwarden_config::TlsFiles) -> Result<Arc<ServerConfig>, String> {
+    let (cert, key) = (t.cert.as_path(), t.key.as_path());
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| format!("cannot read the certificate `{}`: {e}", cert.display()))?
         .collect::<Result<_, _>>()
@@ -37,14 +41,53 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Strin
         )
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_no_client_auth()
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    let builder = match &t.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            builder.with_client_cert_verifier(client_verifier(ca, t.client_auth, provider)?)
+        }
+    };
+    let mut cfg = builder
         .with_single_cert(certs, key)
         .map_err(|e| format!("the certificate and key do not fit together: {e}"))?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+/// Verifies client certificates against the CA file `ca`.
+fn client_verifier(
+    ca: &Path,
+    auth: portwarden_config::ClientAuth,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+        .map_err(|e| format!("cannot read the client CA `{}`: {e}", ca.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("bad PEM in the client CA `{}`: {e}", ca.display()))?;
+    for c in certs {
+        roots
+            .add(c)
+            .map_err(|e| format!("unusable CA certificate in `{}`: {e}", ca.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "no certificate in the client CA `{}`; give a PEM file with `-----BEGIN CERTIFICATE-----`",
+            ca.display()
+        ));
+    }
+    let b = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let b = match auth {
+        portwarden_config::ClientAuth::All => b,
+        portwarden_config::ClientAuth::Agents | portwarden_config::ClientAuth::Optional => {
+            b.allow_unauthenticated()
+        }
+    };
+    b.build()
+        .map_err(|e| format!("client CA `{}`: {e}", ca.display()))
 }
 
 /// A listener that yields finished TLS connections.
@@ -114,15 +157,16 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-/// The client's address, for both listeners (plain and TLS).
+/// The client's address, for both listeners (plain and TLS), and whether it presented a
+/// client certificate the handshake verified (against `server.tls.client_ca`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub SocketAddr);
+pub struct ClientAddr(pub SocketAddr, pub bool);
 
 impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>>
     for ClientAddr
 {
     fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
+        ClientAddr(*stream.remote_addr(), false)
     }
 }
 
@@ -130,6 +174,8 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsL
     for ClientAddr
 {
     fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
+        // Only a verified certificate gets this far (a bad one fails the handshake).
+        let cert = stream.io().get_ref().1.peer_certificates().is_some();
+        ClientAddr(*stream.remote_addr(), cert)
     }
 }
