@@ -8,6 +8,9 @@
 //!   while an agent keeps probing a target that goes down and up again; after the restart
 //!   every observation of the period is stored exactly once, in order, and availability over
 //!   the period is computed from them.
+//! - `agent_results_in_a_maintenance_window_are_marked`: an agent's results inside a
+//!   maintenance window are stored with `maintenance = 1` (apart from availability), after it
+//!   they count (an incident opens).
 //! - `mutual_tls_for_agent_routes`: with `server.tls.client_ca`, an agent needs a client
 //!   certificate signed by that CA and its token; another CA's certificate fails the handshake.
 //! - `tokens_and_isolation`: a wrong or revoked token is refused (401) and logged without the
@@ -962,4 +965,97 @@ fn mutual_tls_for_agent_routes() {
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(text.contains("no client certificate"), "{text}");
     assert!(!text.contains(&token), "the token leaked into the log");
+}
+
+/// An agent's results taken inside a maintenance window are stored apart from availability
+/// (`maintenance = 1`, rollups count them as maintenance) and open nothing, like the server's
+/// own; after the window they count again.
+#[test]
+fn agent_results_in_a_maintenance_window_are_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let token = format!("maint-agent-token-{}", std::process::id());
+    // Nothing listens on the target: every result is `down`.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let now = chrono::Utc::now();
+    let end = now + chrono::Duration::seconds(6);
+    let listen = SocketAddr::from(([127, 0, 0, 1], tk::free_port()));
+    let cfg = d.join("portwarden.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "monitors:\n  - name: edge-db\n    target: tcp://{closed}\n    interval: 1s\n    timeout: 400ms\n    locations: [edge]\n\
+             agents:\n  - {{name: edge-1, location: edge, token_sha256: {}}}\n\
+             maintenance:\n  - name: upgrade\n    start: {}\n    end: {}\n    hosts: [127.0.0.1]\n{}",
+            sha256_hex(&token),
+            (now - chrono::Duration::minutes(1)).to_rfc3339(),
+            end.to_rfc3339(),
+            auth_section()
+        ),
+    )
+    .unwrap();
+    let log = d.join("server.log");
+    let data = d.join("data");
+    let mut server = serve(&cfg, &data, listen, &log);
+    assert!(tk::wait_for_port(listen.port(), Duration::from_secs(30)));
+    let _agent = agent_cmd(
+        Command::new(bin()),
+        &format!("http://{listen}"),
+        &token,
+        "edge",
+        &d.join("agent"),
+    );
+    let c = admin(listen);
+    // After the window: results count again (an incident opens).
+    wait_until(Duration::from_secs(40), || {
+        (!open_incidents(listen, "edge-db").is_empty()).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no incident after the window: {:#}",
+            c.json("/api/v1/monitors/edge-db")
+        )
+    });
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+    let db = rusqlite::Connection::open_with_flags(
+        data.join("portwarden.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let rows: Vec<(i64, i64)> = db
+        .prepare(
+            "SELECT o.started_at, o.maintenance FROM observations o
+             JOIN monitors m ON m.id = o.monitor_id
+             WHERE m.name = 'edge-db' AND o.location = 'edge' ORDER BY o.started_at",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    let end_ms = end.timestamp_millis();
+    let inside: Vec<_> = rows.iter().filter(|(at, _)| *at < end_ms - 200).collect();
+    let after: Vec<_> = rows.iter().filter(|(at, _)| *at > end_ms + 200).collect();
+    assert!(!inside.is_empty() && !after.is_empty(), "{rows:?}");
+    assert!(
+        inside.iter().all(|(_, m)| *m == 1),
+        "inside the window: {rows:?}"
+    );
+    assert!(
+        after.iter().all(|(_, m)| *m == 0),
+        "after the window: {rows:?}"
+    );
+    // The rollups count the window's results as maintenance, not as down.
+    let maint: i64 = db
+        .query_row(
+            "SELECT COALESCE(SUM(maintenance), 0) FROM rollup_minute",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(maint >= inside.len() as i64, "{maint} < {}", inside.len());
 }
