@@ -516,3 +516,24 @@ async fn api_checks(extra: &str) {
     drop(good_l);
     d.stop().await;
 }
+
+/// The report uses the `controls:` of the config in force: a reload replaces them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn report_controls_follow_a_reload() {
+    let (evil, _evil_task) = evil_service().await;
+    let gone = closed_port();
+    let yaml = config(evil, gone, gone, "");
+    let mut d = TestDaemon::start(&yaml).await;
+    let path = "/api/v1/reports?from=2026-01-01&format=json";
+    let v: Value = serde_json::from_str(&d.get(path).await.body).unwrap();
+    assert_eq!(v["controls"][0]["id"], "PCI-DSS 1.2.1", "{v:#}");
+    d.write_config(&yaml.replace("PCI-DSS 1.2.1", "SOC2 CC6.6"));
+    assert!(
+        d.daemon.as_ref().unwrap().reload().await,
+        "the reload applies"
+    );
+    let v: Value = serde_json::from_str(&d.get(path).await.body).unwrap();
+    assert_eq!(v["controls"].as_array().unwrap().len(), 1, "{v:#}");
+    assert_eq!(v["controls"][0]["id"], "SOC2 CC6.6");
+    d.stop().await;
+}
