@@ -64,6 +64,28 @@ pub struct Baseline {
 }
 
 impl Baseline {
+    /// What is left of a baseline removed from the config: its name (its open findings are
+    /// resolved under it), nothing to scan, no routes of its own.
+    pub fn removed(name: &str) -> Baseline {
+        Baseline {
+            name: name.to_string(),
+            targets: Vec::new(),
+            labels: BTreeMap::new(),
+            tcp_ports: PortSet::from_ports(Vec::new()),
+            udp_ports: None,
+            interval: Duration::from_secs(3600),
+            policy: DefaultPolicy::Ignore,
+            allowed_open: Vec::new(),
+            must_be_closed: Vec::new(),
+            severity: Severity::High,
+            routes: Vec::new(),
+            owner: None,
+            runbook: None,
+            capability: None,
+            options: ScanOptions::default(),
+        }
+    }
+
     /// The monitor name its findings' incidents are filed under.
     pub fn incident_monitor(&self) -> String {
         format!("{}{}", portwarden_core::FINDING_MONITOR_PREFIX, self.name)

@@ -85,6 +85,8 @@ pub struct Guard {
     wake: Notify,
     /// This replica runs the schedule (the leader; always with SQLite).
     leading: std::sync::atomic::AtomicBool,
+    /// The configured baselines changed: look for open findings of removed ones.
+    retire: std::sync::atomic::AtomicBool,
 }
 
 /// Resolves once `rx` holds `want`; never when its sender is gone.
@@ -115,6 +117,7 @@ impl Guard {
             fingerprints: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             leading: std::sync::atomic::AtomicBool::new(false),
+            retire: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -151,6 +154,8 @@ impl Guard {
         }
         *slots = next;
         drop(slots);
+        self.retire
+            .store(true, std::sync::atomic::Ordering::Release);
         self.wake.notify_one();
     }
 
@@ -225,6 +230,8 @@ impl Guard {
             }
             self.leading
                 .store(true, std::sync::atomic::Ordering::Release);
+            self.retire
+                .store(true, std::sync::atomic::Ordering::Release);
             self.load_last().await;
             tracing::info!(
                 baselines = self.slots().len(),
@@ -239,6 +246,9 @@ impl Guard {
         loop {
             if *stop.borrow() || !*leader.borrow() {
                 return;
+            }
+            if self.retire.swap(false, std::sync::atomic::Ordering::AcqRel) {
+                self.retire_removed().await;
             }
             let due = {
                 let slots = self.slots();
@@ -284,10 +294,118 @@ impl Guard {
                 }
             };
             let mut slots = self.slots();
-            if let Some(s) = slots.get_mut(&name) {
-                s.running = false;
-                if rec.is_some() {
-                    s.last = rec;
+            match slots.get_mut(&name) {
+                Some(s) => {
+                    s.running = false;
+                    if rec.is_some() {
+                        s.last = rec;
+                    }
+                }
+                // Removed from the config while it scanned: what it just recorded retires.
+                None => self
+                    .retire
+                    .store(true, std::sync::atomic::Ordering::Release),
+            }
+        }
+    }
+
+    /// Open findings of baselines no longer in the config are resolved, with their incidents
+    /// (and resolve notifications to whoever heard the trigger), by a record per baseline that
+    /// says why — as a monitor removed from the config resolves its incident.
+    async fn retire_removed(&self) {
+        let configured: std::collections::HashSet<String> = self.slots().keys().cloned().collect();
+        let open = match self
+            .store
+            .findings(&FindingFilter {
+                status: Some("open".into()),
+                limit: 10_000,
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read open findings; retrying later");
+                self.retire
+                    .store(true, std::sync::atomic::Ordering::Release);
+                return;
+            }
+        };
+        let mut by: BTreeMap<String, Vec<FindingRecord>> = BTreeMap::new();
+        for f in open {
+            if !configured.contains(&f.baseline) {
+                by.entry(f.baseline.clone()).or_default().push(f);
+            }
+        }
+        for (name, list) in by {
+            let b = Arc::new(Baseline::removed(&name));
+            let now = Utc::now();
+            let why = "baseline removed from the config";
+            let mut gone = Vec::new();
+            for f in &list {
+                let outbox = match (&self.hook, f.incident_id, key_of(f)) {
+                    (Some(h), Some(iid), Some(k)) => {
+                        let mut note = note_of(f, &k, now, iid);
+                        note.message = format!("{why}: {}", f.message);
+                        h(b.clone(), note).await
+                    }
+                    _ => vec![],
+                };
+                gone.push(GoneFinding {
+                    id: f.id,
+                    incident: f.incident_id.map(|iid| {
+                        (
+                            iid,
+                            IncidentChange::Resolve {
+                                at: now,
+                                event: IncidentEvent::new(
+                                    now,
+                                    EventKind::Resolved,
+                                    format!("{why}: {}", f.message),
+                                ),
+                            },
+                        )
+                    }),
+                    outbox,
+                });
+            }
+            let rec = ScanRecord {
+                id: 0,
+                baseline: Some(name.clone()),
+                started_at: now,
+                finished_at: now,
+                duration_ms: 0.0,
+                targets: vec![],
+                hosts: 0,
+                probes: 0,
+                open_ports: 0,
+                findings_opened: 0,
+                findings_open: 0,
+                findings_resolved: gone.len() as u64,
+                coverage: serde_json::json!({}),
+                error: Some(format!(
+                    "{why}: nothing scanned; its {} open finding(s) are resolved",
+                    gone.len()
+                )),
+                report: None,
+            };
+            match self
+                .store
+                .apply_scan(ScanApply {
+                    scan: rec,
+                    opened: vec![],
+                    seen: vec![],
+                    gone,
+                })
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(baseline = %name, findings = list.len(), "baseline removed: its open findings are resolved")
+                }
+                Err(e) => {
+                    tracing::warn!(baseline = %name, error = %e, "cannot resolve the findings of a removed baseline; retrying later");
+                    self.retire
+                        .store(true, std::sync::atomic::Ordering::Release);
                 }
             }
         }
@@ -532,24 +650,7 @@ impl Guard {
             let msg = format!("no longer seen: {}", f.message);
             let outbox = match (&self.hook, f.incident_id) {
                 (Some(h), Some(iid)) => {
-                    let d = |k: &str| f.detail.get(k).cloned().unwrap_or_default();
-                    let note = FindingNote {
-                        kind: k.kind,
-                        host: k.host,
-                        port: k.port,
-                        transport: k.transport,
-                        state: serde_json::from_value(d("state")).unwrap_or(PortState::Error),
-                        message: f.message.clone(),
-                        service: serde_json::from_value(d("service")).ok().flatten(),
-                        expected_service: serde_json::from_value(d("expected_service"))
-                            .ok()
-                            .flatten(),
-                        previous_fingerprint: serde_json::from_value(d("previous_fingerprint"))
-                            .ok()
-                            .flatten(),
-                        first_seen: f.first_seen,
-                        resolved: Some((iid, now)),
-                    };
+                    let note = note_of(f, &k, now, iid);
                     h(shared.clone(), note).await
                 }
                 _ => vec![],
@@ -589,6 +690,31 @@ impl Guard {
         rec.id = scan_id;
         rec.report = None;
         Ok(rec)
+    }
+}
+
+/// The note of a stored finding resolving at `at` (what it saw is in its `detail`).
+fn note_of(
+    f: &FindingRecord,
+    k: &FindingKey,
+    at: DateTime<Utc>,
+    incident: IncidentId,
+) -> FindingNote {
+    let d = |name: &str| f.detail.get(name).cloned().unwrap_or_default();
+    FindingNote {
+        kind: k.kind,
+        host: k.host,
+        port: k.port,
+        transport: k.transport,
+        state: serde_json::from_value(d("state")).unwrap_or(PortState::Error),
+        message: f.message.clone(),
+        service: serde_json::from_value(d("service")).ok().flatten(),
+        expected_service: serde_json::from_value(d("expected_service")).ok().flatten(),
+        previous_fingerprint: serde_json::from_value(d("previous_fingerprint"))
+            .ok()
+            .flatten(),
+        first_seen: f.first_seen,
+        resolved: Some((incident, at)),
     }
 }
 

@@ -238,6 +238,42 @@ async fn findings_open_and_resolve_with_their_incidents() {
     assert_eq!(status[0].name, "loopback");
     assert!(status[0].last_scan.is_some());
 
+    // The baseline leaves the config: its open finding resolves, with its incident and a
+    // resolve notification, under a record that says why.
+    let open_id = open_inc.items[0].id;
+    guard.apply(vec![]);
+    let st = store.clone();
+    wait_for("retirement", Duration::from_secs(20), || {
+        let st = st.clone();
+        async move {
+            st.finding(f.id)
+                .await
+                .unwrap()
+                .filter(|x| x.status == "resolved")
+        }
+    })
+    .await;
+    let inc = store.incident(open_id).await.unwrap().unwrap();
+    assert_eq!(inc.incident.status, IncidentStatus::Resolved);
+    assert!(
+        inc.timeline
+            .iter()
+            .any(|e| e.message.contains("baseline removed from the config")),
+        "{:?}",
+        inc.timeline
+    );
+    assert_eq!(
+        inc.notifications.last().map(|n| n.row.event.as_str()),
+        Some("resolve")
+    );
+    let last = &store.scans(&Default::default()).await.unwrap()[0];
+    assert!(
+        last.error
+            .as_deref()
+            .is_some_and(|e| e.contains("baseline removed from the config")),
+        "{last:?}"
+    );
+
     stop_tx.send(true).unwrap();
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     store.close().await.unwrap();

@@ -33,10 +33,12 @@ fn host_text(n: &FindingNote) -> String {
 /// The message content of a finding (trigger, or resolve when `n.resolved` is set).
 pub fn finding_item(b: &Baseline, n: &FindingNote) -> AlertItem {
     let host = host_text(n);
-    let target = match n.host {
-        std::net::IpAddr::V6(_) => format!("[{host}]:{}/{}", n.port, n.transport),
-        _ => format!("{host}:{}/{}", n.port, n.transport),
-    };
+    let target = format!(
+        "{}:{}/{}",
+        portwarden_scan::baseline::fmt_host(n.host),
+        n.port,
+        n.transport
+    );
     let seen = n
         .service
         .as_ref()
