@@ -438,11 +438,17 @@ async fn list_findings(
 }
 
 /// `GET /api/v1/baselines`: every baseline with its last scan and when the next one is due.
-async fn list_baselines(State(s): State<AppState>) -> Response {
+async fn list_baselines(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    Params::new(q, &[])?;
     let status = s.exposure.status();
     let baselines = s.exposure.baselines();
-    Json(json!({ "baselines": baselines, "status": status, "count": baselines.len() }))
-        .into_response()
+    Ok(
+        Json(json!({ "baselines": baselines, "status": status, "count": baselines.len() }))
+            .into_response(),
+    )
 }
 
 /// `POST /api/v1/baselines/{name}/scan`: makes the baseline due now (the guard runs one scan

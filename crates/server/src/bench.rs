@@ -4,7 +4,9 @@
 //! observation per monitor per interval, at the monitor's phase offset, in batches every
 //! `batch_every`. Measured: ingest lag (from the end of the oldest probe in a batch to the
 //! server's answer: what `portwarden_agent_ingest_lag_seconds` measures plus the way back),
-//! observations and batches per second, server CPU and RSS.
+//! judge lag (how long stored batches wait in the agent inbox for the evaluator, sampled every
+//! 100 ms as the age of the oldest unjudged row), observations and batches per second, server
+//! CPU and RSS.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -44,6 +46,9 @@ pub struct IngestBenchReport {
     pub lag_p50_ms: f64,
     pub lag_p99_ms: f64,
     pub lag_max_ms: f64,
+    /// Age of the oldest batch waiting in the agent inbox (stored, not yet judged), sampled.
+    pub judge_wait_p99_ms: f64,
+    pub judge_wait_max_ms: f64,
     /// Server process CPU over the measured time (all threads, cores used on average).
     pub cpu_cores: f64,
     pub rss_mb: f64,
@@ -71,8 +76,13 @@ impl fmt::Display for IngestBenchReport {
         )?;
         writeln!(
             f,
-            "ingest lag:       p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (probe end → stored and judged)",
+            "ingest lag:       p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (probe end → stored, queued for judging)",
             self.lag_p50_ms, self.lag_p99_ms, self.lag_max_ms
+        )?;
+        writeln!(
+            f,
+            "judge wait:       p99 {:.0} ms, max {:.0} ms (stored → taken by the evaluator)",
+            self.judge_wait_p99_ms, self.judge_wait_max_ms
         )?;
         write!(
             f,
@@ -418,6 +428,24 @@ pub async fn run(opts: IngestBenchOptions) -> Result<IngestBenchReport, String> 
                 portwarden_engine::bench::cpu_seconds();
         })
     };
+    // The judge's backlog: the age of the oldest batch still in the inbox.
+    let judge_probe = {
+        let store = daemon.state.store.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            let mut waits = Vec::new();
+            while Instant::now() < measure_to {
+                if let Ok(rows) = store.agent_inbox(1).await {
+                    let age = rows.first().map_or(0.0, |b| {
+                        (Utc::now() - b.received_at).num_milliseconds().max(0) as f64
+                    });
+                    waits.push(age);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            waits
+        })
+    };
     let mut tasks = Vec::new();
     for (t, share) in tokens.iter().zip(shares) {
         tasks.push(tokio::spawn(run_agent(
@@ -439,6 +467,8 @@ pub async fn run(opts: IngestBenchOptions) -> Result<IngestBenchReport, String> 
         failed += r.failed;
     }
     let _ = cpu_probe.await;
+    let mut waits = judge_probe.await.unwrap_or_default();
+    waits.sort_by(|a, b| a.total_cmp(b));
     let cpu =
         portwarden_engine::bench::cpu_seconds() - *cpu_at.lock().unwrap_or_else(|p| p.into_inner());
     let rss = portwarden_engine::bench::rss_mb();
@@ -458,6 +488,8 @@ pub async fn run(opts: IngestBenchOptions) -> Result<IngestBenchReport, String> 
         lag_p50_ms: quantile(&lags, 0.5),
         lag_p99_ms: quantile(&lags, 0.99),
         lag_max_ms: lags.last().copied().unwrap_or(0.0),
+        judge_wait_p99_ms: quantile(&waits, 0.99),
+        judge_wait_max_ms: waits.last().copied().unwrap_or(0.0),
         cpu_cores: cpu / secs,
         rss_mb: rss,
         startup_s,

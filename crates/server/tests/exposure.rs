@@ -432,6 +432,7 @@ async fn api_checks(extra: &str) {
             ("/api/v1/findings?limit=-1", "limit"),
             ("/api/v1/findings?to=13/01/2026", "to"),
             ("/api/v1/findings?baseline=lo&state=open", "state"),
+            ("/api/v1/baselines?name=lo", "name"),
             ("/api/v1/reports", "from"),
             ("/api/v1/reports?from=2026-01-01&format=pdf", "format"),
             ("/api/v1/reports?from=2026-13-01", "from"),
