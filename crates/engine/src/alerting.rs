@@ -57,6 +57,9 @@ impl<'a> Subject<'a> {
     }
 }
 
+/// `(route, receiver)` pairs that heard an incident's trigger or escalation.
+type Told = BTreeSet<(String, String)>;
+
 /// Receivers told about an incident (trigger or escalation not suppressed), from its rows.
 fn told_from(rows: &[portwarden_store::NotificationRecord]) -> BTreeSet<(String, String)> {
     rows.iter()
@@ -142,6 +145,9 @@ pub struct Alerting {
     epoch: std::sync::atomic::AtomicU64,
     /// Set by the server: findings' incidents repeat and escalate too.
     findings: RwLock<Option<FindingLookup>>,
+    /// Open findings' incidents as the ticker read them from the store once: the trigger's
+    /// content and who was told (escalations add to it).
+    finding_told: Mutex<HashMap<IncidentId, (AlertItem, Told)>>,
 }
 
 /// Why a notification is not sent.
@@ -164,6 +170,7 @@ impl Alerting {
             active: std::sync::atomic::AtomicBool::new(true),
             epoch: std::sync::atomic::AtomicU64::new(0),
             findings: RwLock::new(None),
+            finding_told: Mutex::new(HashMap::new()),
         }
     }
 
@@ -171,6 +178,11 @@ impl Alerting {
     pub fn set_active(&self, active: bool) {
         use std::sync::atomic::Ordering;
         if active && !self.active.swap(true, Ordering::AcqRel) {
+            // Another leader may have escalated meanwhile: read findings' incidents afresh.
+            self.finding_told
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
             self.epoch.fetch_add(1, Ordering::AcqRel);
             self.wake.notify_one();
         } else if !active {
@@ -1129,6 +1141,14 @@ pub(crate) async fn ticker(
                 continue;
             }
         };
+        // Findings' incidents read once while they stay open (and unacknowledged).
+        al.finding_told
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|id, _| {
+                open.iter()
+                    .any(|i| i.id == *id && i.acknowledged_at.is_none())
+            });
         for inc in open {
             if inc.acknowledged_at.is_some() {
                 continue;
@@ -1205,22 +1225,38 @@ async fn finding_repeats(
     let Some(meta) = lookup.and_then(|f| f(&inc.monitor)) else {
         return;
     };
-    let rows = match store.incident_notifications(inc.id).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::debug!(incident = inc.id, error = %e, "cannot read a finding's notifications");
-            return;
+    let cached = al
+        .finding_told
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&inc.id)
+        .cloned();
+    let (item, told) = match cached {
+        Some(c) => c,
+        None => {
+            let rows = match store.incident_notifications(inc.id).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(incident = inc.id, error = %e, "cannot read a finding's notifications");
+                    return;
+                }
+            };
+            let Some(mut item) = rows
+                .iter()
+                .find(|r| r.row.event == "trigger")
+                .and_then(|r| serde_json::from_value::<AlertItem>(r.row.payload.clone()).ok())
+            else {
+                return;
+            };
+            item.incident_id = Some(inc.id);
+            let told = told_from(&rows);
+            al.finding_told
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(inc.id, (item.clone(), told.clone()));
+            (item, told)
         }
     };
-    let Some(mut item) = rows
-        .iter()
-        .find(|r| r.row.event == "trigger")
-        .and_then(|r| serde_json::from_value::<AlertItem>(r.row.payload.clone()).ok())
-    else {
-        return;
-    };
-    item.incident_id = Some(inc.id);
-    let told = told_from(&rows);
     let subject = Subject {
         name: &inc.monitor,
         host: item
@@ -1321,6 +1357,16 @@ async fn repeat_and_escalate(
                     {
                         for row in &rows {
                             o.told.insert((row.route.clone(), row.receiver.clone()));
+                        }
+                    }
+                    if let Some((_, told)) = al
+                        .finding_told
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_mut(&incident)
+                    {
+                        for row in &rows {
+                            told.insert((row.route.clone(), row.receiver.clone()));
                         }
                     }
                     al.wake.notify_one();
