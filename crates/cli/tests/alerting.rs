@@ -2,10 +2,7 @@
 //! comes back, the daemon restarts → every pending notification is delivered, and none twice
 //! for the same idempotency key as the receiver counts them.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use portwarden_testkit as tk;
@@ -35,52 +32,6 @@ fn serve(config: &std::path::Path, data: &std::path::Path, port: u16) -> Proc {
             .spawn()
             .expect("spawn portwarden serve"),
     )
-}
-
-/// A minimal HTTP/1.1 receiver on a fixed port counting 200-answered requests per
-/// idempotency key and event.
-#[derive(Clone, Default)]
-struct Counts(Arc<Mutex<HashMap<(String, String), u32>>>);
-
-fn receiver(port: u16, counts: Counts) {
-    let l = std::net::TcpListener::bind(("127.0.0.1", port)).expect("receiver binds");
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let counts = counts.clone();
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(s.try_clone().unwrap());
-                let mut key = String::new();
-                let mut len = 0usize;
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    if r.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let l = line.trim_end();
-                    if l.is_empty() {
-                        break;
-                    }
-                    let lower = l.to_ascii_lowercase();
-                    if let Some(v) = lower.strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap_or(0);
-                    }
-                    if lower.starts_with("idempotency-key:") {
-                        key = l["idempotency-key:".len()..].trim().to_string();
-                    }
-                }
-                let mut body = vec![0; len];
-                let _ = r.read_exact(&mut body);
-                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                let event = v["event"].as_str().unwrap_or("").to_string();
-                *counts.0.lock().unwrap().entry((key, event)).or_default() += 1;
-                let _ = s.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-                );
-            });
-        }
-    });
 }
 
 fn wait(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -157,8 +108,7 @@ fn kill_9_while_the_receiver_is_down_delivers_every_pending_notification_once() 
     let _ = p.0.wait();
     drop(p);
 
-    let counts = Counts::default();
-    receiver(rport, counts.clone());
+    let counts = tk::webhook::Receiver::start_on(rport);
     let port2 = tk::free_port();
     let _p2 = serve(&config, &data, port2);
     assert!(tk::wait_for_port(port2, Duration::from_secs(20)));
@@ -168,14 +118,14 @@ fn kill_9_while_the_receiver_is_down_delivers_every_pending_notification_once() 
     );
     assert!(
         wait(Duration::from_secs(15), || {
-            let c = counts.0.lock().unwrap();
+            let c = counts.counts();
             c.contains_key(&t) && c.contains_key(&r)
         }),
         "both pending notifications delivered after the restart: {:?}",
-        counts.0.lock().unwrap()
+        counts.counts()
     );
     std::thread::sleep(Duration::from_secs(3));
-    let c = counts.0.lock().unwrap().clone();
+    let c = counts.counts();
     assert_eq!(
         c.get(&(format!("pw-{incident}-trigger"), "trigger".into())),
         Some(&1),

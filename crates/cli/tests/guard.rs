@@ -178,7 +178,7 @@ fn scheduled_scans_notify_findings_through_the_routes_and_resolve_them() {
              \x20 - name: loopback\n    targets: [127.0.0.1]\n    ports: \"{ssh_port},{rogue_port}\"\n    interval: 2s\n    allowed_open:\n      - {{port: {ssh_port}, service: ssh}}\n    severity: critical\n    owner: secops\n    runbook: https://runbooks.example/exposure\n    capability: perimeter\n    routes: [security]\n\
              \x20 - name: dmz\n    labels: {{zone: dmz}}\n    ports: \"{web_port},{dmz_rogue_port}\"\n    interval: 2s\n    allowed_open: [{web_port}]\n    severity: high\n\
              receivers:\n  sec: {{type: webhook, url: \"{}\"}}\n  ops: {{type: webhook, url: \"{}\"}}\n\
-             routes:\n  - name: security\n    match: {{owner: secops}}\n    receivers: sec\n  - name: all\n    default: true\n    receivers: ops\n\
+             routes:\n  - name: security\n    match: {{owner: secops}}\n    receivers: sec\n    repeat_interval: 2s\n  - name: all\n    default: true\n    receivers: ops\n\
              notifications: {{backoff_initial: 200ms, backoff_max: 500ms, poll: 100ms}}\n\
              auth:\n  tokens:\n    - {{name: test, secret: \"{TOKEN}\", role: admin}}\n",
             sec.url(),
@@ -346,6 +346,20 @@ fn scheduled_scans_notify_findings_through_the_routes_and_resolve_them() {
     assert_eq!(open[0]["id"].as_i64(), eid);
     let inc = api.json(&format!("/api/v1/incidents/{eincident}"));
     assert_eq!(inc["status"], "open", "{inc:#}");
+    // Unacknowledged, it repeats on its route's `repeat_interval` like a monitor's incident.
+    let d = wait_delivery(&sec, "expected_open_closed repeat", |d| {
+        d.event() == "repeat" && item(d)["finding"]["kind"] == "expected_open_closed"
+    });
+    assert!(
+        d.key
+            .starts_with(&format!("pw-{eincident}-repeat-security-")),
+        "{}",
+        d.key
+    );
+    assert_eq!(
+        item(&d)["finding"]["port"].as_u64(),
+        Some(u64::from(ssh_port))
+    );
 
     // 5. The label-selected baseline: its finding goes by the routes' rules to the default route.
     let _dmz_rogue = Service::start(dmz, dmz_rogue_port, "");

@@ -19,12 +19,10 @@
 //! store), and after `kill -9` of the leader the follower takes over, judges what it receives
 //! and resolves the same incident; the agent going silent shows on the new leader.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use portwarden_testkit as tk;
@@ -43,65 +41,6 @@ impl Drop for Proc {
 
 fn addr(port: u16) -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-/// Webhook deliveries answered 200, per (idempotency key, event).
-#[derive(Clone, Default)]
-struct Counts(Arc<Mutex<HashMap<(String, String), u32>>>);
-
-impl Counts {
-    fn get(&self) -> HashMap<(String, String), u32> {
-        self.0.lock().unwrap().clone()
-    }
-    fn events(&self, event: &str) -> u32 {
-        self.get()
-            .iter()
-            .filter(|((_, e), _)| e == event)
-            .map(|(_, n)| n)
-            .sum()
-    }
-}
-
-/// A minimal HTTP/1.1 webhook receiver on `port` that counts what it accepts.
-fn receiver(port: u16, counts: Counts) {
-    let l = TcpListener::bind(("127.0.0.1", port)).expect("receiver binds");
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let counts = counts.clone();
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(s.try_clone().unwrap());
-                let (mut key, mut len, mut line) = (String::new(), 0usize, String::new());
-                loop {
-                    line.clear();
-                    if r.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let l = line.trim_end();
-                    if l.is_empty() {
-                        break;
-                    }
-                    let lower = l.to_ascii_lowercase();
-                    if let Some(v) = lower.strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap_or(0);
-                    }
-                    for h in ["idempotency-key:", "webhook-id:"] {
-                        if lower.starts_with(h) {
-                            key = l[h.len()..].trim().to_string();
-                        }
-                    }
-                }
-                let mut body = vec![0; len];
-                let _ = r.read_exact(&mut body);
-                let v: Value = serde_json::from_slice(&body).unwrap_or_default();
-                let event = v["event"].as_str().unwrap_or("").to_string();
-                *counts.0.lock().unwrap().entry((key, event)).or_default() += 1;
-                let _ = s.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-                );
-            });
-        }
-    });
 }
 
 fn replica(dir: &std::path::Path, name: &str, url: &str, target: u16, hook: u16) -> (Proc, u16) {
@@ -224,7 +163,6 @@ fn kill_9_of_the_leader_during_an_incident_hands_over_within_the_bound() {
     let dir = tempfile::tempdir().unwrap();
     let target = Target::start();
     let hook = tk::free_port(); // the receiver: down (nothing listens) until after the kill
-    let counts = Counts::default();
 
     // Replica A starts first and leads; B follows.
     let (mut a, pa) = replica(dir.path(), "replica-a", &db.url(), target.port, hook);
@@ -296,7 +234,7 @@ fn kill_9_of_the_leader_during_an_incident_hands_over_within_the_bound() {
     );
 
     // The receiver comes up: B (never A, which is dead) delivers the pending trigger, once.
-    receiver(hook, counts.clone());
+    let counts = tk::webhook::Receiver::start_on(hook);
     wait(Duration::from_secs(15), "B delivers the trigger", || {
         counts.events("trigger") >= 1
     });
@@ -344,7 +282,7 @@ fn kill_9_of_the_leader_during_an_incident_hands_over_within_the_bound() {
         counts.events("resolve") >= 1
     });
     std::thread::sleep(Duration::from_secs(2)); // room for a (wrong) second delivery
-    let got = counts.get();
+    let got = counts.counts();
     eprintln!("deliveries: {got:?}");
 
     assert!(

@@ -31,6 +31,10 @@ const CLAIM_LIMIT: usize = 500;
 /// Finds a monitor's current definition by name.
 pub type MonitorLookup = Arc<dyn Fn(&str) -> Option<Arc<Monitor>> + Send + Sync>;
 
+/// For an incident that is not a monitor's (`scan:<baseline>`): the metadata its repeats and
+/// escalations group by; `None` when its source is gone from the config (then they stop).
+pub type FindingLookup = Arc<dyn Fn(&str) -> Option<MonitorMeta> + Send + Sync>;
+
 /// Who an incident is about, as routes, grouping, silences and maintenance windows see it: a
 /// monitor, or something that is not one (an exposure-guard baseline's finding).
 #[derive(Debug, Clone)]
@@ -52,6 +56,9 @@ impl<'a> Subject<'a> {
         }
     }
 }
+
+/// `(route, receiver)` pairs that heard an incident's trigger or escalation.
+type Told = BTreeSet<(String, String)>;
 
 /// Receivers told about an incident (trigger or escalation not suppressed), from its rows.
 fn told_from(rows: &[portwarden_store::NotificationRecord]) -> BTreeSet<(String, String)> {
@@ -136,6 +143,11 @@ pub struct Alerting {
     active: std::sync::atomic::AtomicBool,
     /// Bumped each time this replica becomes active (the dispatcher then releases claims).
     epoch: std::sync::atomic::AtomicU64,
+    /// Set by the server: findings' incidents repeat and escalate too.
+    findings: RwLock<Option<FindingLookup>>,
+    /// Open findings' incidents as the ticker read them from the store once: the trigger's
+    /// content and who was told (escalations add to it).
+    finding_told: Mutex<HashMap<IncidentId, (AlertItem, Told)>>,
 }
 
 /// Why a notification is not sent.
@@ -157,6 +169,8 @@ impl Alerting {
             silences: RwLock::new(Vec::new()),
             active: std::sync::atomic::AtomicBool::new(true),
             epoch: std::sync::atomic::AtomicU64::new(0),
+            findings: RwLock::new(None),
+            finding_told: Mutex::new(HashMap::new()),
         }
     }
 
@@ -164,6 +178,11 @@ impl Alerting {
     pub fn set_active(&self, active: bool) {
         use std::sync::atomic::Ordering;
         if active && !self.active.swap(true, Ordering::AcqRel) {
+            // Another leader may have escalated meanwhile: read findings' incidents afresh.
+            self.finding_told
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
             self.epoch.fetch_add(1, Ordering::AcqRel);
             self.wake.notify_one();
         } else if !active {
@@ -259,6 +278,11 @@ impl Alerting {
         let ttl = chrono::Duration::from_std(setup.settings.notifications.ack_link_ttl)
             .unwrap_or(chrono::Duration::days(7));
         format!("{}/ack/{}", setup.public_url, self.ack_token(id, now + ttl))
+    }
+
+    /// Lets the ticker repeat and escalate findings' incidents (`scan:<baseline>`).
+    pub fn set_finding_lookup(&self, f: FindingLookup) {
+        *self.findings.write().unwrap_or_else(|p| p.into_inner()) = Some(f);
     }
 
     pub fn set_silences(&self, s: Vec<Silence>) {
@@ -1117,8 +1141,20 @@ pub(crate) async fn ticker(
                 continue;
             }
         };
+        // Findings' incidents read once while they stay open (and unacknowledged).
+        al.finding_told
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|id, _| {
+                open.iter()
+                    .any(|i| i.id == *id && i.acknowledged_at.is_none())
+            });
         for inc in open {
             if inc.acknowledged_at.is_some() {
+                continue;
+            }
+            if portwarden_core::is_finding_monitor(&inc.monitor) {
+                finding_repeats(&al, &*store, &setup, &inc, now).await;
                 continue;
             }
             let info = al
@@ -1156,85 +1192,189 @@ pub(crate) async fn ticker(
             for r in routes {
                 told_routes.insert(&r.name);
             }
-            for rname in told_routes.clone() {
-                let Some(r) = setup.settings.route(rname) else {
-                    continue;
-                };
-                if let Some(every) = r.repeat_interval {
-                    let n = elapsed.as_secs() / every.as_secs().max(1);
-                    if n >= 1 {
-                        let rows = rows_for_route(
-                            r,
-                            &subject,
-                            "repeat",
-                            &format!("repeat-{}-{n}", r.name),
-                            &item,
-                            now,
-                            OutboxStatus::Pending,
-                            None,
-                        );
-                        let _ = store.enqueue_outbox(Some(inc.id), rows, None).await;
-                        al.wake.notify_one();
-                    }
+            repeat_and_escalate(
+                &al,
+                &*store,
+                &setup,
+                inc.id,
+                &subject,
+                &item,
+                told_routes,
+                elapsed,
+                now,
+            )
+            .await;
+        }
+    }
+}
+
+/// Repeats and escalations of a finding's incident: along the routes its trigger reached (as
+/// the store recorded them; a suppressed trigger reached nobody), with the trigger's content.
+async fn finding_repeats(
+    al: &Alerting,
+    store: &dyn Store,
+    setup: &AlertSetup,
+    inc: &portwarden_core::Incident,
+    now: DateTime<Utc>,
+) {
+    let lookup = al
+        .findings
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let Some(meta) = lookup.and_then(|f| f(&inc.monitor)) else {
+        return;
+    };
+    let cached = al
+        .finding_told
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&inc.id)
+        .cloned();
+    let (item, told) = match cached {
+        Some(c) => c,
+        None => {
+            let rows = match store.incident_notifications(inc.id).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(incident = inc.id, error = %e, "cannot read a finding's notifications");
+                    return;
                 }
-                // Escalation: each step of the chain waits its route's `escalate_after`.
-                let mut at = r;
-                let mut wait = Duration::ZERO;
-                while let (Some(after), Some(next)) = (
-                    at.escalate_after,
-                    at.escalate_to
-                        .as_deref()
-                        .and_then(|n| setup.settings.route(n)),
-                ) {
-                    wait += after;
-                    if elapsed < wait {
-                        break;
-                    }
-                    let rows = rows_for_route(
-                        next,
-                        &subject,
-                        "escalate",
-                        &format!("escalate-{}", next.name),
-                        &item,
-                        now,
-                        OutboxStatus::Pending,
-                        None,
-                    );
-                    let ev = IncidentEvent::new(
-                        now,
-                        EventKind::Escalated,
-                        format!(
-                            "not acknowledged after {}: escalated from route `{}` to `{}`",
-                            portwarden_core::format_duration(wait),
-                            at.name,
-                            next.name
-                        ),
-                    )
-                    .with_data(serde_json::json!({"from": at.name, "to": next.name}));
-                    match store
-                        .enqueue_outbox(Some(inc.id), rows.clone(), Some(ev))
-                        .await
-                    {
-                        Ok(n) if n > 0 => {
-                            tracing::warn!(incident = inc.id, monitor = %m.name, route = %next.name, "incident escalated");
-                            if let Some(o) = al
-                                .open
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .get_mut(&inc.id)
-                            {
-                                for row in &rows {
-                                    o.told.insert((row.route.clone(), row.receiver.clone()));
-                                }
-                            }
-                            al.wake.notify_one();
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "cannot queue an escalation"),
-                    }
-                    at = next;
-                }
+            };
+            let Some(mut item) = rows
+                .iter()
+                .find(|r| r.row.event == "trigger")
+                .and_then(|r| serde_json::from_value::<AlertItem>(r.row.payload.clone()).ok())
+            else {
+                return;
+            };
+            item.incident_id = Some(inc.id);
+            let told = told_from(&rows);
+            al.finding_told
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(inc.id, (item.clone(), told.clone()));
+            (item, told)
+        }
+    };
+    let subject = Subject {
+        name: &inc.monitor,
+        host: item
+            .finding
+            .as_ref()
+            .map(|f| f.host.clone())
+            .unwrap_or_default(),
+        tier: Tier::default(),
+        meta: &meta,
+    };
+    let elapsed = (now - inc.opened_at).to_std().unwrap_or_default();
+    let routes: BTreeSet<&str> = told.iter().map(|(r, _)| r.as_str()).collect();
+    repeat_and_escalate(
+        al, store, setup, inc.id, &subject, &item, routes, elapsed, now,
+    )
+    .await;
+}
+
+/// Repeats and escalations of one open, unacknowledged incident along the routes it went to.
+#[allow(clippy::too_many_arguments)]
+async fn repeat_and_escalate(
+    al: &Alerting,
+    store: &dyn Store,
+    setup: &AlertSetup,
+    incident: IncidentId,
+    subject: &Subject<'_>,
+    item: &AlertItem,
+    told_routes: BTreeSet<&str>,
+    elapsed: Duration,
+    now: DateTime<Utc>,
+) {
+    for rname in told_routes {
+        let Some(r) = setup.settings.route(rname) else {
+            continue;
+        };
+        if let Some(every) = r.repeat_interval {
+            let n = elapsed.as_secs() / every.as_secs().max(1);
+            if n >= 1 {
+                let rows = rows_for_route(
+                    r,
+                    subject,
+                    "repeat",
+                    &format!("repeat-{}-{n}", r.name),
+                    item,
+                    now,
+                    OutboxStatus::Pending,
+                    None,
+                );
+                let _ = store.enqueue_outbox(Some(incident), rows, None).await;
+                al.wake.notify_one();
             }
+        }
+        // Escalation: each step of the chain waits its route's `escalate_after`.
+        let mut at = r;
+        let mut wait = Duration::ZERO;
+        while let (Some(after), Some(next)) = (
+            at.escalate_after,
+            at.escalate_to
+                .as_deref()
+                .and_then(|n| setup.settings.route(n)),
+        ) {
+            wait += after;
+            if elapsed < wait {
+                break;
+            }
+            let rows = rows_for_route(
+                next,
+                subject,
+                "escalate",
+                &format!("escalate-{}", next.name),
+                item,
+                now,
+                OutboxStatus::Pending,
+                None,
+            );
+            let ev = IncidentEvent::new(
+                now,
+                EventKind::Escalated,
+                format!(
+                    "not acknowledged after {}: escalated from route `{}` to `{}`",
+                    portwarden_core::format_duration(wait),
+                    at.name,
+                    next.name
+                ),
+            )
+            .with_data(serde_json::json!({"from": at.name, "to": next.name}));
+            match store
+                .enqueue_outbox(Some(incident), rows.clone(), Some(ev))
+                .await
+            {
+                Ok(n) if n > 0 => {
+                    tracing::warn!(incident, monitor = %subject.name, route = %next.name, "incident escalated");
+                    if let Some(o) = al
+                        .open
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_mut(&incident)
+                    {
+                        for row in &rows {
+                            o.told.insert((row.route.clone(), row.receiver.clone()));
+                        }
+                    }
+                    if let Some((_, told)) = al
+                        .finding_told
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_mut(&incident)
+                    {
+                        for row in &rows {
+                            told.insert((row.route.clone(), row.receiver.clone()));
+                        }
+                    }
+                    al.wake.notify_one();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot queue an escalation"),
+            }
+            at = next;
         }
     }
 }

@@ -411,9 +411,10 @@ impl Guard {
         }
     }
 
-    /// A follower's view: each baseline's last scan as the leader recorded it.
-    async fn refresh_last(&self) {
+    /// Each configured baseline's last stored scan (those that have one).
+    async fn last_scans(&self) -> Vec<(String, ScanRecord)> {
         let names: Vec<String> = self.slots().keys().cloned().collect();
+        let mut out = Vec::new();
         for name in names {
             let filter = ScanFilter {
                 baseline: Some(name.clone()),
@@ -422,8 +423,17 @@ impl Guard {
             };
             if let Ok(list) = self.store.scans(&filter).await
                 && let Some(last) = list.into_iter().next()
-                && let Some(s) = self.slots().get_mut(&name)
             {
+                out.push((name, last));
+            }
+        }
+        out
+    }
+
+    /// A follower's view: each baseline's last scan as the leader recorded it.
+    async fn refresh_last(&self) {
+        for (name, last) in self.last_scans().await {
+            if let Some(s) = self.slots().get_mut(&name) {
                 s.running = false;
                 s.last = Some(last);
             }
@@ -437,19 +447,7 @@ impl Guard {
 
     /// Reads each baseline's last scan (status and fingerprints survive a restart).
     async fn load_last(&self) {
-        let names: Vec<String> = self.slots().keys().cloned().collect();
-        for name in names {
-            let filter = ScanFilter {
-                baseline: Some(name.clone()),
-                limit: 1,
-                ..Default::default()
-            };
-            let Ok(list) = self.store.scans(&filter).await else {
-                continue;
-            };
-            let Some(last) = list.into_iter().next() else {
-                continue;
-            };
+        for (name, last) in self.last_scans().await {
             if let Ok(Some(full)) = self.store.scan(last.id).await
                 && let Some(r) = full
                     .report

@@ -7,11 +7,23 @@
 use std::sync::Arc;
 
 use portwarden_core::{MonitorMeta, Scope, State, Tier};
-use portwarden_engine::alerting::{Alerting, Subject};
+use portwarden_engine::alerting::{Alerting, FindingLookup, Subject};
 use portwarden_notify::{AlertItem, FindingFacts};
 use portwarden_scan::baseline::Baseline;
-use portwarden_scan::guard::{FindingNote, OutboxHook};
+use portwarden_scan::guard::{FindingNote, Guard, OutboxHook};
 use portwarden_store::Store;
+
+/// The engine's ticker asks this for the repeats and escalations of findings' incidents.
+pub fn finding_lookup(guard: &Arc<Guard>) -> FindingLookup {
+    let guard = Arc::downgrade(guard);
+    Arc::new(move |monitor: &str| {
+        let g = guard.upgrade()?;
+        g.baselines()
+            .into_iter()
+            .find(|b| b.incident_monitor() == monitor)
+            .map(|b| meta_of(&b))
+    })
+}
 
 /// What routes and silences match a baseline's findings on (owner, severity, labels) and what
 /// their notifications carry besides (runbook, capability).

@@ -399,6 +399,9 @@ impl Daemon {
             )),
         );
         exposure.apply(exposure_plans(&config));
+        engine
+            .alerting()
+            .set_finding_lookup(exposure::finding_lookup(&exposure));
 
         let now = Utc::now();
         let reload = Arc::new(RwLock::new(ReloadStatus {

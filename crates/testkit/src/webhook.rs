@@ -31,7 +31,12 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start() -> Receiver {
-        let l = TcpListener::bind("127.0.0.1:0").expect("webhook receiver binds");
+        Receiver::start_on(0)
+    }
+
+    /// On a chosen port (0: any free one), e.g. one the config named while nothing listened.
+    pub fn start_on(port: u16) -> Receiver {
+        let l = TcpListener::bind(("127.0.0.1", port)).expect("webhook receiver binds");
         let port = l.local_addr().expect("local addr").port();
         let got: Arc<Mutex<Vec<Delivery>>> = Arc::default();
         let keep = got.clone();
@@ -53,6 +58,23 @@ impl Receiver {
     /// Every request so far, in arrival order.
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.got.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Deliveries per (idempotency key, event).
+    pub fn counts(&self) -> std::collections::HashMap<(String, String), u32> {
+        let mut m = std::collections::HashMap::new();
+        for d in self.deliveries() {
+            *m.entry((d.key.clone(), d.event().to_string())).or_default() += 1;
+        }
+        m
+    }
+
+    /// How many deliveries of `event` arrived.
+    pub fn events(&self, event: &str) -> u32 {
+        self.deliveries()
+            .iter()
+            .filter(|d| d.event() == event)
+            .count() as u32
     }
 
     /// Waits up to `limit` for a delivery `f` accepts.
