@@ -1758,11 +1758,20 @@ async fn inbox_task(inner: Arc<Inner>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     let mut undeleted: Vec<i64> = Vec::new();
+    // Uploads stored by another replica (PostgreSQL LISTEN/NOTIFY), when the store has it.
+    let signal = inner.store.agent_inbox_signal();
+    let elsewhere = || async {
+        match &signal {
+            Some(s) => s.notified().await,
+            None => std::future::pending().await,
+        }
+    };
     loop {
         tokio::select! {
             _ = inner.cancel.cancelled() => break,
             _ = tick.tick() => {}
             _ = inner.inbox_wake.notified() => {}
+            _ = elsewhere() => {}
         }
         if !inner.active.load(Ordering::Acquire) {
             // A later term re-reads whatever is left.

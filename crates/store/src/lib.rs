@@ -798,6 +798,12 @@ pub trait Store: Send + Sync + 'static {
         unsupported("agent uploads")
     }
 
+    /// Woken when any replica stored an agent batch (PostgreSQL `LISTEN/NOTIFY`); `None`:
+    /// the reader polls (and is woken by its own replica's uploads).
+    fn agent_inbox_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
+
     /// Removes judged inbox rows (on PostgreSQL only while this replica holds the leader
     /// term it was fenced with).
     async fn agent_inbox_done(&self, _ids: &[i64]) -> Result<()> {

@@ -148,6 +148,24 @@ impl std::fmt::Debug for Tls {
 pub type ConnectionTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 impl Tls {
+    /// One connection whose notifications wake `signal` (the agent inbox listener).
+    pub async fn connect_listening(
+        &self,
+        cfg: &tokio_postgres::Config,
+        signal: Arc<tokio::sync::Notify>,
+    ) -> std::result::Result<(tokio_postgres::Client, ConnectionTask), tokio_postgres::Error> {
+        match self {
+            Tls::Off => {
+                let (c, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+                Ok((c, Box::pin(drive_listening(conn, signal))))
+            }
+            Tls::Rustls(t) => {
+                let (c, conn) = cfg.connect(t.clone()).await?;
+                Ok((c, Box::pin(drive_listening(conn, signal))))
+            }
+        }
+    }
+
     /// One connection (the leader lock's), with this TLS setting.
     pub async fn connect(
         &self,
@@ -168,6 +186,23 @@ impl Tls {
                 });
                 Ok((c, task))
             }
+        }
+    }
+}
+
+/// Drives a connection, waking `signal` for every notification it receives.
+async fn drive_listening<S, T>(
+    mut conn: tokio_postgres::Connection<S, T>,
+    signal: Arc<tokio::sync::Notify>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => signal.notify_one(),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return,
         }
     }
 }
@@ -297,6 +332,52 @@ pub struct PgStore {
     target: String,
     /// The leader term this replica holds (see [`leader`]): 0 unfenced, -1 not the leader.
     fence: Arc<AtomicI64>,
+    /// Woken by `NOTIFY portwarden_agent_inbox` (any replica stored an agent batch); the
+    /// listening connection starts on first use.
+    inbox_signal: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
+    /// Set on close: the listening connection ends.
+    closing: tokio::sync::watch::Sender<bool>,
+}
+
+/// The channel every replica notifies when it stored an agent batch.
+const INBOX_CHANNEL: &str = "portwarden_agent_inbox";
+
+/// Keeps one connection listening on [`INBOX_CHANNEL`] and wakes `signal` per notification;
+/// reconnects after a failure (and wakes once then, in case one was missed) until `closing`.
+async fn inbox_listener(
+    config: tokio_postgres::Config,
+    tls: Tls,
+    signal: Arc<tokio::sync::Notify>,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if *closing.borrow() {
+            return;
+        }
+        let listened = async {
+            let (client, task) = tls.connect_listening(&config, signal.clone()).await?;
+            let task = tokio::spawn(task);
+            client
+                .batch_execute(&format!("LISTEN {INBOX_CHANNEL}"))
+                .await?;
+            signal.notify_one();
+            let _ = task.await;
+            drop(client);
+            Ok::<(), tokio_postgres::Error>(())
+        };
+        tokio::select! {
+            r = listened => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %describe(&e), "agent inbox listener: reconnecting");
+                }
+            }
+            _ = closing.changed() => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = closing.changed() => return,
+        }
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -373,6 +454,8 @@ impl PgStore {
             tls,
             target,
             fence: Arc::new(AtomicI64::new(0)),
+            inbox_signal: std::sync::OnceLock::new(),
+            closing: tokio::sync::watch::channel(false).0,
         })
     }
 
@@ -525,6 +608,23 @@ impl Store for PgStore {
             )?);
         }
         Ok(out)
+    }
+
+    fn agent_inbox_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(
+            self.inbox_signal
+                .get_or_init(|| {
+                    let signal = Arc::new(tokio::sync::Notify::new());
+                    tokio::spawn(inbox_listener(
+                        self.config.clone(),
+                        self.tls.clone(),
+                        signal.clone(),
+                        self.closing.subscribe(),
+                    ));
+                    signal
+                })
+                .clone(),
+        )
     }
 
     async fn agent_inbox_done(&self, ids: &[i64]) -> Result<()> {
@@ -807,6 +907,7 @@ impl Store for PgStore {
             .map_err(|_| StoreError::Closed)?;
         let r = rx.await.map_err(|_| StoreError::Closed)?;
         self.closed.store(true, Ordering::Relaxed);
+        self.closing.send_replace(true);
         self.pool.close();
         r
     }
@@ -929,6 +1030,9 @@ async fn ingest(
             &[&b.agent, &b.stream, &seq, &b.location, &now, &runs],
         )
         .await?;
+        // Wakes the leader's inbox reader, wherever it runs (delivered at commit).
+        tx.execute("SELECT pg_notify($1, '')", &[&INBOX_CHANNEL])
+            .await?;
     }
     tx.commit().await?;
     Ok(crate::IngestOutcome {
