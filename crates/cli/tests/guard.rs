@@ -221,6 +221,8 @@ fn scheduled_scans_notify_findings_through_the_routes_and_resolve_them() {
         serde_json::json!(["127.0.0.2"]),
         "{b:#}"
     );
+    let bl = api.json("/api/v1/baselines");
+    assert_eq!(bl["baselines"][0]["interval"], "2s", "{bl:#}");
 
     // 1. A listener outside the baseline → unexpected_open, notified to `security`.
     let rogue = Service::start(lo, rogue_port, "");
