@@ -7,8 +7,8 @@
 //!   baseline → `unexpected_open` and a notification that says what it is; stopped → resolved
 //!   and a resolve notification; an `allowed_open` service whose banner changes →
 //!   `service_changed`; the service stopped → `expected_open_closed`.
-//! - `dmz` (selected by `labels:` — the hosts of the monitors labelled `zone: dmz`, here
-//!   127.0.0.2; no `routes:`, so the routes' match rules and the default route apply): a
+//! - `dmz` (selected by `labels:` — the hosts of the monitors labelled `zone: dmz`, here one
+//!   discovered from a file_sd file on 127.0.0.2; no `routes:`, so the routes' match rules and the default route apply): a
 //!   listener outside it → `unexpected_open` to the default route's receiver only.
 
 use std::io::Write;
@@ -169,11 +169,18 @@ fn scheduled_scans_notify_findings_through_the_routes_and_resolve_them() {
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("guard.yaml");
+    // The dmz host is a discovered monitor (file_sd): `labels:` select discovered ones too.
+    std::fs::create_dir(dir.path().join("targets")).unwrap();
+    std::fs::write(
+        dir.path().join("targets/dmz.yaml"),
+        format!("- targets: [\"127.0.0.2:{web_port}\"]\n  labels: {{zone: dmz}}\n"),
+    )
+    .unwrap();
     std::fs::write(
         &config,
         format!(
             "scan: {{timeout: 500ms, banner_timeout: 800ms}}\n\
-             monitors:\n  - name: dmz-web\n    target: tcp://127.0.0.2:{web_port}\n    interval: 5s\n    timeout: 1s\n    labels: {{zone: dmz}}\n\
+             discover:\n  - name: dmz\n    source: {{type: files, dir: targets}}\n    template:\n      name: \"dmz-{{{{ hostport }}}}\"\n      check: tcp\n      interval: 5s\n      timeout: 1s\n      labels: {{zone: \"{{{{ labels.zone }}}}\"}}\n\
              baselines:\n\
              \x20 - name: loopback\n    targets: [127.0.0.1]\n    ports: \"{ssh_port},{rogue_port}\"\n    interval: 2s\n    allowed_open:\n      - {{port: {ssh_port}, service: ssh}}\n    severity: critical\n    owner: secops\n    runbook: https://runbooks.example/exposure\n    capability: perimeter\n    routes: [security]\n\
              \x20 - name: dmz\n    labels: {{zone: dmz}}\n    ports: \"{web_port},{dmz_rogue_port}\"\n    interval: 2s\n    allowed_open: [{web_port}]\n    severity: high\n\
@@ -214,6 +221,8 @@ fn scheduled_scans_notify_findings_through_the_routes_and_resolve_them() {
         serde_json::json!(["127.0.0.2"]),
         "{b:#}"
     );
+    let bl = api.json("/api/v1/baselines");
+    assert_eq!(bl["baselines"][0]["interval"], "2s", "{bl:#}");
 
     // 1. A listener outside the baseline → unexpected_open, notified to `security`.
     let rogue = Service::start(lo, rogue_port, "");

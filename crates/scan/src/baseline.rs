@@ -47,6 +47,8 @@ pub struct Baseline {
     pub tcp_ports: PortSet,
     /// UDP ports scanned, if any.
     pub udp_ports: Option<PortSet>,
+    /// In the API as written in config (`1h`, `30m`).
+    #[serde(serialize_with = "portwarden_core::duration::serde_human::serialize")]
     pub interval: Duration,
     pub policy: DefaultPolicy,
     pub allowed_open: Vec<AllowedPorts>,

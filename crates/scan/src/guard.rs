@@ -47,6 +47,11 @@ pub struct FindingNote {
 pub type OutboxHook =
     Arc<dyn Fn(Arc<Baseline>, FindingNote) -> BoxFuture<'static, Vec<NewOutbox>> + Send + Sync>;
 
+/// The hosts of the monitors (written and discovered, as they are now) whose labels include
+/// all of these. Given by the server; read at each scan of a baseline with `labels:`.
+pub type LabelHosts =
+    Arc<dyn Fn(&std::collections::BTreeMap<String, String>) -> Vec<String> + Send + Sync>;
+
 /// One baseline to run, with the hosts its `labels` selected from the monitors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -87,6 +92,7 @@ pub struct Guard {
     leading: std::sync::atomic::AtomicBool,
     /// The configured baselines changed: look for open findings of removed ones.
     retire: std::sync::atomic::AtomicBool,
+    label_hosts: Mutex<Option<LabelHosts>>,
 }
 
 /// Resolves once `rx` holds `want`; never when its sender is gone.
@@ -118,7 +124,34 @@ impl Guard {
             wake: Notify::new(),
             leading: std::sync::atomic::AtomicBool::new(false),
             retire: std::sync::atomic::AtomicBool::new(true),
+            label_hosts: Mutex::new(None),
         })
+    }
+
+    /// Lets each scan of a baseline with `labels:` take the matching monitors' hosts as they
+    /// are then (discovered monitors come and go between reloads).
+    pub fn set_label_hosts(&self, f: LabelHosts) {
+        *self.label_hosts.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+    }
+
+    /// The plan with the hosts its labels select now.
+    fn current(&self, mut plan: Plan) -> Plan {
+        if plan.baseline.labels.is_empty() {
+            return plan;
+        }
+        let f = self
+            .label_hosts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(f) = f {
+            for h in f(&plan.baseline.labels) {
+                if !plan.targets.contains(&h) {
+                    plan.targets.push(h);
+                }
+            }
+        }
+        plan
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Slot>> {
@@ -285,6 +318,7 @@ impl Guard {
                 }
                 s.plan.clone()
             };
+            let plan = self.current(plan);
             let rec = tokio::select! {
                 r = self.scan_once(&plan) => r,
                 _ = stop.changed() => None,

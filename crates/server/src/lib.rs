@@ -402,6 +402,20 @@ impl Daemon {
         engine
             .alerting()
             .set_finding_lookup(exposure::finding_lookup(&exposure));
+        // `labels:` also select discovered monitors, as they are at each scan.
+        let defs = engine.clone();
+        exposure.set_label_hosts(Arc::new(move |labels| {
+            let mut hosts: Vec<String> = Vec::new();
+            for m in defs.monitor_defs() {
+                let h = m.target.host.as_str().to_string();
+                if labels.iter().all(|(k, v)| m.meta.labels.get(k) == Some(v))
+                    && !hosts.contains(&h)
+                {
+                    hosts.push(h);
+                }
+            }
+            hosts
+        }));
 
         let now = Utc::now();
         let reload = Arc::new(RwLock::new(ReloadStatus {
