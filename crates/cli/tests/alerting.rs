@@ -137,6 +137,7 @@ fn kill_9_while_the_receiver_is_down_delivers_every_pending_notification_once() 
         "{c:?}"
     );
     assert!(c.values().all(|n| *n == 1), "none twice: {c:?}");
+    assert_eq!(c.len(), 2, "no second incident after the restart: {c:?}");
     let api2 = tk::http::Client::bearer(std::net::SocketAddr::from(([127, 0, 0, 1], port2)), TOKEN);
     let d = api2.json(&format!("/api/v1/incidents/{incident}"));
     assert!(

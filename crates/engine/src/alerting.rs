@@ -640,14 +640,7 @@ impl Alerting {
                 .filter_map(|n| setup.settings.route(n))
                 .collect()
         };
-        let window = setup
-            .settings
-            .maintenance_at(s.name, &s.host, s.meta, now)
-            .map(|(w, end)| format!("maintenance window `{}` (until {end})", w.name));
-        let note = window.or_else(|| {
-            self.silenced(s, now)
-                .map(|id| format!("silenced by silence #{id}"))
-        });
+        let note = self.held(&setup, s, now);
         let status = match note {
             Some(_) => OutboxStatus::Suppressed,
             None => OutboxStatus::Pending,
@@ -658,6 +651,19 @@ impl Alerting {
                 rows_for_route(r, s, "trigger", "trigger", item, now, status, note.clone())
             })
             .collect()
+    }
+
+    /// Why nobody should hear about `s` at `now`: a maintenance window or a silence covering
+    /// it (by name, host or labels), as the note its suppressed rows carry.
+    fn held(&self, setup: &AlertSetup, s: &Subject, now: DateTime<Utc>) -> Option<String> {
+        setup
+            .settings
+            .maintenance_at(s.name, &s.host, s.meta, now)
+            .map(|(w, end)| format!("maintenance window `{}` (until {end})", w.name))
+            .or_else(|| {
+                self.silenced(s, now)
+                    .map(|id| format!("silenced by silence #{id}"))
+            })
     }
 
     /// Rows for an incident that is not a monitor's when it resolves: every receiver its
@@ -1288,6 +1294,13 @@ async fn repeat_and_escalate(
     elapsed: Duration,
     now: DateTime<Utc>,
 ) {
+    // A silence or maintenance window over the subject holds its repeats and escalations
+    // too (not only its trigger); they resume, at the step the elapsed time has reached,
+    // when it ends and the incident is still open and unacknowledged.
+    if let Some(why) = al.held(setup, subject, now) {
+        tracing::debug!(incident, monitor = %subject.name, reason = %why, "repeat and escalation held");
+        return;
+    }
     for rname in told_routes {
         let Some(r) = setup.settings.route(rname) else {
             continue;

@@ -9,6 +9,7 @@
 //! 6. maintenance: killed inside → no notification, time excluded; killed after → notification
 //! 7. escalation when unacknowledged; acknowledged (signed link) → no escalation
 //! 8. a log capture of all of it holds none of the configured secrets
+//! and: a silence holds repeats and escalations too, which resume when it is lifted
 //!
 //! (3, `kill -9` of the daemon while a receiver is down, is in `crates/cli/tests/alerting.rs`.)
 
@@ -836,6 +837,90 @@ async fn unacknowledged_incidents_escalate_acknowledged_ones_do_not() {
     let hid = handled.body["items"][0]["incident_id"].as_i64().unwrap();
     let inc = d.json(&format!("/api/v1/incidents/{hid}")).await;
     assert_eq!(inc["acknowledged_by"], "signed link");
+    d.stop().await;
+}
+
+/// A silence holds an open incident's repeats and escalations, not only its trigger; when it
+/// is lifted and the incident is still open and unacknowledged, they resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_silence_holds_repeats_and_escalations_until_it_is_lifted() {
+    capture();
+    let (first, boss) = (Receiver::start().await, Receiver::start().await);
+    let quiet = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let loud = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (pq, pl) = (
+        quiet.local_addr().unwrap().port(),
+        loud.local_addr().unwrap().port(),
+    );
+    let yaml = format!(
+        "monitors:\n{}{}receivers:\n{}{}routes:\n  - name: oncall\n    default: true\n    receivers: first\n    repeat_interval: 2s\n    escalate_after: 3s\n    escalate_to: boss\n  - name: boss\n    escalation_only: true\n    receivers: boss\n{FAST}",
+        tcp_monitor("quiet", pq),
+        tcp_monitor("loud", pl),
+        webhook("first", &first, "1"),
+        webhook("boss", &boss, "2"),
+    );
+    let mut d = TestDaemon::start(&yaml).await;
+    d.wait_monitor("quiet", Duration::from_secs(5), "up", |v| {
+        v["state"] == "up"
+    })
+    .await;
+    let c = d.client();
+    let r = tokio::task::spawn_blocking(move || {
+        c.post(
+            "/api/v1/silences",
+            r#"{"monitors": ["quiet"], "comment": "moving racks", "duration": "1h"}"#,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    let sid = r.json()["id"].as_i64().unwrap();
+    // The alerting ticker reads silences every second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_cq, _cl) = (kill(quiet), kill(loud));
+
+    let of = |g: &Got, m: &str| g.body["items"][0]["monitor"] == m;
+    first
+        .wait("loud: trigger and a repeat", Duration::from_secs(10), |g| {
+            g.iter()
+                .any(|g| of(g, "loud") && g.body["event"] == "repeat")
+        })
+        .await;
+    boss.wait("loud escalates", Duration::from_secs(10), |g| {
+        g.iter().any(|g| of(g, "loud"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let heard = |r: &Receiver| r.got().iter().filter(|g| of(g, "quiet")).count();
+    assert_eq!(heard(&first), 0, "silenced: no trigger, no repeat");
+    assert_eq!(heard(&boss), 0, "silenced: no escalation");
+    let inc = d.json("/api/v1/incidents?monitor=quiet").await;
+    assert_eq!(inc["incidents"][0]["status"], "open", "{inc:#}");
+
+    // Lifted while still down: the repeats and the escalation resume.
+    let c = d.client();
+    let r = tokio::task::spawn_blocking(move || {
+        c.request("DELETE", &format!("/api/v1/silences/{sid}"), &[], b"")
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(r.status < 300, "{} {}", r.status, r.body);
+    first
+        .wait("quiet repeats once lifted", Duration::from_secs(10), |g| {
+            g.iter()
+                .any(|g| of(g, "quiet") && g.body["event"] == "repeat")
+        })
+        .await;
+    boss.wait(
+        "quiet escalates once lifted",
+        Duration::from_secs(10),
+        |g| {
+            g.iter()
+                .any(|g| of(g, "quiet") && g.body["event"] == "escalate")
+        },
+    )
+    .await;
     d.stop().await;
 }
 
