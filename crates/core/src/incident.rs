@@ -84,6 +84,16 @@ impl State {
     pub fn is_bad(self) -> bool {
         matches!(self, State::Down | State::Degraded | State::Flapping)
     }
+
+    /// How bad a state is, for "did an open incident get worse": down above degraded and
+    /// flapping, above everything else.
+    pub fn gravity(self) -> u8 {
+        match self {
+            State::Down => 2,
+            State::Degraded | State::Flapping => 1,
+            _ => 0,
+        }
+    }
 }
 
 impl fmt::Display for State {

@@ -591,6 +591,49 @@ impl Alerting {
         })
     }
 
+    /// Rows for an open incident that got worse (degraded or flapping → down): every receiver
+    /// told about it hears the new state and error, once per change (`key` names it). Held,
+    /// like repeats, while a silence or maintenance window covers the monitor.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_worse(
+        &self,
+        id: IncidentId,
+        key: &str,
+        state: State,
+        error_kind: Option<String>,
+        message: Option<String>,
+        scope: Scope,
+        severity: portwarden_core::Severity,
+    ) -> Vec<NewOutbox> {
+        let setup = self.setup();
+        let def = self
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .and_then(|i| i.def.clone());
+        if let Some(m) = def
+            && let Some(why) = self.held(&setup, &Subject::of(&m), Utc::now())
+        {
+            tracing::debug!(incident = id, monitor = %m.name, reason = %why, "worse state not notified");
+            return Vec::new();
+        }
+        self.rows_for_told(id, "worse", key, |m, info| {
+            let mut item = item_for(
+                m,
+                state,
+                info.opened_at,
+                None,
+                error_kind.or_else(|| info.error_kind.clone()),
+                message.or_else(|| info.message.clone()),
+                info.last_healthy.clone(),
+                scope,
+            );
+            item.severity = severity;
+            item
+        })
+    }
+
     /// One row per receiver told about incident `id` (trigger or escalation).
     fn rows_for_told(
         &self,
@@ -893,6 +936,7 @@ fn build_notification(
                 first.route
             )),
             Event::Scope => scope_note,
+            Event::Worse => Some("got worse while open".into()),
             _ => None,
         },
     }

@@ -2114,6 +2114,28 @@ async fn apply_incident(
                             }
                             rows
                         }
+                        // Degraded or flapping → down: who was told hears it is worse now.
+                        _ if t.to.gravity() > t.from.gravity() && t.from.is_bad() => {
+                            let sev = if matches!(scope, Scope::Regional(_)) {
+                                *regional_severity
+                            } else {
+                                *severity
+                            };
+                            let key = format!("worse-{}-{}", t.to, t.at.timestamp_millis());
+                            let rows = inner.alerting.on_worse(
+                                id,
+                                &key,
+                                t.to,
+                                t.error.clone(),
+                                t.message.clone().or_else(|| Some(t.reason.clone())),
+                                scope.clone(),
+                                sev,
+                            );
+                            if !rows.is_empty() {
+                                tracing::warn!(monitor = %monitor, incident = id, from = %t.from, to = %t.to, "incident got worse; notifying");
+                            }
+                            rows
+                        }
                         _ => Vec::new(),
                     };
                     inner

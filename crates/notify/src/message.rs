@@ -29,6 +29,8 @@ pub enum Event {
     Escalate,
     /// An open incident's scope changed (regional → global or back).
     Scope,
+    /// An open incident got worse (degraded or flapping → down).
+    Worse,
     /// `portwarden notify test`.
     Test,
     /// The dead man's switch: Portwarden is alive.
@@ -36,12 +38,13 @@ pub enum Event {
 }
 
 impl Event {
-    pub const ALL: [Event; 7] = [
+    pub const ALL: [Event; 8] = [
         Event::Trigger,
         Event::Resolve,
         Event::Repeat,
         Event::Escalate,
         Event::Scope,
+        Event::Worse,
         Event::Test,
         Event::Heartbeat,
     ];
@@ -53,6 +56,7 @@ impl Event {
             Event::Repeat => "repeat",
             Event::Escalate => "escalate",
             Event::Scope => "scope",
+            Event::Worse => "worse",
             Event::Test => "test",
             Event::Heartbeat => "heartbeat",
         }
@@ -434,6 +438,7 @@ impl Notification {
             Event::Repeat => "[REPEAT] ",
             Event::Escalate => "[ESCALATED] ",
             Event::Scope => "[SCOPE CHANGED] ",
+            Event::Worse => "[WORSE] ",
             _ => "",
         };
         if self.event == Event::Heartbeat {

@@ -204,7 +204,7 @@ impl Channel for PagerDuty {
 
     async fn send(&self, n: &Notification) -> Result<Delivered, SendError> {
         match n.event {
-            Event::Trigger | Event::Repeat | Event::Escalate | Event::Scope => {
+            Event::Trigger | Event::Repeat | Event::Escalate | Event::Scope | Event::Worse => {
                 self.post(n, &self.event(n, "trigger", &n.dedup_key()))
                     .await
             }

@@ -59,6 +59,7 @@ pub fn text(n: &Notification) -> String {
         Event::Repeat => "REPEAT ",
         Event::Escalate => "ESCALATED ",
         Event::Scope => "SCOPE ",
+        Event::Worse => "WORSE ",
         _ => "",
     };
     match n.items.as_slice() {

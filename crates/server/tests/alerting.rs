@@ -9,7 +9,8 @@
 //! 6. maintenance: killed inside → no notification, time excluded; killed after → notification
 //! 7. escalation when unacknowledged; acknowledged (signed link) → no escalation
 //! 8. a log capture of all of it holds none of the configured secrets
-//! and: a silence holds repeats and escalations too, which resume when it is lifted
+//! and: a silence holds repeats and escalations too, which resume when it is lifted; an open
+//! incident that gets worse (degraded → down) tells its receivers once
 //!
 //! (3, `kill -9` of the daemon while a receiver is down, is in `crates/cli/tests/alerting.rs`.)
 
@@ -921,6 +922,73 @@ async fn a_silence_holds_repeats_and_escalations_until_it_is_lifted() {
         },
     )
     .await;
+    d.stop().await;
+}
+
+/// An open incident that gets worse (degraded → down) tells who heard its trigger, once; one
+/// that gets better (down → degraded) sends nothing until it resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn degraded_then_down_tells_the_receivers_once() {
+    capture();
+    let hook = Receiver::start().await;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    // Every connect is "slow" (above 0 ms, at once): the service is degraded while it answers.
+    let yaml = format!(
+        "monitors:\n{}receivers:\n{}routes:\n  - name: all\n    default: true\n    receivers: hook\n{FAST}",
+        tcp_monitor("slow", port).replace(
+            "flap: {enabled: false}}",
+            "flap: {enabled: false}, latency: {connect_above: 0ms, baseline_factor: 0, for: 0s}}"
+        ),
+        webhook("hook", &hook, "h"),
+    );
+    let mut d = TestDaemon::start(&yaml).await;
+    let got = hook
+        .wait("a trigger for degraded", Duration::from_secs(10), |g| {
+            g.iter().any(|g| g.body["event"] == "trigger")
+        })
+        .await;
+    assert_eq!(
+        got[0].body["items"][0]["state"], "degraded",
+        "{:#}",
+        got[0].body
+    );
+    let id = got[0].body["items"][0]["incident_id"].as_i64().unwrap();
+
+    let closed = kill(l);
+    let got = hook
+        .wait("a worse message", Duration::from_secs(10), |g| {
+            g.iter().any(|g| g.body["event"] == "worse")
+        })
+        .await;
+    let worse = got.iter().find(|g| g.body["event"] == "worse").unwrap();
+    assert_eq!(worse.body["items"][0]["state"], "down", "{:#}", worse.body);
+    assert_eq!(worse.body["items"][0]["incident_id"], id);
+    assert_eq!(
+        worse.body["items"][0]["error_kind"], "refused",
+        "{:#}",
+        worse.body
+    );
+    assert_eq!(worse.body["title"], "slow DOWN", "{:#}", worse.body);
+    let key = worse.key.clone().unwrap_or_default();
+    assert!(key.starts_with(&format!("pw-{id}-worse-down-")), "{key}");
+
+    // Back, still slow: down → degraded sends nothing; still one incident.
+    drop(closed);
+    let _l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    d.wait_monitor("slow", Duration::from_secs(10), "degraded again", |v| {
+        v["state"] == "degraded"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = hook.got();
+    let events: Vec<&str> = all
+        .iter()
+        .map(|g| g.body["event"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(events, ["trigger", "worse"], "{events:?}");
+    let inc = d.json(&format!("/api/v1/incidents/{id}")).await;
+    assert_eq!(inc["status"], "open", "{inc:#}");
     d.stop().await;
 }
 
