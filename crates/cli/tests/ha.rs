@@ -18,6 +18,9 @@
 //! notification from the leader), both replicas list the agent the same way (status in the
 //! store), and after `kill -9` of the leader the follower takes over, judges what it receives
 //! and resolves the same incident; the agent going silent shows on the new leader.
+//!
+//! `an_acknowledge_link_signed_by_the_leader_works_on_the_follower`: the signed link in the
+//! leader's trigger acknowledges through the follower (one key for all, kept in the store).
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -583,4 +586,49 @@ fn an_agent_talking_to_the_follower_is_judged_by_the_leader() {
         },
     );
     assert_eq!(agent_on(pb)["status"], "silent");
+}
+
+/// The signed acknowledge link in a notification the leader sent works on the other replica
+/// (behind a load balancer, or after a takeover): every replica signs with the one key kept in
+/// the store.
+#[test]
+fn an_acknowledge_link_signed_by_the_leader_works_on_the_follower() {
+    let Some(db) = tk::pg::TestDatabase::create() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::start();
+    let counts = tk::webhook::Receiver::start();
+    let (_a, pa) = replica(dir.path(), "replica-a", &db.url(), target.port, counts.port);
+    wait(Duration::from_secs(20), "A becomes leader", || {
+        is_leader(pa)
+    });
+    let (_b, pb) = replica(dir.path(), "replica-b", &db.url(), target.port, counts.port);
+    assert!(!is_leader(pb));
+
+    target.set(false);
+    let trigger = counts
+        .wait_for(Duration::from_secs(20), |d| d.event() == "trigger")
+        .expect("the leader sends the trigger");
+    let id = trigger.body["items"][0]["incident_id"].as_i64().unwrap();
+    let link = trigger.body["items"][0]["ack_url"]
+        .as_str()
+        .or(trigger.body["ack_url"].as_str())
+        .expect("an acknowledge link")
+        .to_string();
+    let path = &link[link.find("/ack/").expect("an /ack/ link")..];
+
+    let r = tk::http::post(addr(pb), path, "");
+    assert_eq!(
+        r.status, 200,
+        "the follower verifies the leader's link: {}",
+        r.body
+    );
+    for port in [pa, pb] {
+        let d = api(port, &format!("/api/v1/incidents/{id}"));
+        assert_eq!(d["acknowledged_by"], "signed link", "{d:#}");
+    }
+    // Both replicas keep the same key in the store, none in the API.
+    let keys = db.psql("SELECT COUNT(*) FROM shared_keys WHERE name = 'ack-link'");
+    assert_eq!(keys.unwrap().trim(), "1");
 }

@@ -1501,7 +1501,28 @@ pub(crate) async fn heartbeat(al: Arc<Alerting>, cancel: CancellationToken) {
     }
 }
 
-/// The key that signs acknowledge links: kept in the data directory so links survive
+/// The key that signs acknowledge links, shared through the store by every replica on it (a
+/// link signed by one verifies on all, and after a takeover): the first replica's key (from
+/// its data directory, [`link_key`]) is stored, the others adopt it. When the store cannot
+/// keep it, this replica's own key, with a warning.
+pub async fn shared_link_key(store: &dyn Store, data_dir: &std::path::Path) -> Vec<u8> {
+    let own = link_key(data_dir);
+    match store.shared_key("ack-link", &own).await {
+        Ok(k) if k.len() >= 32 => k,
+        Ok(_) => {
+            tracing::warn!(
+                "the stored acknowledge link key is too short; using this replica's own"
+            );
+            own
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot share the acknowledge link key through the store; links signed here verify only here");
+            own
+        }
+    }
+}
+
+/// This replica's acknowledge-link key, kept in the data directory so links survive
 /// restarts; a fresh random key when it cannot be stored (links then end with the process).
 pub fn link_key(data_dir: &std::path::Path) -> Vec<u8> {
     let path = data_dir.join("ack-link.key");

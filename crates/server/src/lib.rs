@@ -311,7 +311,6 @@ impl Daemon {
 
         let nofile = portwarden_engine::raise_nofile();
         let mut engine_opts = EngineOptions::from_config(&config, nofile);
-        engine_opts.link_key = Some(portwarden_engine::alerting::link_key(&data_dir));
         tracing::info!(
             nofile,
             concurrency = engine_opts.concurrency,
@@ -370,6 +369,10 @@ impl Daemon {
                 )
             }
         };
+        // One acknowledge-link key for every replica on this store: a link signed by one
+        // verifies on any other (behind a load balancer, after a takeover).
+        engine_opts.link_key =
+            Some(portwarden_engine::alerting::shared_link_key(&*store, &data_dir).await);
         let prober = Prober::new(Resolver::new(&config.resolver)?, &config.engine.location);
         // Discovered monitors start from each source's cached last good set, so a restart
         // keeps them (and their open incidents) even while a source is down.

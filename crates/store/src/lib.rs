@@ -953,4 +953,10 @@ pub trait Store: Send + Sync + 'static {
     async fn create_local_user(&self, _user: LocalUser) -> Result<bool> {
         unsupported("local users")
     }
+
+    /// The key named `name` that every replica on this store shares: `candidate` if none was
+    /// stored yet (the first caller's wins, atomically), else the stored one.
+    async fn shared_key(&self, _name: &str, _candidate: &[u8]) -> Result<Vec<u8>> {
+        unsupported("shared keys")
+    }
 }

@@ -136,6 +136,30 @@ async fn local_users_are_created_once_and_kept(db: Db) {
     store.close().await.unwrap();
 }
 
+/// A shared key (the acknowledge-link key): the first candidate stored wins; every later
+/// caller, on this store or after a restart (another replica), gets that one.
+async fn shared_keys_first_candidate_wins(db: Db) {
+    let store = db.open().await;
+    let first = [7u8; 32];
+    assert_eq!(store.shared_key("ack-link", &first).await.unwrap(), first);
+    assert_eq!(
+        store.shared_key("ack-link", &[9u8; 32]).await.unwrap(),
+        first,
+        "never replaced"
+    );
+    assert_eq!(
+        store.shared_key("other", &[1, 2, 3]).await.unwrap(),
+        [1, 2, 3]
+    );
+    store.close().await.unwrap();
+    let store = db.open().await;
+    assert_eq!(
+        store.shared_key("ack-link", &[0u8; 32]).await.unwrap(),
+        first
+    );
+    store.close().await.unwrap();
+}
+
 /// Rollups also keep the TLS and protocol phases (migration 3), and the sparkline query gives
 /// every monitor's median connect time per step.
 async fn rollups_keep_tls_and_protocol_phases_and_sparklines(db: Db) {
@@ -197,5 +221,6 @@ async fn rollups_keep_tls_and_protocol_phases_and_sparklines(db: Db) {
 on_both_backends!(
     sessions_live_expire_and_are_revoked,
     local_users_are_created_once_and_kept,
+    shared_keys_first_candidate_wins,
     rollups_keep_tls_and_protocol_phases_and_sparklines,
 );

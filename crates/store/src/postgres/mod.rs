@@ -957,6 +957,11 @@ impl Store for PgStore {
         let c = self.client().await?;
         self.track(ops::create_local_user(&c, &user).await)
     }
+
+    async fn shared_key(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>> {
+        let c = self.client().await?;
+        self.track(ops::shared_key(&c, name, candidate).await)
+    }
 }
 
 /// One agent batch in one transaction: lock the stream's row, skip a repeat, write the rows

@@ -461,6 +461,20 @@ pub async fn local_user(c: &Client, name: &str) -> Result<Option<LocalUser>> {
     .transpose()
 }
 
+/// Stores `candidate` under `name` unless a key is there; returns the stored key.
+pub async fn shared_key(c: &Client, name: &str, candidate: &[u8]) -> Result<Vec<u8>> {
+    c.execute(
+        "INSERT INTO shared_keys (name, value, created_at) VALUES ($1, $2, $3)
+         ON CONFLICT (name) DO NOTHING",
+        &[&name, &candidate, &to_ms(chrono::Utc::now())],
+    )
+    .await?;
+    let row = c
+        .query_one("SELECT value FROM shared_keys WHERE name = $1", &[&name])
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
 pub async fn create_local_user(c: &Client, u: &LocalUser) -> Result<bool> {
     let n = c
         .execute(

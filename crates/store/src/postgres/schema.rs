@@ -331,6 +331,19 @@ CREATE TABLE agent_status (
 );
 "#,
     },
+    Migration {
+        version: 9,
+        name: "shared keys",
+        sql: r#"
+-- Keys every replica must agree on (the one that signs acknowledge links): the first replica
+-- to start stores its candidate, every other adopts it. Never shown by the API.
+CREATE TABLE shared_keys (
+    name       TEXT PRIMARY KEY,
+    value      BYTEA NOT NULL,
+    created_at BIGINT NOT NULL
+);
+"#,
+    },
 ];
 
 /// Why migrating failed.

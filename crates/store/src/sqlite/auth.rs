@@ -23,6 +23,12 @@ pub enum AuthWrite {
         before: DateTime<Utc>,
     },
     CreateLocalUser(Box<LocalUser>),
+    /// Stores a shared key unless one with that name exists.
+    SharedKey {
+        name: String,
+        value: Vec<u8>,
+        at: DateTime<Utc>,
+    },
 }
 
 /// Applies one write; returns the rows it affected.
@@ -76,8 +82,23 @@ pub fn apply(tx: &Transaction<'_>, w: &AuthWrite) -> Result<u64> {
              VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO NOTHING",
             params![u.name, u.password_hash, u.role, to_ms(u.created_at)],
         )?,
+        AuthWrite::SharedKey { name, value, at } => tx.execute(
+            "INSERT INTO shared_keys (name, value, created_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO NOTHING",
+            params![name, value, to_ms(*at)],
+        )?,
     };
     Ok(n as u64)
+}
+
+/// A shared key by name.
+pub fn shared_key(conn: &Connection, name: &str) -> Result<Option<Vec<u8>>> {
+    let mut stmt = conn.prepare_cached("SELECT value FROM shared_keys WHERE name = ?1")?;
+    let mut rows = stmt.query([name])?;
+    match rows.next()? {
+        Some(r) => Ok(Some(r.get(0)?)),
+        None => Ok(None),
+    }
 }
 
 const SESSION_COLUMNS: &str =

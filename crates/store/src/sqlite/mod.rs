@@ -659,4 +659,18 @@ impl Store for SqliteStore {
             .await
             .map(|n| n > 0)
     }
+
+    async fn shared_key(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>> {
+        let write = AuthWrite::SharedKey {
+            name: name.to_string(),
+            value: candidate.to_vec(),
+            at: Utc::now(),
+        };
+        self.request(|r| Cmd::Auth(write, r)).await?;
+        let name = name.to_string();
+        let n = name.clone();
+        self.read(move |c| auth::shared_key(c, &n))
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("shared key `{name}`")))
+    }
 }

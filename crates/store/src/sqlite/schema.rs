@@ -347,6 +347,19 @@ CREATE TABLE agent_status (
 ) STRICT;
 "#,
     },
+    Migration {
+        version: 9,
+        name: "shared keys",
+        sql: r#"
+-- Keys every replica must agree on (the one that signs acknowledge links): the first replica
+-- to start stores its candidate, every other adopts it. Never shown by the API.
+CREATE TABLE shared_keys (
+    name       TEXT PRIMARY KEY,
+    value      BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+) STRICT;
+"#,
+    },
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
