@@ -144,20 +144,20 @@ async fn ack_by_link(State(s): State<AppState>, Path(token): Path<String>) -> Re
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewSilence {
+pub(crate) struct NewSilence {
     #[serde(default)]
-    monitors: Vec<String>,
+    pub monitors: Vec<String>,
     #[serde(default)]
-    hosts: Vec<String>,
+    pub hosts: Vec<String>,
     #[serde(default)]
-    labels: BTreeMap<String, String>,
-    comment: String,
+    pub labels: BTreeMap<String, String>,
+    pub comment: String,
     /// Either an end time ...
     #[serde(default)]
-    expires_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
     /// ... or a duration like `2h`.
     #[serde(default)]
-    duration: Option<String>,
+    pub duration: Option<String>,
 }
 
 const MAX_SILENCE: chrono::Duration = chrono::Duration::days(90);
@@ -173,6 +173,17 @@ async fn create_silence(
             format!("expected {{\"monitors\"|\"hosts\"|\"labels\", \"comment\", \"duration\"|\"expires_at\"}}: {e}"),
         )
     })?;
+    let silence = start_silence(&s, req, &p.name).await?;
+    Ok((StatusCode::CREATED, Json(silence)).into_response())
+}
+
+/// Checks a new silence, stores it and hands the active set to the alerting side at once
+/// (the API and the `/silences` page).
+pub(crate) async fn start_silence(
+    s: &AppState,
+    req: NewSilence,
+    by: &str,
+) -> Result<Silence, ApiError> {
     let now = Utc::now();
     if req.monitors.is_empty() && req.hosts.is_empty() && req.labels.is_empty() {
         return Err(ApiError::bad_parameter(
@@ -219,7 +230,7 @@ async fn create_silence(
         hosts: req.hosts,
         labels: req.labels,
         comment: req.comment,
-        created_by: p.name.clone(),
+        created_by: by.to_string(),
         created_at: now,
         expires_at,
     };
@@ -227,8 +238,8 @@ async fn create_silence(
     if let Ok(all) = s.store.silences(now).await {
         s.engine.alerting().set_silences(all);
     }
-    tracing::info!(silence = silence.id, by = %p.name, until = %expires_at, "silence created");
-    Ok((StatusCode::CREATED, Json(silence)).into_response())
+    tracing::info!(silence = silence.id, by = %by, until = %expires_at, "silence created");
+    Ok(silence)
 }
 
 async fn list_silences(State(s): State<AppState>) -> ApiResult<Response> {
@@ -244,6 +255,12 @@ async fn delete_silence(
     let id: i64 = id.parse().map_err(|_| {
         ApiError::bad_parameter("id", format!("`{id}` is not a silence id (a whole number)"))
     })?;
+    end_silence(&s, id, &p.name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Ends an active silence now (the API and the `/silences` page).
+pub(crate) async fn end_silence(s: &AppState, id: i64, by: &str) -> Result<(), ApiError> {
     let now = Utc::now();
     if !s.store.delete_silence(id, now).await? {
         return Err(ApiError::not_found(format!("no active silence {id}")));
@@ -251,6 +268,6 @@ async fn delete_silence(
     if let Ok(all) = s.store.silences(now).await {
         s.engine.alerting().set_silences(all);
     }
-    tracing::info!(silence = id, by = %p.name, "silence ended");
-    Ok(StatusCode::NO_CONTENT.into_response())
+    tracing::info!(silence = id, by = %by, "silence ended");
+    Ok(())
 }

@@ -10,7 +10,7 @@
 //! 7. escalation when unacknowledged; acknowledged (signed link) → no escalation
 //! 8. a log capture of all of it holds none of the configured secrets
 //! and: a silence holds repeats and escalations too, which resume when it is lifted; an open
-//! incident that gets worse (degraded → down) tells its receivers once
+//! incident that gets worse (degraded → down) tells its receivers once; silences from the UI
 //!
 //! (3, `kill -9` of the daemon while a receiver is down, is in `crates/cli/tests/alerting.rs`.)
 
@@ -989,6 +989,163 @@ async fn degraded_then_down_tells_the_receivers_once() {
     assert_eq!(events, ["trigger", "worse"], "{events:?}");
     let inc = d.json(&format!("/api/v1/incidents/{id}")).await;
     assert_eq!(inc["status"], "open", "{inc:#}");
+    d.stop().await;
+}
+
+/// Silences from the web UI: an editor starts one from a monitor's page (the form comes
+/// prefilled), a refused form says which field and keeps what was typed, the silenced monitor
+/// goes down without a notification, *End now* ends it. Viewers see silences but no form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn silences_are_started_and_ended_from_the_ui() {
+    capture();
+    let hook = Receiver::start().await;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let yaml = format!(
+        "monitors:\n{}receivers:\n{}routes:\n  - name: all\n    default: true\n    receivers: hook\n{FAST}{}",
+        tcp_monitor("orders-db", port),
+        webhook("hook", &hook, "h"),
+        auth_with(
+            &[
+                ("ed", "ed-password-123", "editor"),
+                ("vera", "vera-password-1", "viewer")
+            ],
+            &[]
+        ),
+    );
+    let mut d = TestDaemon::start(&yaml).await;
+    d.wait_monitor("orders-db", Duration::from_secs(5), "up", |v| {
+        v["state"] == "up"
+    })
+    .await;
+    let addr = d.addr;
+    let id = tokio::task::spawn_blocking(move || {
+        let (ed, csrf) = login(addr, "ed", "ed-password-123");
+        let page = ed.get("/monitors/orders-db");
+        assert!(
+            page.body.contains("/silences?monitor=orders-db"),
+            "{}",
+            page.body
+        );
+        let form = ed.get("/silences?monitor=orders-db");
+        assert_eq!(form.status, 200);
+        assert!(form.body.contains("No silence is active"), "{}", form.body);
+        assert!(
+            form.body.contains(r#"name="monitors" value="orders-db""#),
+            "{}",
+            form.body
+        );
+
+        // Refused: the reason names the field; what was typed stays.
+        let r = ed.post_form(
+            "/silences",
+            &[
+                ("csrf", &csrf),
+                ("monitors", "orders-db"),
+                ("duration", "2h"),
+                ("comment", ""),
+            ],
+        );
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(r.body.contains("comment: say why"), "{}", r.body);
+        let r = ed.post_form(
+            "/silences",
+            &[
+                ("csrf", &csrf),
+                ("monitors", "orders-db"),
+                ("labels", "team=db, oops"),
+                ("duration", "2h"),
+                ("comment", "x"),
+            ],
+        );
+        assert_eq!(r.status, 400);
+        assert!(
+            r.body.contains("labels: `oops` is not key=value"),
+            "{}",
+            r.body
+        );
+        assert!(r.body.contains(r#"value="team=db, oops""#), "{}", r.body);
+        let r = ed.post_form(
+            "/silences",
+            &[
+                ("csrf", &csrf),
+                ("monitors", "orders-db"),
+                ("duration", "soon"),
+                ("comment", "x"),
+            ],
+        );
+        assert_eq!(r.status, 400);
+        assert!(r.body.contains("duration: `soon`"), "{}", r.body);
+        let r = ed.post_form("/silences", &[("duration", "2h"), ("comment", "x")]);
+        assert_eq!(r.status, 403, "no CSRF token: {}", r.body);
+
+        let r = ed.post_form(
+            "/silences",
+            &[
+                ("csrf", &csrf),
+                ("monitors", "orders-db"),
+                ("duration", "2h"),
+                ("comment", "<b>moving racks</b>"),
+            ],
+        );
+        assert_eq!(r.status, 303, "{}", r.body);
+        let list = ed.get("/silences");
+        assert!(list.body.contains("monitor orders-db"), "{}", list.body);
+        assert!(
+            list.body.contains("&#60;b&#62;moving racks") && !list.body.contains("<b>moving"),
+            "escaped: {}",
+            list.body
+        );
+        assert!(list.body.contains("End now"));
+
+        let (vera, vcsrf) = login(addr, "vera", "vera-password-1");
+        let v = vera.get("/silences");
+        assert_eq!(v.status, 200);
+        assert!(
+            v.body.contains("monitor orders-db")
+                && !v.body.contains("End now")
+                && !v.body.contains("silence-form")
+        );
+        let r = vera.post_form(
+            "/silences",
+            &[
+                ("csrf", &vcsrf),
+                ("monitors", "x"),
+                ("duration", "1h"),
+                ("comment", "x"),
+            ],
+        );
+        assert_eq!(r.status, 403);
+        let api = tk::http::Client::bearer(addr, TEST_TOKEN)
+            .get("/api/v1/silences")
+            .json();
+        assert_eq!(api["items"][0]["created_by"], "ed", "{api:#}");
+        api["items"][0]["id"].as_i64().unwrap()
+    })
+    .await
+    .unwrap();
+
+    // Silenced: the outage opens an incident but nobody hears of it.
+    let _closed = kill(l);
+    d.wait_monitor("orders-db", Duration::from_secs(10), "down", |v| {
+        v["state"] == "down"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(hook.got().is_empty(), "silenced from the UI: nothing sent");
+
+    tokio::task::spawn_blocking(move || {
+        let (ed, csrf) = login(addr, "ed", "ed-password-123");
+        let r = ed.post_form(&format!("/silences/{id}/end"), &[("csrf", &csrf)]);
+        assert_eq!(r.status, 303, "{}", r.body);
+        assert!(ed.get("/silences").body.contains("No silence is active"));
+        let r = ed.post_form(&format!("/silences/{id}/end"), &[("csrf", &csrf)]);
+        assert_eq!(r.status, 404, "already over: {}", r.body);
+        let r = ed.post_form("/silences/nine/end", &[("csrf", &csrf)]);
+        assert_eq!(r.status, 400);
+    })
+    .await
+    .unwrap();
     d.stop().await;
 }
 

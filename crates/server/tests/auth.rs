@@ -90,6 +90,7 @@ async fn anonymous_requests_get_401_or_the_login_page() {
             "/incidents/1",
             "/sessions",
             "/exposure",
+            "/silences",
             "/?q=x",
         ] {
             let r = anon.get(path);
@@ -102,6 +103,8 @@ async fn anonymous_requests_get_401_or_the_login_page() {
             "/incidents/1/ack",
             "/exposure/lo/scan",
             "/sessions/revoke",
+            "/silences",
+            "/silences/1/end",
             "/logout",
         ] {
             let r = anon.post_form(path, &[("csrf", "x")]);
@@ -159,6 +162,9 @@ async fn viewers_cannot_change_anything() {
             "/incidents/1/ack",
             "/api/v1/baselines/lo/scan",
             "/exposure/lo/scan",
+            "/api/v1/silences",
+            "/silences",
+            "/silences/1/end",
         ] {
             let r = viewer.post(path, "");
             assert_eq!(r.status, 403, "viewer POST {path}: {}", r.body);

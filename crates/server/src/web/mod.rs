@@ -9,6 +9,7 @@ pub mod incidents;
 pub mod monitor;
 pub mod overview;
 pub mod sessions;
+pub mod silences;
 pub mod status;
 pub mod svg;
 
@@ -35,6 +36,8 @@ pub fn router() -> Router<AppState> {
         .route("/exposure/{name}/scan", post(exposure::scan_now))
         .route("/incidents/{id}", get(incidents::detail))
         .route("/incidents/{id}/ack", post(incidents::acknowledge))
+        .route("/silences", get(silences::page).post(silences::create))
+        .route("/silences/{id}/end", post(silences::end))
         .route("/sessions", get(sessions::page))
         .route("/sessions/revoke", post(sessions::revoke))
         .route(

@@ -68,7 +68,7 @@ pub async fn page(State(s): State<AppState>, p: Principal) -> Response {
     })
 }
 
-fn decode(v: &str) -> String {
+pub(crate) fn decode(v: &str) -> String {
     // Session ids are hex and user names are shown as typed: decode %XX and `+`.
     fn hex(b: u8) -> Option<u8> {
         (b as char).to_digit(16).map(|d| d as u8)
