@@ -965,6 +965,63 @@ fn mutual_tls_for_agent_routes() {
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(text.contains("no client certificate"), "{text}");
     assert!(!text.contains(&token), "the token leaked into the log");
+    drop(_server);
+
+    // `bind_agent_names`: edge-1's certificate works with edge-1's token only; edge-2's token
+    // (stolen, say) with edge-1's certificate is refused, and so is a certificate naming no
+    // enrolled agent.
+    let token2 = format!("mtls-agent-two-{}", std::process::id());
+    let other = client_ca.leaf(&["someone-else"], -1, 30);
+    let (ocert, okey) = (
+        write("other.pem", &other.cert_pem),
+        write("other.key", &other.key_pem),
+    );
+    let listen = SocketAddr::from(([127, 0, 0, 1], tk::free_port()));
+    let cfg = d.join("bound.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "monitors:\n  - name: edge-web\n    target: tcp://{}\n    interval: 1s\n    timeout: 400ms\n    locations: [edge]\n\
+             agents:\n  - {{name: edge-1, location: edge, token_sha256: {}}}\n  - {{name: edge-2, location: edge, token_sha256: {}}}\n\
+             server:\n  tls: {{cert: {}, key: {}, client_ca: {}, bind_agent_names: true}}\n{}",
+            target.addr,
+            sha256_hex(&token),
+            sha256_hex(&token2),
+            scert.display(),
+            skey.display(),
+            client_ca_file.display(),
+            auth_section()
+        ),
+    )
+    .unwrap();
+    let log = d.join("bound.log");
+    let _server = serve(&cfg, &d.join("data-bound"), listen, &log);
+    assert!(tk::wait_for_port(listen.port(), Duration::from_secs(30)));
+    let hb_url = format!("https://127.0.0.1:{}/agent/v1/heartbeat", listen.port());
+    let (code, body) = curl(&hb_url, &ca, Some((&gcert, &gkey)), Some(&token), Some(&hb));
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = curl(
+        &hb_url,
+        &ca,
+        Some((&gcert, &gkey)),
+        Some(&token2),
+        Some(&hb),
+    );
+    assert_eq!(
+        code, 403,
+        "another agent's token with edge-1's certificate: {body}"
+    );
+    assert!(body.contains("must name agent `edge-2`"), "{body}");
+    let (code, body) = curl(&hb_url, &ca, Some((&ocert, &okey)), Some(&token), Some(&hb));
+    assert_eq!(code, 403, "{body}");
+    let (code, _) = curl(&hb_url, &ca, Some((&gcert, &gkey)), None, Some(&hb));
+    assert_eq!(code, 401, "the token is still required");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("names another agent"), "{text}");
+    assert!(
+        !text.contains(&token) && !text.contains(&token2),
+        "a token leaked into the log"
+    );
 }
 
 /// An agent's results taken inside a maintenance window are stored apart from availability

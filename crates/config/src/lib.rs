@@ -539,6 +539,18 @@ fn build(root: &Node, file: &str, diags: &mut Vec<Diagnostic>) -> Option<Config>
                             ok = false;
                         }
                     }
+                    if t.bind_agent_names
+                        && (t.client_ca.is_none() || t.client_auth == ClientAuth::Optional)
+                    {
+                        diags.push(
+                            Diagnostic::error(
+                                n.loc_of("tls.bind_agent_names"),
+                                "`bind_agent_names` needs agents to present client certificates",
+                            )
+                            .hint("set `client_ca` and `client_auth: agents` (or `all`)"),
+                        );
+                        ok = false;
+                    }
                     s.tls = Some(t);
                 }
                 s

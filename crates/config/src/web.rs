@@ -159,6 +159,12 @@ pub struct TlsFiles {
     /// at the handshake) or `optional` (verified when presented, never required).
     #[serde(default)]
     pub client_auth: ClientAuth,
+    /// An agent's client certificate must name it: a DNS subject alternative name (or, in a
+    /// certificate without DNS names, the subject CN) equal to the agent's name under
+    /// `agents:`. A stolen token then needs the matching key too. Needs `client_ca` and
+    /// `client_auth: agents` or `all`.
+    #[serde(default)]
+    pub bind_agent_names: bool,
 }
 
 /// `server.tls.client_auth`.
@@ -591,5 +597,37 @@ mod config_tests {
             e.contains("/nonexistent/c.pem") && e.contains("t.yaml:2:"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn binding_agent_names_needs_client_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.pem");
+        std::fs::write(&f, "x").unwrap();
+        let f = f.display();
+        let e = load_str(
+            &format!("server:\n  tls:\n    cert: {f}\n    key: {f}\n    bind_agent_names: true\n"),
+            "t.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("`bind_agent_names` needs agents to present client certificates")
+                && e.contains("t.yaml:5:"),
+            "{e}"
+        );
+        let e = load_str(
+            &format!("server:\n  tls:\n    cert: {f}\n    key: {f}\n    client_ca: {f}\n    client_auth: optional\n    bind_agent_names: true\n"),
+            "t.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("client_auth: agents"), "{e}");
+        let ok = load_str(
+            &format!("server:\n  tls:\n    cert: {f}\n    key: {f}\n    client_ca: {f}\n    bind_agent_names: true\n"),
+            "t.yaml",
+        )
+        .unwrap_or_else(|d| panic!("{d}"));
+        assert!(ok.config.server.tls.unwrap().bind_agent_names);
     }
 }

@@ -88,12 +88,23 @@ struct Registry {
     pushed: Option<(Vec<String>, Vec<String>)>,
     /// Agents must present a client certificate verified against `server.tls.client_ca`.
     client_cert_required: bool,
+    /// ... that names them (`server.tls.bind_agent_names`).
+    bind_agent_names: bool,
 }
 
 fn client_cert_required(config: &portwarden_config::Config) -> bool {
     config.server.tls.as_ref().is_some_and(|t| {
         t.client_ca.is_some() && t.client_auth != portwarden_config::ClientAuth::Optional
     })
+}
+
+fn bind_agent_names(config: &portwarden_config::Config) -> bool {
+    client_cert_required(config)
+        && config
+            .server
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.bind_agent_names)
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -251,6 +262,7 @@ impl Agents {
                 started: Instant::now(),
                 pushed: None,
                 client_cert_required: client_cert_required(config),
+                bind_agent_names: bind_agent_names(config),
             }),
             metrics: AgentMetrics::default(),
         }
@@ -263,6 +275,7 @@ impl Agents {
         r.all_locations = config.all_locations();
         r.silent_after = config.server.agent_silent_after;
         r.client_cert_required = client_cert_required(config);
+        r.bind_agent_names = bind_agent_names(config);
         r.cache.clear();
         let names: HashSet<String> = r.entries.iter().map(|a| a.name.clone()).collect();
         r.live.retain(|n, _| names.contains(n));
@@ -573,12 +586,12 @@ fn refuse(s: &AppState, status: StatusCode, error: &str, detail: impl Into<Strin
     r
 }
 
-/// The client's address, and whether it presented a verified client certificate.
-fn peer(req: &Request) -> (String, bool) {
+/// The client's address, and the names of the verified client certificate it presented.
+fn peer(req: &Request) -> (String, Option<Arc<crate::tls::CertNames>>) {
     let cert = req
         .extensions()
         .get::<axum::extract::ConnectInfo<crate::tls::ClientAddr>>()
-        .is_some_and(|c| c.0.1);
+        .and_then(|c| c.0.1.clone());
     (crate::auth::middleware::client_ip(req), cert)
 }
 
@@ -588,16 +601,14 @@ fn peer(req: &Request) -> (String, bool) {
 fn admit(
     s: &AppState,
     headers: &HeaderMap,
-    (ip, cert): (&str, bool),
+    (ip, cert): (&str, Option<&crate::tls::CertNames>),
     path: &str,
 ) -> Result<AgentEntry, Response> {
-    let required = s
-        .agents
-        .reg
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .client_cert_required;
-    if required && !cert {
+    let (required, bind) = {
+        let reg = s.agents.reg.read().unwrap_or_else(|p| p.into_inner());
+        (reg.client_cert_required, reg.bind_agent_names)
+    };
+    if required && cert.is_none() {
         tracing::warn!(%ip, path, "refused an agent: no client certificate");
         return Err(refuse(
             s,
@@ -641,6 +652,20 @@ fn admit(
             ));
         }
     };
+    if bind && !cert.is_some_and(|c| c.names(&agent.name)) {
+        let named: Vec<String> = cert.map(|c| c.0.clone()).unwrap_or_default();
+        // The token was right but the key is someone else's: never log the token.
+        tracing::warn!(%ip, path, agent = %agent.name, certificate_names = ?named, "refused an agent: its client certificate names another agent");
+        return Err(refuse(
+            s,
+            StatusCode::FORBIDDEN,
+            "client_certificate",
+            format!(
+                "this server binds agents to their certificates (`server.tls.bind_agent_names`): the client certificate must name agent `{}` (a DNS subject alternative name), it names {named:?}",
+                agent.name
+            ),
+        ));
+    }
     let theirs = headers
         .get(wire::VERSION_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -701,7 +726,12 @@ async fn heartbeat(State(s): State<AppState>, req: Request) -> Response {
     let received_at = Utc::now();
     let (ip, cert) = peer(&req);
     let (parts, body) = req.into_parts();
-    let agent = match admit(&s, &parts.headers, (&ip, cert), wire::PATH_HEARTBEAT) {
+    let agent = match admit(
+        &s,
+        &parts.headers,
+        (&ip, cert.as_deref()),
+        wire::PATH_HEARTBEAT,
+    ) {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -810,7 +840,12 @@ async fn heartbeat(State(s): State<AppState>, req: Request) -> Response {
 
 async fn assignment(State(s): State<AppState>, req: Request) -> Response {
     let (ip, cert) = peer(&req);
-    let agent = match admit(&s, req.headers(), (&ip, cert), wire::PATH_ASSIGNMENT) {
+    let agent = match admit(
+        &s,
+        req.headers(),
+        (&ip, cert.as_deref()),
+        wire::PATH_ASSIGNMENT,
+    ) {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -837,7 +872,12 @@ async fn assignment(State(s): State<AppState>, req: Request) -> Response {
 async fn observations(State(s): State<AppState>, req: Request) -> Response {
     let (ip, cert) = peer(&req);
     let (parts, body) = req.into_parts();
-    let agent = match admit(&s, &parts.headers, (&ip, cert), wire::PATH_OBSERVATIONS) {
+    let agent = match admit(
+        &s,
+        &parts.headers,
+        (&ip, cert.as_deref()),
+        wire::PATH_OBSERVATIONS,
+    ) {
         Ok(a) => a,
         Err(r) => return r,
     };

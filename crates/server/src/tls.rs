@@ -157,16 +157,52 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-/// The client's address, for both listeners (plain and TLS), and whether it presented a
-/// client certificate the handshake verified (against `server.tls.client_ca`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub SocketAddr, pub bool);
+/// The client's address, for both listeners (plain and TLS), and the names of the client
+/// certificate the handshake verified (against `server.tls.client_ca`), if one was presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr, pub Option<Arc<CertNames>>);
+
+/// Who a verified client certificate names: its DNS subject alternative names, else (only
+/// when it has none) its subject common names. Empty when it cannot be parsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertNames(pub Vec<String>);
+
+impl CertNames {
+    pub fn of(der: &[u8]) -> CertNames {
+        use x509_parser::prelude::*;
+        let Ok((_, cert)) = X509Certificate::from_der(der) else {
+            return CertNames::default();
+        };
+        let mut names: Vec<String> = Vec::new();
+        if let Ok(Some(ext)) = cert.subject_alternative_name() {
+            for n in &ext.value.general_names {
+                if let GeneralName::DNSName(d) = n {
+                    names.push(d.to_string());
+                }
+            }
+        }
+        if names.is_empty() {
+            names.extend(
+                cert.subject()
+                    .iter_common_name()
+                    .filter_map(|a| a.as_str().ok())
+                    .map(str::to_string),
+            );
+        }
+        CertNames(names)
+    }
+
+    /// Whether the certificate names `agent` (ASCII case-insensitively, as DNS names are).
+    pub fn names(&self, agent: &str) -> bool {
+        self.0.iter().any(|n| n.eq_ignore_ascii_case(agent))
+    }
+}
 
 impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>>
     for ClientAddr
 {
     fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
-        ClientAddr(*stream.remote_addr(), false)
+        ClientAddr(*stream.remote_addr(), None)
     }
 }
 
@@ -175,7 +211,12 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsL
 {
     fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
         // Only a verified certificate gets this far (a bad one fails the handshake).
-        let cert = stream.io().get_ref().1.peer_certificates().is_some();
+        let cert = stream
+            .io()
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|chain| Arc::new(chain.first().map(|c| CertNames::of(c)).unwrap_or_default()));
         ClientAddr(*stream.remote_addr(), cert)
     }
 }
