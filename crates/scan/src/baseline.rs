@@ -179,16 +179,43 @@ pub struct Observed {
 /// Fingerprints of open ports from a scan: `(host, port, transport) → fingerprint`.
 pub type Fingerprints = HashMap<(IpAddr, u16, Transport), String>;
 
-/// The fingerprints of every open port of a scan whose service was identified.
+/// A guess worth comparing: the service answered something (a banner, a protocol reply).
+/// A port that said nothing this time (a slow banner, a busy server) or a guess from the port
+/// number alone tells nothing about a change, and must not raise `service_changed`.
+fn answered(s: &crate::banner::ServiceGuess) -> bool {
+    s.method.as_deref() != Some("port") && (s.service.is_some() || s.banner.is_some())
+}
+
+/// The fingerprints of every open port of a scan whose service answered.
 pub fn fingerprints(r: &ScanReport) -> Fingerprints {
     let mut m = HashMap::new();
     for h in &r.hosts {
         for p in &h.ports {
             if p.state == PortState::Open
                 && let Some(s) = &p.service
-                && (s.service.is_some() || s.banner.is_some())
+                && answered(s)
             {
                 m.insert((h.addr, p.port, p.transport), s.fingerprint());
+            }
+        }
+    }
+    m
+}
+
+/// What the next scan compares with: this scan's fingerprints, plus the previous one of each
+/// port that is still open but did not answer this time (so one silent read neither raises
+/// a change nor hides the next real one).
+pub fn carry_fingerprints(previous: Option<&Fingerprints>, r: &ScanReport) -> Fingerprints {
+    let mut m = fingerprints(r);
+    if let Some(prev) = previous {
+        for h in &r.hosts {
+            for p in h.ports.iter().filter(|p| p.state == PortState::Open) {
+                let k = (h.addr, p.port, p.transport);
+                if !m.contains_key(&k)
+                    && let Some(fp) = prev.get(&k)
+                {
+                    m.insert(k, fp.clone());
+                }
             }
         }
     }
@@ -236,7 +263,11 @@ pub fn compare(b: &Baseline, r: &ScanReport, previous: Option<&Fingerprints>) ->
             }
             let guessed = p.service.as_ref().and_then(|s| s.service.clone());
             let expected = allowed.and_then(|a| a.service.clone());
-            let fp_now = p.service.as_ref().map(|s| s.fingerprint());
+            let fp_now = p
+                .service
+                .as_ref()
+                .filter(|s| answered(s))
+                .map(|s| s.fingerprint());
             let fp_before = previous.and_then(|m| m.get(&(h.addr, p.port, p.transport)));
             let service_mismatch = match (&expected, &guessed) {
                 (Some(e), Some(g)) => !same_service(e, g),
@@ -509,5 +540,28 @@ mod tests {
         assert_eq!(kinds(&f), vec![(FindingKind::ServiceChanged, 22)]);
         assert_eq!(f[0].previous_fingerprint.as_deref(), Some("ssh OpenSSH_8"));
         assert!(compare(&b, &r, Some(&fingerprints(&r))).is_empty());
+
+        // A scan where the port said nothing (or only its number hints at ssh): no change,
+        // and the fingerprint before it is carried to the next scan, which sees a real one.
+        let before = fingerprints(&report(&b, &[(22, Some("ssh OpenSSH_9"))]));
+        let mut silent = report(&b, &[(22, Some("ssh"))]);
+        silent.hosts[0].ports[0].service = Some(crate::banner::ServiceGuess {
+            service: Some("ssh".into()),
+            method: Some("port".into()),
+            ..Default::default()
+        });
+        assert!(compare(&b, &silent, Some(&before)).is_empty());
+        let mut mute = silent.clone();
+        mute.hosts[0].ports[0].service = Some(crate::banner::ServiceGuess::default());
+        assert!(compare(&b, &mute, Some(&before)).is_empty());
+        let carried = carry_fingerprints(Some(&before), &mute);
+        assert_eq!(carried, before);
+        let upgraded = report(&b, &[(22, Some("ssh OpenSSH_10"))]);
+        let f = compare(&b, &upgraded, Some(&carried));
+        assert_eq!(kinds(&f), vec![(FindingKind::ServiceChanged, 22)]);
+        assert_eq!(f[0].previous_fingerprint.as_deref(), Some("ssh OpenSSH_9"));
+        // A port that closed takes its fingerprint with it.
+        let closed = report(&b, &[]);
+        assert!(carry_fingerprints(Some(&before), &closed).is_empty());
     }
 }

@@ -708,7 +708,10 @@ impl Guard {
         self.fingerprints
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(b.name.clone(), baseline::fingerprints(&report));
+            .insert(
+                b.name.clone(),
+                baseline::carry_fingerprints(previous.as_ref(), &report),
+            );
         tracing::info!(
             baseline = %b.name,
             scan = scan_id,
