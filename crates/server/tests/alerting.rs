@@ -9,8 +9,9 @@
 //! 6. maintenance: killed inside → no notification, time excluded; killed after → notification
 //! 7. escalation when unacknowledged; acknowledged (signed link) → no escalation
 //! 8. a log capture of all of it holds none of the configured secrets
-//! and: a silence holds repeats and escalations too, which resume when it is lifted; an open
-//! incident that gets worse (degraded → down) tells its receivers once; silences from the UI
+//!
+//! And: a silence holds repeats and escalations too, which resume when it is lifted; an open
+//! incident that gets worse (degraded → down) tells its receivers once; silences from the UI.
 //!
 //! (3, `kill -9` of the daemon while a receiver is down, is in `crates/cli/tests/alerting.rs`.)
 
@@ -281,6 +282,14 @@ fn redis_monitor(name: &str, port: u16) -> String {
 fn tcp_monitor(name: &str, port: u16) -> String {
     format!(
         "  - name: {name}\n    target: tcp://127.0.0.1:{port}\n    interval: 500ms\n    timeout: 400ms\n    owner: team-ops\n    rules: {{consecutive_failures: 2, recovery: 2, flap: {{enabled: false}}}}\n"
+    )
+}
+
+/// `monitors` (YAML list items) with one default route to the webhook receiver `hook`.
+fn one_route(monitors: &str, hook: &Receiver) -> String {
+    format!(
+        "monitors:\n{monitors}receivers:\n{}routes:\n  - name: all\n    default: true\n    receivers: hook\n{FAST}",
+        webhook("hook", hook, "h")
     )
 }
 
@@ -934,13 +943,12 @@ async fn degraded_then_down_tells_the_receivers_once() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     // Every connect is "slow" (above 0 ms, at once): the service is degraded while it answers.
-    let yaml = format!(
-        "monitors:\n{}receivers:\n{}routes:\n  - name: all\n    default: true\n    receivers: hook\n{FAST}",
-        tcp_monitor("slow", port).replace(
+    let yaml = one_route(
+        &tcp_monitor("slow", port).replace(
             "flap: {enabled: false}}",
-            "flap: {enabled: false}, latency: {connect_above: 0ms, baseline_factor: 0, for: 0s}}"
+            "flap: {enabled: false}, latency: {connect_above: 0ms, baseline_factor: 0, for: 0s}}",
         ),
-        webhook("hook", &hook, "h"),
+        &hook,
     );
     let mut d = TestDaemon::start(&yaml).await;
     let got = hook
@@ -1002,9 +1010,8 @@ async fn silences_are_started_and_ended_from_the_ui() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let yaml = format!(
-        "monitors:\n{}receivers:\n{}routes:\n  - name: all\n    default: true\n    receivers: hook\n{FAST}{}",
-        tcp_monitor("orders-db", port),
-        webhook("hook", &hook, "h"),
+        "{}{}",
+        one_route(&tcp_monitor("orders-db", port), &hook),
         auth_with(
             &[
                 ("ed", "ed-password-123", "editor"),

@@ -12,13 +12,12 @@ use std::net::IpAddr;
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{Duration as ChronoDuration, Utc};
 use portwarden_store::{FindingFilter, FindingRecord, ScanRecord};
 use serde_json::Value;
 
-use super::{Layout, error_page, fmt_ago, fmt_span, fmt_time, render};
+use super::{Layout, error_page, fmt_ago, fmt_span, fmt_time, render, store_unavailable};
 use crate::AppState;
 use crate::auth::Principal;
 
@@ -197,11 +196,7 @@ pub async fn page(State(s): State<AppState>, p: Principal) -> Response {
         match tokio::try_join!(s.store.findings(&open_f), s.store.findings(&resolved_f),) {
             Ok(v) => v,
             Err(e) => {
-                return error_page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The store could not answer",
-                    &e.to_string(),
-                );
+                return store_unavailable(&e);
             }
         };
     let mut open_per: HashMap<&str, usize> = HashMap::new();

@@ -12,7 +12,7 @@ use chrono::Utc;
 use portwarden_core::{EventKind, IncidentEvent, IncidentStatus};
 use portwarden_store::{IncidentChange, IncidentFilter, StoreError};
 
-use super::{Layout, error_page, fmt_ago, fmt_ms, fmt_span, fmt_time, render};
+use super::{Layout, error_page, fmt_ago, fmt_ms, fmt_span, fmt_time, render, store_unavailable};
 use crate::AppState;
 use crate::auth::Principal;
 
@@ -75,11 +75,7 @@ pub async fn list(
             );
         }
         Err(e) => {
-            return error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The store could not answer",
-                &e.to_string(),
-            );
+            return store_unavailable(&e);
         }
     };
     let now = Utc::now();
@@ -192,11 +188,7 @@ pub async fn detail(State(s): State<AppState>, p: Principal, Path(id): Path<Stri
             );
         }
         Err(e) => {
-            return error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The store could not answer",
-                &e.to_string(),
-            );
+            return store_unavailable(&e);
         }
     };
     let i = &d.incident;

@@ -113,6 +113,15 @@ pub fn error_page(status: StatusCode, title: &str, detail: &str) -> Response {
     r
 }
 
+/// The page for a store that could not answer (503, with its reason).
+pub fn store_unavailable(e: &portwarden_store::StoreError) -> Response {
+    error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The store could not answer",
+        &e.to_string(),
+    )
+}
+
 /// `99.98%`, `100%`, or `—` without data.
 pub fn fmt_ratio(r: Option<f64>) -> String {
     match r {

@@ -13,7 +13,10 @@ use portwarden_core::Observation;
 use portwarden_store::{IncidentFilter, LatencyPoint, ObservationQuery, Resolution, StoreError};
 use serde_json::{Value, json};
 
-use super::{Layout, error_page, fmt_ago, fmt_ms, fmt_ratio, fmt_span, fmt_time, render, svg};
+use super::{
+    Layout, error_page, fmt_ago, fmt_ms, fmt_ratio, fmt_span, fmt_time, render, store_unavailable,
+    svg,
+};
 use crate::AppState;
 use crate::auth::Principal;
 
@@ -187,11 +190,7 @@ pub async fn page(
             "No such monitor",
             &format!("There is no monitor named `{name}` in the current config."),
         ),
-        Err(e) => error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The store could not answer",
-            &e.to_string(),
-        ),
+        Err(e) => store_unavailable(&e),
     }
 }
 

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use portwarden_store::RevokeSessions;
 
-use super::{Layout, error_page, fmt_ago, fmt_time, render};
+use super::{Layout, error_page, fmt_ago, fmt_time, render, store_unavailable};
 use crate::AppState;
 use crate::auth::{Principal, Via, middleware::form_field};
 
@@ -40,11 +40,7 @@ pub async fn page(State(s): State<AppState>, p: Principal) -> Response {
     let sessions = match s.store.active_sessions(Utc::now()).await {
         Ok(v) => v,
         Err(e) => {
-            return error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The store could not answer",
-                &e.to_string(),
-            );
+            return store_unavailable(&e);
         }
     };
     let rows = sessions

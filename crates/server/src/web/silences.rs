@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 
 use super::sessions::decode;
-use super::{Layout, error_page, fmt_span, fmt_time, render};
+use super::{Layout, error_page, fmt_span, fmt_time, render, store_unavailable};
 use crate::AppState;
 use crate::alerting::{NewSilence, end_silence, start_silence};
 use crate::auth::{Principal, middleware::form_field};
@@ -51,11 +51,7 @@ async fn page_with(s: &AppState, p: &Principal, form: Form, error: String) -> Re
     let silences = match s.store.silences(now).await {
         Ok(v) => v,
         Err(e) => {
-            return error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The store could not answer",
-                &e.to_string(),
-            );
+            return store_unavailable(&e);
         }
     };
     let rows = silences
