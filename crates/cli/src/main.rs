@@ -31,6 +31,8 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Scan hosts and CIDR blocks for open TCP/UDP ports and name the services behind them.
     Scan(cmd::scan::ScanArgs),
+    /// Exposure baselines: `baseline suggest TARGETS` proposes one from a scan.
+    Baseline(cmd::baseline::BaselineArgs),
     /// The evidence report of a period (scans, findings, availability, incidents, config
     /// versions, controls) as HTML, JSON or CSV, with its SHA-256 digest.
     Report(cmd::report::ReportArgs),
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
             Command::Notify(a) => cmd::notify::run(a).await,
             Command::HashPassword(a) => cmd::hash_password::run(a),
             Command::Scan(a) => cmd::scan::run(a).await,
+            Command::Baseline(a) => cmd::baseline::run(a).await,
             Command::Report(a) => cmd::report::run(a).await,
         }
     });

@@ -299,3 +299,88 @@ fn full_scan_matches_ss_on_this_machine() {
         "too many unexplained open ports: {extra:?}"
     );
 }
+
+/// `portwarden baseline suggest`: a scan of real listeners becomes a baseline that validates,
+/// expects exactly the open ports (with the service each answered as), and against which a
+/// fresh scan finds nothing.
+#[test]
+fn baseline_suggest_round_trips_through_the_config() {
+    // An "SSH" listener that greets, a silent one, and a closed port.
+    let ssh = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ssh_port = ssh.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for mut c in ssh.incoming().flatten() {
+            let _ = c.write_all(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n");
+        }
+    });
+    let (quiet, _) = counting_listener();
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let spec = format!("{ssh_port},{quiet},{closed}");
+    let o = portwarden(&[
+        "baseline",
+        "suggest",
+        "127.0.0.1",
+        "--ports",
+        &spec,
+        "--name",
+        "lo",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let yaml = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(yaml.contains("# OpenSSH_9.2p1"), "{yaml}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("suggested.yaml");
+    std::fs::write(&file, format!("monitors: []\n{yaml}")).unwrap();
+    let v = portwarden(&["validate", "--config", file.to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(0), "{}\n{yaml}", stderr(&v));
+    let cfg = portwarden_config::load_str(&format!("monitors: []\n{yaml}"), "suggested.yaml")
+        .unwrap_or_else(|d| panic!("{d}\n{yaml}"))
+        .config;
+    assert_eq!(cfg.baselines.len(), 1, "{yaml}");
+    let b = &cfg.baselines[0];
+    assert_eq!(b.name, "lo");
+    let allowed: Vec<(u16, Option<String>, bool)> = b
+        .allowed_open
+        .iter()
+        .flat_map(|a| {
+            a.ports
+                .ports()
+                .iter()
+                .map(|p| (*p, a.service.clone(), a.expected))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut want = vec![
+        (ssh_port, Some("ssh".to_string()), true),
+        (quiet, None, true),
+    ];
+    want.sort();
+    let mut got = allowed.clone();
+    got.sort();
+    assert_eq!(got, want, "{yaml}");
+
+    // A fresh scan compared with it: nothing to report.
+    let o = portwarden(&["scan", "127.0.0.1", "--ports", &spec, "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let report: portwarden_scan::ScanReport = serde_json::from_slice(&o.stdout).unwrap();
+    let findings = portwarden_scan::baseline::compare(b, &report, None);
+    assert!(findings.is_empty(), "{findings:?}\n{yaml}");
+
+    // A bad name is refused before any packet.
+    let o = portwarden(&[
+        "baseline",
+        "suggest",
+        "127.0.0.1",
+        "--ports",
+        &spec,
+        "--name",
+        "a b",
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("--name `a b`"), "{}", stderr(&o));
+}

@@ -37,6 +37,7 @@ pub mod evidence;
 pub mod guard;
 pub mod output;
 pub mod ports;
+pub mod suggest;
 pub mod targets;
 pub mod tcp;
 pub mod udp;

@@ -1,4 +1,5 @@
 pub mod agent;
+pub mod baseline;
 pub mod bench;
 pub mod check;
 pub mod hash_password;

@@ -10,10 +10,25 @@ use anyhow::bail;
 use clap::{Args, ValueEnum};
 use portwarden_core::Transport;
 use portwarden_scan::output::{self, Shown};
-use portwarden_scan::{Cidr, PortSet, Progress, ScanOptions, ScanRequest, Scanner, TargetPolicy};
+use portwarden_scan::{
+    Cidr, PortSet, Progress, ScanOptions, ScanReport, ScanRequest, Scanner, TargetPolicy,
+};
 
 #[derive(Args)]
 pub struct ScanArgs {
+    #[command(flatten)]
+    pub common: ScanCommon,
+    /// List closed and filtered ports too (the summary always counts them).
+    #[arg(long)]
+    pub all_states: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ScanFormat::Table)]
+    pub format: ScanFormat,
+}
+
+/// What to scan and how (`scan` and `baseline suggest`).
+#[derive(Args)]
+pub struct ScanCommon {
     /// Host names, IP addresses and CIDR blocks (IPv4 and IPv6), e.g. `10.0.0.0/24 db1 ::1`.
     #[arg(required = true)]
     pub targets: Vec<String>,
@@ -44,18 +59,12 @@ pub struct ScanArgs {
     /// Do not read banners or guess services on open ports.
     #[arg(long)]
     pub no_banners: bool,
-    /// List closed and filtered ports too (the summary always counts them).
-    #[arg(long)]
-    pub all_states: bool,
     /// Refuse any target larger than this many addresses (default 65536: an IPv4 /16).
     #[arg(long, value_name = "N", default_value_t = portwarden_scan::targets::DEFAULT_MAX_ADDRESSES)]
     pub max_addresses: u64,
     /// Only scan inside these blocks (repeatable); anything else is refused.
     #[arg(long = "allow", value_name = "CIDR")]
     pub allow: Vec<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = ScanFormat::Table)]
-    pub format: ScanFormat,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -70,7 +79,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Builds the request from arguments; every error names the argument (and column).
-pub fn request(a: &ScanArgs) -> anyhow::Result<ScanRequest> {
+pub fn request(a: &ScanCommon, keep_closed: bool) -> anyhow::Result<ScanRequest> {
     let main = if a.udp {
         Transport::Udp
     } else {
@@ -108,7 +117,7 @@ pub fn request(a: &ScanArgs) -> anyhow::Result<ScanRequest> {
         banners: !a.no_banners,
         udp_timeout: a.timeout,
         udp_retries: a.retries.max(1),
-        keep_closed: a.all_states,
+        keep_closed,
         policy,
         ..ScanOptions::default()
     };
@@ -126,7 +135,27 @@ pub fn request(a: &ScanArgs) -> anyhow::Result<ScanRequest> {
 }
 
 pub async fn run(a: ScanArgs) -> anyhow::Result<u8> {
-    let req = request(&a)?;
+    let report = execute(&a.common, a.all_states).await?;
+    let shown = if a.all_states {
+        Shown::All
+    } else {
+        Shown::Interesting
+    };
+    let text = match a.format {
+        ScanFormat::Table => output::table(&report, shown),
+        ScanFormat::Json => output::json(&report),
+        ScanFormat::Csv => output::csv(&report, shown),
+    };
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
+    }
+    Ok(if report.cancelled { 1 } else { 0 })
+}
+
+/// Checks every target, then scans (progress bar on a terminal, Ctrl-C stops it early).
+pub async fn execute(a: &ScanCommon, keep_closed: bool) -> anyhow::Result<ScanReport> {
+    let req = request(a, keep_closed)?;
     // Check every target before anything is sent (size, allowlist, names).
     for (i, t) in req.targets.iter().enumerate() {
         portwarden_scan::TargetSpec::parse(t, &req.options.policy)
@@ -170,20 +199,5 @@ pub async fn run(a: ScanArgs) -> anyhow::Result<u8> {
     if let Some(pb) = bar {
         pb.finish_and_clear();
     }
-    let report = report?;
-    let shown = if a.all_states {
-        Shown::All
-    } else {
-        Shown::Interesting
-    };
-    let text = match a.format {
-        ScanFormat::Table => output::table(&report, shown),
-        ScanFormat::Json => output::json(&report),
-        ScanFormat::Csv => output::csv(&report, shown),
-    };
-    print!("{text}");
-    if !text.ends_with('\n') {
-        println!();
-    }
-    Ok(if report.cancelled { 1 } else { 0 })
+    Ok(report?)
 }
