@@ -200,6 +200,7 @@ pub fn monitor_of(a: &wire::AssignedMonitor) -> Result<Monitor, String> {
         locations: Vec::new(),
         confirm: Default::default(),
         depends_on: Vec::new(),
+        availability_target: None,
     };
     // The engine would refuse the whole list for one bad monitor: check each here.
     m.probe_spec().map_err(|e| e.to_string())?;

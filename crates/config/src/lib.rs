@@ -74,6 +74,9 @@ pub struct Monitor {
     /// Monitors (by name) or hosts (`host:NAME`) this one depends on: while one of them is
     /// down, this monitor's alerts are folded into that incident.
     pub depends_on: Vec<String>,
+    /// Availability objective in percent (`availability_target`, else
+    /// `defaults.availability_target`); the evidence report says whether it was met.
+    pub availability_target: Option<f64>,
 }
 
 /// How failures seen from several locations are judged.
@@ -1200,6 +1203,26 @@ fn resolve_monitor(
             .hint("2 (the default) confirms an outage from two places before paging"),
         );
     }
+    let availability_target = raw
+        .availability_target
+        .or(defaults.availability_target)
+        .map(|p| p.0);
+    if let Some(t) = availability_target
+        && !(t > 0.0 && t <= 100.0)
+    {
+        let at = if raw.availability_target.is_some() {
+            node.loc_of("availability_target")
+        } else {
+            node.loc
+        };
+        diags.push(
+            Diagnostic::error(
+                at,
+                format!("monitor `{mname}`: `availability_target` {t} is not a percentage above 0 and at most 100"),
+            )
+            .hint("write e.g. `availability_target: 99.9` (percent)"),
+        );
+    }
     if diags[before..].iter().any(|d| d.level == Level::Error) {
         return None;
     }
@@ -1230,6 +1253,7 @@ fn resolve_monitor(
             regional_severity: raw.confirm.and_then(|c| c.regional_severity),
         },
         depends_on: raw.depends_on,
+        availability_target,
     })
 }
 
@@ -1529,5 +1553,42 @@ mod agent_tests {
         let l = load_str(text, "t.yaml").unwrap();
         let w = l.render_warnings();
         assert!(w.contains("t.yaml:4:") && w.contains("eu-west"), "{w}");
+    }
+}
+
+#[cfg(test)]
+mod availability_target_tests {
+    use super::*;
+
+    fn load(yaml: &str) -> Result<Config, String> {
+        load_str(yaml, "t.yaml")
+            .map(|l| l.config)
+            .map_err(|d| d.to_string())
+    }
+
+    #[test]
+    fn targets_are_percentages_with_a_default() {
+        let c = load(
+            "defaults: {availability_target: \"99.5%\"}\nmonitors:\n  - {name: a, target: \"tcp://h:1\", availability_target: 99.95}\n  - {name: b, target: \"tcp://h:2\"}\n",
+        )
+        .unwrap();
+        assert_eq!(c.monitors[0].availability_target, Some(99.95));
+        assert_eq!(c.monitors[1].availability_target, Some(99.5));
+        let c = load("monitors:\n  - {name: a, target: \"tcp://h:1\"}\n").unwrap();
+        assert_eq!(c.monitors[0].availability_target, None);
+
+        let e = load(
+            "monitors:\n  - name: a\n    target: \"tcp://h:1\"\n    availability_target: 150\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("t.yaml:4:") && e.contains("`availability_target` 150 is not a percentage"),
+            "{e}"
+        );
+        let e = load(
+            "monitors:\n  - name: a\n    target: \"tcp://h:1\"\n    availability_target: lots\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("`lots` is not a percentage"), "{e}");
     }
 }

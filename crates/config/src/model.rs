@@ -19,6 +19,38 @@ pub struct RawDefaults {
     /// What silence means for UDP checks without a protocol (default `unknown`).
     #[serde(default)]
     pub udp_no_response: Option<NoResponse>,
+    /// Availability objective of every monitor without its own, in percent (`99.9`, `"99.9%"`).
+    #[serde(default)]
+    pub availability_target: Option<Percent>,
+}
+
+/// A percentage written as a number (`99.9`) or a string (`"99.9%"`); checked when resolved.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Percent(pub f64);
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Num(n) => Ok(Percent(n)),
+            Raw::Text(s) => s
+                .trim()
+                .trim_end_matches('%')
+                .trim()
+                .parse::<f64>()
+                .map(Percent)
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "`{s}` is not a percentage; write e.g. 99.9 or \"99.9%\""
+                    ))
+                }),
+        }
+    }
 }
 
 /// One entry of `tiers:`.
@@ -108,6 +140,9 @@ pub struct RawMonitor {
     /// How many locations must see it fail before the incident is `global`.
     #[serde(default)]
     pub confirm: Option<RawConfirm>,
+    /// Availability objective in percent (`99.9`); reports say whether it was met.
+    #[serde(default)]
+    pub availability_target: Option<Percent>,
 }
 
 /// `confirm:` of a monitor checked from several locations.

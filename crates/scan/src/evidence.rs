@@ -3,6 +3,7 @@
 //! JSON, HTML or CSV, with a SHA-256 digest of the exact bytes so an auditor can check that
 //! the report was not edited.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
@@ -90,6 +91,12 @@ pub struct MonitorEvidence {
     pub availability: Option<f64>,
     pub up: u64,
     pub down: u64,
+    /// The monitor's availability objective in percent (`availability_target`), if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<f64>,
+    /// Whether the availability reached the target (`None`: no target, or no data).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub met: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -206,6 +213,7 @@ pub async fn gather(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     controls: &[ControlSpec],
+    targets: &HashMap<String, f64>,
 ) -> portwarden_store::Result<Report> {
     let scans = all_scans(store, from, to).await?;
     let findings: Vec<FindingEvidence> = all_findings(store, from, to)
@@ -223,11 +231,20 @@ pub async fn gather(
         .availability_all(from, to)
         .await?
         .into_iter()
-        .map(|(m, a)| MonitorEvidence {
-            monitor: m,
-            availability: a.ratio,
-            up: a.up + a.degraded,
-            down: a.down,
+        .map(|(m, a)| {
+            let target = targets.get(&m).copied();
+            MonitorEvidence {
+                met: match (a.ratio, target) {
+                    // Compared in percent, as written (99.9 means 0.999).
+                    (Some(r), Some(t)) => Some(r * 100.0 + 1e-9 >= t),
+                    _ => None,
+                },
+                target,
+                monitor: m,
+                availability: a.ratio,
+                up: a.up + a.degraded,
+                down: a.down,
+            }
         })
         .collect();
     availability.sort_by(|a, b| a.monitor.cmp(&b.monitor));
@@ -431,13 +448,17 @@ fn html(r: &Report) -> String {
             esc(&x.message)
         );
     }
-    o.push_str("</table>\n<h2>Availability per monitor</h2>\n<table><tr><th>monitor</th><th>availability</th><th>good probes</th><th>failed probes</th></tr>\n");
+    o.push_str("</table>\n<h2>Availability per monitor</h2>\n<table><tr><th>monitor</th><th>availability</th><th>target</th><th>met</th><th>good probes</th><th>failed probes</th></tr>\n");
     for a in &r.availability {
         let _ = writeln!(
             o,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&a.monitor),
             pct(a.availability),
+            a.target
+                .map(|t| format!("{t} %"))
+                .unwrap_or_else(|| "—".into()),
+            met_text(a.met),
             a.up,
             a.down
         );
@@ -466,6 +487,15 @@ fn html(r: &Report) -> String {
     }
     o.push_str("</table>\n</body></html>\n");
     o
+}
+
+/// `met`, `missed` or `—` (no target or no data).
+fn met_text(m: Option<bool>) -> &'static str {
+    match m {
+        Some(true) => "met",
+        Some(false) => "missed",
+        None => "—",
+    }
 }
 
 fn csv(r: &Report) -> String {
@@ -514,13 +544,20 @@ fn csv(r: &Report) -> String {
         );
     }
     for a in &r.availability {
+        // `target` holds the objective (percent); `detail` the availability and whether met.
         let _ = writeln!(
             o,
-            "availability,,{},,,,,,,{}",
+            "availability,,{},,{},,,,,{}{}",
             field(&a.monitor),
+            a.target.map(|t| format!("{t}%")).unwrap_or_default(),
             a.availability
                 .map(|x| format!("{x:.6}"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            match a.met {
+                Some(true) => " met",
+                Some(false) => " missed",
+                None => "",
+            }
         );
     }
     for i in &r.incidents {

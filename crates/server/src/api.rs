@@ -521,7 +521,8 @@ async fn report(
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let r = evidence::gather(s.store.as_ref(), from, to, &controls).await?;
+    let targets = crate::availability_targets(s.engine.monitor_defs().iter().map(|m| &**m));
+    let r = evidence::gather(s.store.as_ref(), from, to, &controls, &targets).await?;
     let body = evidence::render(&r, format);
     let digest = evidence::sha256_hex(body.as_bytes());
     let file = format!(

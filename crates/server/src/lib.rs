@@ -143,6 +143,15 @@ pub fn exposure_plans(config: &portwarden_config::Config) -> Vec<portwarden_scan
 
 /// The `controls:` of a config as the evidence report takes them (shared by the API's
 /// `/api/v1/reports` and `portwarden report`).
+/// Monitor → availability objective (percent), for the evidence report.
+pub fn availability_targets<'a>(
+    monitors: impl Iterator<Item = &'a portwarden_config::Monitor>,
+) -> std::collections::HashMap<String, f64> {
+    monitors
+        .filter_map(|m| m.availability_target.map(|t| (m.name.clone(), t)))
+        .collect()
+}
+
 pub fn control_specs(
     config: &portwarden_config::Config,
 ) -> Vec<portwarden_scan::evidence::ControlSpec> {

@@ -122,7 +122,8 @@ pub async fn run(a: ReportArgs) -> anyhow::Result<u8> {
         }
     };
     let controls = portwarden_server::control_specs(&cfg);
-    let report = evidence::gather(store.as_ref(), from, to, &controls).await;
+    let targets = portwarden_server::availability_targets(cfg.monitors.iter());
+    let report = evidence::gather(store.as_ref(), from, to, &controls, &targets).await;
     let _ = store.close().await;
     let report = report?;
     let body = evidence::render(
