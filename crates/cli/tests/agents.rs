@@ -233,13 +233,17 @@ fn three_locations_regional_then_global() {
     }
     // Notifications go to a webhook receiver: scope changes are announced.
     let hooks = tk::webhook::Receiver::start();
+    // The pager hears global incidents only (`match: {scope: global}`): nothing while the
+    // outage is regional, the scope change when it turns global, and then its resolve.
+    let pager = tk::webhook::Receiver::start();
     let config = format!(
         "monitors:\n  - name: shared-db\n    target: tcp://{}\n    tier: critical\n    interval: 1s\n    timeout: 400ms\n    locations: [loc-a, loc-b, loc-c]\n    rules: {{consecutive_failures: 2, recovery: 2, min_samples: 1000}}\n{agents_yaml}server:\n  agent_silent_after: 10s\n\
-         receivers:\n  hook: {{type: webhook, url: \"{}\"}}\n\
-         routes:\n  - name: all\n    default: true\n    receivers: hook\n\
+         receivers:\n  hook: {{type: webhook, url: \"{}\"}}\n  pager: {{type: webhook, url: \"{}\"}}\n\
+         routes:\n  - name: page\n    match: {{scope: global}}\n    receivers: pager\n    continue: true\n  - name: all\n    default: true\n    receivers: hook\n\
          notifications: {{backoff_initial: 200ms, backoff_max: 500ms, poll: 100ms}}\n{}",
         target.addr,
         hooks.url(),
+        pager.url(),
         auth_section()
     );
     let cfg = dir.path().join("portwarden.yaml");
@@ -324,6 +328,16 @@ fn three_locations_regional_then_global() {
         assert_eq!(open[0]["scope"], "regional", "{open:#?}");
         std::thread::sleep(Duration::from_millis(300));
     }
+    assert!(
+        hooks.deliveries().iter().any(|d| d.event() == "trigger"),
+        "the regional incident goes to its route: {:#?}",
+        hooks.deliveries()
+    );
+    assert!(
+        pager.deliveries().is_empty(),
+        "a regional incident does not page: {:#?}",
+        pager.deliveries()
+    );
 
     // DROP in a second location: quorum (2) reached → global.
     namespaces[2].iptables(&rule).unwrap();
@@ -362,6 +376,34 @@ fn three_locations_regional_then_global() {
     let g = &scope_hook("global")[0];
     let body = &g.body;
     assert_eq!(body["items"][0]["scope"], "global", "{body:#}");
+    // The global route's receiver hears it now, once, at the monitor's own severity.
+    let paged = wait_until(Duration::from_secs(15), || {
+        pager
+            .deliveries()
+            .into_iter()
+            .find(|d| d.event() == "scope")
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the pager never heard the global incident: {:#?}",
+            pager.deliveries()
+        )
+    });
+    assert_eq!(
+        paged.body["items"][0]["scope"], "global",
+        "{:#}",
+        paged.body
+    );
+    assert_eq!(
+        paged.body["items"][0]["severity"], "critical",
+        "{:#}",
+        paged.body
+    );
+    assert!(
+        paged.key.starts_with(&format!("pw-{id}-scope-global-")),
+        "{}",
+        paged.key
+    );
     assert!(
         body.to_string().contains("scope changed: now global"),
         "{body:#}"
@@ -403,6 +445,20 @@ fn three_locations_regional_then_global() {
             .then_some(())
     })
     .expect("the incident resolves once every location sees the target again");
+    // The pager, told since the incident turned global, hears the resolve too.
+    wait_until(Duration::from_secs(15), || {
+        pager
+            .deliveries()
+            .iter()
+            .any(|d| d.event() == "resolve")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("no resolve for the pager: {:#?}", pager.deliveries()));
+    assert!(
+        pager.counts().values().all(|n| *n == 1),
+        "{:#?}",
+        pager.counts()
+    );
 
     // An agent goes silent: its location is unknown (never down), it raises its own problem,
     // and nothing pages for the monitor.

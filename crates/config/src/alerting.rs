@@ -64,6 +64,9 @@ pub struct RawMatch {
     pub service: OneOrMany,
     #[serde(default)]
     pub monitor: OneOrMany,
+    /// `global` and/or `regional` (incidents seen from fewer locations than the quorum).
+    #[serde(default)]
+    pub scope: OneOrMany,
     /// Every label given must be present with this value.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -110,15 +113,32 @@ pub struct RouteMatch {
     pub services: Vec<String>,
     pub monitors: Vec<String>,
     pub labels: BTreeMap<String, String>,
+    /// `global`, `regional`; empty: both.
+    pub scopes: Vec<String>,
 }
 
 impl RouteMatch {
+    /// Whether a global incident of this monitor, at its own severity, takes this route.
     pub fn matches(&self, monitor: &str, tier: Tier, meta: &MonitorMeta) -> bool {
+        self.matches_incident(monitor, tier, meta, meta.severity, "global")
+    }
+
+    /// Whether an incident of `scope` (`global`, `regional`) at `severity` (a regional
+    /// incident's is `confirm.regional_severity`) takes this route.
+    pub fn matches_incident(
+        &self,
+        monitor: &str,
+        tier: Tier,
+        meta: &MonitorMeta,
+        severity: Severity,
+        scope: &str,
+    ) -> bool {
         let opt_in = |list: &[String], v: &Option<String>| {
             list.is_empty() || v.as_deref().is_some_and(|v| list.iter().any(|x| x == v))
         };
         (self.tiers.is_empty() || self.tiers.contains(&tier))
-            && (self.severities.is_empty() || self.severities.contains(&meta.severity))
+            && (self.scopes.is_empty() || self.scopes.iter().any(|s| s == scope))
+            && (self.severities.is_empty() || self.severities.contains(&severity))
             && (self.monitors.is_empty() || self.monitors.iter().any(|m| m == monitor))
             && opt_in(&self.owners, &meta.owner)
             && opt_in(&self.services, &meta.service)
@@ -403,13 +423,27 @@ impl AlertingSettings {
     /// The routes an incident of this monitor goes to: matching routes in order (stopping at
     /// the first without `continue: true`), or the default routes when none matched.
     pub fn routes_for(&self, monitor: &str, tier: Tier, meta: &MonitorMeta) -> Vec<&Route> {
+        self.routes_for_incident(monitor, tier, meta, meta.severity, "global")
+    }
+
+    /// The routes of an incident of `scope` at `severity` (see [`RouteMatch::matches_incident`]).
+    pub fn routes_for_incident(
+        &self,
+        monitor: &str,
+        tier: Tier,
+        meta: &MonitorMeta,
+        severity: Severity,
+        scope: &str,
+    ) -> Vec<&Route> {
         let mut out = Vec::new();
         for r in self
             .routes
             .iter()
             .filter(|r| !r.escalation_only && !r.default)
         {
-            if r.matcher.matches(monitor, tier, meta) {
+            if r.matcher
+                .matches_incident(monitor, tier, meta, severity, scope)
+            {
                 out.push(r);
                 if !r.continue_matching {
                     break;
@@ -737,6 +771,18 @@ fn resolve_route(
                 ),
             }
         }
+        for s in &m.scope.0 {
+            match s.as_str() {
+                "global" | "regional" => matcher.scopes.push(s.clone()),
+                _ => diags.push(
+                    Diagnostic::error(
+                        node.loc_of("match.scope"),
+                        format!("route `{name}`: unknown scope `{s}`"),
+                    )
+                    .hint(diag::did_you_mean(s, &["global", "regional"])),
+                ),
+            }
+        }
         matcher.owners = m.owner.0.clone();
         matcher.services = m.service.0.clone();
         matcher.monitors = m.monitor.0.clone();
@@ -1059,6 +1105,36 @@ mod tests {
         assert_eq!(
             r.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
             ["rest"]
+        );
+    }
+
+    #[test]
+    fn routes_match_the_scope_and_the_incidents_severity() {
+        use portwarden_core::Severity;
+        let c = load("routes:\n  - name: net\n    match: {scope: regional}\n    receivers: hook\n  - name: page\n    match: {scope: global, severity: critical}\n    receivers: pager\n  - name: rest\n    default: true\n    receivers: hook\n").unwrap();
+        let a = &c.alerting;
+        let db = c.monitor("db").unwrap();
+        let names = |r: Vec<&super::Route>| r.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(a.routes_for_incident("db", db.tier, &db.meta, Severity::Critical, "global")),
+            ["page"]
+        );
+        assert_eq!(
+            names(a.routes_for_incident("db", db.tier, &db.meta, Severity::High, "regional")),
+            ["net"]
+        );
+        // A global incident below critical: no match, the default route.
+        assert_eq!(
+            names(a.routes_for_incident("db", db.tier, &db.meta, Severity::High, "global")),
+            ["rest"]
+        );
+        let e = load("routes:\n  - name: net\n    match: {scope: regionl}\n    receivers: hook\n")
+            .unwrap_err();
+        assert!(
+            e.contains("unknown scope `regionl`")
+                && e.contains("regional")
+                && e.contains("a.yaml:"),
+            "{e}"
         );
     }
 

@@ -64,7 +64,7 @@ type Told = BTreeSet<(String, String)>;
 fn told_from(rows: &[portwarden_store::NotificationRecord]) -> BTreeSet<(String, String)> {
     rows.iter()
         .filter(|r| {
-            matches!(r.row.event.as_str(), "trigger" | "escalate")
+            matches!(r.row.event.as_str(), "trigger" | "escalate" | "scope")
                 && r.row.status != OutboxStatus::Suppressed
         })
         .map(|r| (r.row.route.clone(), r.row.receiver.clone()))
@@ -393,7 +393,14 @@ impl Alerting {
     ) -> (Vec<NewOutbox>, Option<String>, Option<IncidentId>) {
         let setup = self.setup();
         let now = Utc::now();
-        let routes = setup.settings.routes_for(&m.name, m.tier, &m.meta);
+        // A regional incident routes at its own severity and scope (`match: {scope: ...}`).
+        let routes = setup.settings.routes_for_incident(
+            &m.name,
+            m.tier,
+            &m.meta,
+            item.severity,
+            item.scope.as_str(),
+        );
         let hold = self.hold(m, all, now);
         let (status, note, parent) = match &hold {
             None => (OutboxStatus::Pending, None, None),
@@ -566,7 +573,10 @@ impl Alerting {
     }
 
     /// Rows for a scope change (regional → global or back): every receiver that was told
-    /// hears the new scope and locations, once per change (`key` names the change).
+    /// hears the new scope and locations, once per change (`key` names the change), and so do
+    /// the receivers of the routes the incident takes in its new scope (`match: {scope:
+    /// global}`, its new severity) that had not heard of it; from then on they are told (they
+    /// hear the resolve). Held while a silence or maintenance window covers the monitor.
     pub(crate) fn on_scope_change(
         &self,
         id: IncidentId,
@@ -575,7 +585,23 @@ impl Alerting {
         scope: Scope,
         severity: portwarden_core::Severity,
     ) -> Vec<NewOutbox> {
-        self.rows_for_told(id, "scope", key, |m, info| {
+        let setup = self.setup();
+        let now = Utc::now();
+        let def = self
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .and_then(|i| i.def.clone());
+        let Some(m) = def else {
+            return Vec::new();
+        };
+        if let Some(why) = self.held(&setup, &Subject::of(&m), now) {
+            tracing::debug!(incident = id, monitor = %m.name, reason = %why, "scope change not notified");
+            return Vec::new();
+        }
+        let scope_name = scope.as_str();
+        let mut rows = self.rows_for_told(id, "scope", key, |m, info| {
             let mut item = item_for(
                 m,
                 state,
@@ -588,7 +614,54 @@ impl Alerting {
             );
             item.severity = severity;
             item
-        })
+        });
+        let item = rows.first().map(|r| r.payload.clone());
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        // Folded into a parent's incident: its routes hear the parent, not this one.
+        let Some(info) = open.get_mut(&id).filter(|i| i.folded_into.is_none()) else {
+            return rows;
+        };
+        let payload = match item {
+            Some(p) => p,
+            None => {
+                let mut it = item_for(
+                    &m,
+                    state,
+                    info.opened_at,
+                    None,
+                    info.error_kind.clone(),
+                    info.message.clone(),
+                    info.last_healthy.clone(),
+                    scope.clone(),
+                );
+                it.severity = severity;
+                it.incident_id = Some(id);
+                serde_json::to_value(&it).unwrap_or_default()
+            }
+        };
+        let subject = Subject::of(&m);
+        for r in setup
+            .settings
+            .routes_for_incident(&m.name, m.tier, &m.meta, severity, scope_name)
+        {
+            for recv in &r.receivers {
+                if info.told.insert((r.name.clone(), recv.clone())) {
+                    rows.push(NewOutbox {
+                        event: "scope".into(),
+                        key: key.into(),
+                        monitor: m.name.clone(),
+                        route: r.name.clone(),
+                        receiver: recv.clone(),
+                        group_key: group_key(r, &subject, "scope"),
+                        payload: payload.clone(),
+                        due_at: now,
+                        status: OutboxStatus::Pending,
+                        note: None,
+                    });
+                }
+            }
+        }
+        rows
     }
 
     /// Rows for an open incident that got worse (degraded or flapping → down): every receiver
@@ -1235,7 +1308,13 @@ pub(crate) async fn ticker(
                 i.incident_id = Some(inc.id);
                 i
             };
-            let routes: Vec<&Route> = setup.settings.routes_for(&m.name, m.tier, &m.meta);
+            let routes: Vec<&Route> = setup.settings.routes_for_incident(
+                &m.name,
+                m.tier,
+                &m.meta,
+                inc.severity,
+                inc.scope.as_str(),
+            );
             let subject = Subject::of(&m);
             let mut told_routes: BTreeSet<&str> =
                 info.told.iter().map(|(r, _)| r.as_str()).collect();
