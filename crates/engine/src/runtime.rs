@@ -178,6 +178,11 @@ enum EvalMsg {
     Stop,
 }
 
+/// Where the engine's start sits on the evaluator's monotonic clock: results taken before it
+/// (an agent's queue uploaded after a server restart) keep their place, up to this long ago,
+/// instead of all landing at the start.
+const MONO_BASE: Duration = Duration::from_secs(86_400);
+
 struct RunDone {
     monitor: Arc<str>,
     generation: u64,
@@ -1048,7 +1053,7 @@ impl Inner {
         let done = RunDone {
             monitor: plan.monitor.name.as_str().into(),
             generation: plan.generation,
-            mono: start.duration_since(self.epoch),
+            mono: MONO_BASE + start.duration_since(self.epoch),
             observations,
             reply,
             remote: None,
@@ -1857,7 +1862,7 @@ fn remote_run(
     let ago = (Utc::now() - first.started_at)
         .to_std()
         .unwrap_or(Duration::ZERO);
-    let mono = inner.epoch.elapsed().saturating_sub(ago);
+    let mono = (MONO_BASE + inner.epoch.elapsed()).saturating_sub(ago);
     Some(RunDone {
         monitor: monitor.into(),
         generation,
