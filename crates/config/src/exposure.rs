@@ -365,10 +365,13 @@ pub(crate) fn resolve_baselines(
                 ));
             }
         }
-        let tcp = item
-            .get("ports")
-            .and_then(|p| port_scalar(p, Transport::Tcp, &format!("{what}: `ports`"), diags))
-            .map(|(p, _)| p);
+        // `ports: none`: no TCP port besides those named below (a UDP-only baseline).
+        let tcp = item.get("ports").and_then(|p| {
+            if p.scalar_text().is_some_and(|t| t.trim() == "none") {
+                return Some(PortSet::from_ports(Vec::new()));
+            }
+            port_scalar(p, Transport::Tcp, &format!("{what}: `ports`"), diags).map(|(p, _)| p)
+        });
         let udp = item
             .get("udp_ports")
             .and_then(|p| port_scalar(p, Transport::Udp, &format!("{what}: `udp_ports`"), diags))
@@ -433,6 +436,15 @@ pub(crate) fn resolve_baselines(
             );
         }
         let (tcp_ports, udp_ports) = scan_sets(tcp, udp, &allowed, &closed);
+        if tcp_ports.is_empty() && udp_ports.as_ref().is_none_or(|u| u.is_empty()) {
+            diags.push(
+                Diagnostic::error(
+                    item.loc_of("ports"),
+                    format!("{what}: scans no port (`ports: none` and no UDP port)"),
+                )
+                .hint("give `udp_ports`, or TCP `ports` (default top1000)"),
+            );
+        }
         let mut options = scan.options.clone();
         options.policy = scan.policy.clone();
         out.push(Baseline {
@@ -585,6 +597,27 @@ controls:
             Ok(_) => panic!("should fail:\n{y}"),
             Err(d) => d.to_string(),
         }
+    }
+
+    #[test]
+    fn a_udp_only_baseline_says_ports_none() {
+        let c = load_str(
+            "baselines:\n  - name: dns\n    targets: [10.0.0.1]\n    ports: none\n    udp_ports: \"53\"\n    allowed_open: [53/udp]\n",
+            "t.yaml",
+        )
+        .unwrap_or_else(|d| panic!("{d}"))
+        .config;
+        let b = &c.baselines[0];
+        assert!(b.tcp_ports.is_empty());
+        assert_eq!(
+            b.udp_ports.as_ref().map(|u| u.ports().to_vec()),
+            Some(vec![53])
+        );
+        let e = errors("baselines:\n  - name: a\n    targets: [10.0.0.1]\n    ports: none\n");
+        assert!(
+            e.contains("t.yaml:4:") && e.contains("scans no port"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -503,7 +503,7 @@ impl Guard {
         let b = &plan.baseline;
         let req = ScanRequest {
             targets: plan.targets.clone(),
-            tcp_ports: Some(b.tcp_ports.clone()),
+            tcp_ports: (!b.tcp_ports.is_empty()).then(|| b.tcp_ports.clone()),
             udp_ports: b.udp_ports.clone(),
             options: b.options.clone(),
         };

@@ -146,7 +146,7 @@ pub fn baseline_yaml(r: &ScanReport, o: &SuggestOptions) -> String {
             }
             None => {
                 // A UDP-only scan: no TCP ports unless the baseline names them.
-                let _ = writeln!(out, "    ports: \"\"");
+                let _ = writeln!(out, "    ports: none");
             }
         }
         if let Some(p) = &r.udp_ports {
@@ -321,5 +321,23 @@ mod tests {
         assert!(y.contains("      - {port: 6379}   # -ERR\n"), "{y}");
         assert!(!y.contains("pwned"), "{y}");
         assert!(!y.contains("policy: ignore"), "{y}");
+    }
+
+    #[test]
+    fn a_udp_only_scan_suggests_ports_none() {
+        let mut dns = port(53, Some(("dns", "dnsmasq-2.89")));
+        dns.transport = Transport::Udp;
+        let mut r = report(vec![("10.0.0.1", vec![dns])]);
+        r.tcp_ports = None;
+        r.udp_ports = Some("53".into());
+        let y = baseline_yaml(&r, &opts());
+        assert!(
+            y.contains("    ports: none\n    udp_ports: \"53\"\n"),
+            "{y}"
+        );
+        assert!(
+            y.contains("      - {port: \"53/udp\", service: dns}"),
+            "{y}"
+        );
     }
 }
