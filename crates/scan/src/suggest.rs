@@ -107,6 +107,11 @@ pub fn baseline_yaml(r: &ScanReport, o: &SuggestOptions) -> String {
             "# WARNING: the scan was stopped before the end; ports it did not reach are missing."
         );
     }
+    if groups.is_empty() {
+        let _ = writeln!(out, "# No host answered: nothing to suggest.");
+        let _ = writeln!(out, "baselines: []");
+        return out;
+    }
     let _ = writeln!(out, "baselines:");
     let single = groups.len() == 1;
     // Hosts with open ports first: the first baseline is the one that matters.
@@ -321,6 +326,12 @@ mod tests {
         assert!(y.contains("      - {port: 6379}   # -ERR\n"), "{y}");
         assert!(!y.contains("pwned"), "{y}");
         assert!(!y.contains("policy: ignore"), "{y}");
+    }
+
+    #[test]
+    fn no_host_no_baseline() {
+        let y = baseline_yaml(&report(vec![]), &opts());
+        assert!(y.ends_with("baselines: []\n"), "{y}");
     }
 
     #[test]
