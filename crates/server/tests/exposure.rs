@@ -538,3 +538,100 @@ async fn report_controls_follow_a_reload() {
     assert_eq!(v["controls"][0]["id"], "SOC2 CC6.6");
     d.stop().await;
 }
+
+/// More open findings than the page lists (500): it shows the newest 500, says so, and the
+/// badge does not claim an exact count; the API has every one. The findings are stored before
+/// the daemon starts (as an earlier scan left them); the baseline's next scan is a day away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_exposure_page_caps_the_open_findings_and_says_so() {
+    use portwarden_core::Severity;
+    use portwarden_store::{
+        NewFinding, Retention, ScanApply, ScanRecord, Store, StoreMetrics, WriterOptions,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        let store = portwarden_store::sqlite::SqliteStore::open(
+            &data,
+            Retention::default(),
+            WriterOptions::default(),
+            StoreMetrics::default(),
+        )
+        .unwrap();
+        let now = chrono::Utc::now();
+        let opened = (0..520u16)
+            .map(|i| NewFinding {
+                baseline: "wide".into(),
+                kind: "unexpected_open".into(),
+                host: "127.0.0.1".into(),
+                port: 20_000 + i,
+                transport: "tcp".into(),
+                severity: Severity::High,
+                message: format!(
+                    "127.0.0.1:{}/tcp is open but the baseline does not allow it",
+                    20_000 + i
+                ),
+                detail: serde_json::json!({}),
+                incident: None,
+            })
+            .collect();
+        store
+            .apply_scan(ScanApply {
+                scan: ScanRecord {
+                    id: 0,
+                    baseline: Some("wide".into()),
+                    started_at: now,
+                    finished_at: now,
+                    duration_ms: 1.0,
+                    targets: vec!["127.0.0.1".into()],
+                    hosts: 1,
+                    probes: 520,
+                    open_ports: 520,
+                    findings_opened: 520,
+                    findings_open: 520,
+                    findings_resolved: 0,
+                    coverage: serde_json::json!({}),
+                    error: None,
+                    report: None,
+                },
+                opened,
+                seen: vec![],
+                gone: vec![],
+            })
+            .await
+            .unwrap();
+        store.close().await.unwrap();
+    }
+    let config = dir.path().join("portwarden.yaml");
+    std::fs::write(
+        &config,
+        "monitors: []\nbaselines:\n  - name: wide\n    targets: [127.0.0.1]\n    ports: 20000-20519\n    interval: 24h\n    allowed_open: []\n",
+    )
+    .unwrap();
+    let mut d = TestDaemon::start_with(dir, config, Some(data)).await;
+    let c = d.client();
+    let (page, api) = tokio::task::spawn_blocking(move || {
+        (
+            c.get("/exposure"),
+            c.json("/api/v1/findings?status=open&limit=10000"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("500+ open finding(s)"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("Only the newest 500 open findings are shown"),
+        "{}",
+        page.body
+    );
+    let rows = page.body.matches("<tr class=\"s-down\">").count();
+    assert_eq!(rows, 500, "rows listed");
+    let all = api["items"]
+        .as_array()
+        .or(api["findings"].as_array())
+        .map(|a| a.len());
+    assert_eq!(all, Some(520), "the API lists every open finding: {api:#}");
+    d.stop().await;
+}
