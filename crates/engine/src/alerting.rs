@@ -587,78 +587,50 @@ impl Alerting {
     ) -> Vec<NewOutbox> {
         let setup = self.setup();
         let now = Utc::now();
-        let def = self
-            .open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .and_then(|i| i.def.clone());
-        let Some(m) = def else {
+        let Some(m) = self.unheld_def(&setup, id, now, "scope change") else {
             return Vec::new();
         };
-        if let Some(why) = self.held(&setup, &Subject::of(&m), now) {
-            tracing::debug!(incident = id, monitor = %m.name, reason = %why, "scope change not notified");
-            return Vec::new();
-        }
-        let scope_name = scope.as_str();
-        let mut rows = self.rows_for_told(id, "scope", key, |m, info| {
-            let mut item = item_for(
-                m,
-                state,
-                info.opened_at,
-                None,
-                info.error_kind.clone(),
-                info.message.clone(),
-                info.last_healthy.clone(),
-                scope.clone(),
-            );
-            item.severity = severity;
-            item
-        });
-        let item = rows.first().map(|r| r.payload.clone());
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        // Folded into a parent's incident: its routes hear the parent, not this one.
-        let Some(info) = open.get_mut(&id).filter(|i| i.folded_into.is_none()) else {
-            return rows;
+        let Some(info) = open.get_mut(&id) else {
+            return Vec::new();
         };
-        let payload = match item {
-            Some(p) => p,
-            None => {
-                let mut it = item_for(
-                    &m,
-                    state,
-                    info.opened_at,
-                    None,
-                    info.error_kind.clone(),
-                    info.message.clone(),
-                    info.last_healthy.clone(),
-                    scope.clone(),
-                );
-                it.severity = severity;
-                it.incident_id = Some(id);
-                serde_json::to_value(&it).unwrap_or_default()
-            }
-        };
+        let mut item = item_for(
+            &m,
+            state,
+            info.opened_at,
+            None,
+            info.error_kind.clone(),
+            info.message.clone(),
+            info.last_healthy.clone(),
+            scope.clone(),
+        );
+        item.severity = severity;
+        item.incident_id = Some(id);
         let subject = Subject::of(&m);
-        for r in setup
-            .settings
-            .routes_for_incident(&m.name, m.tier, &m.meta, severity, scope_name)
-        {
-            for recv in &r.receivers {
-                if info.told.insert((r.name.clone(), recv.clone())) {
-                    rows.push(NewOutbox {
-                        event: "scope".into(),
-                        key: key.into(),
-                        monitor: m.name.clone(),
-                        route: r.name.clone(),
-                        receiver: recv.clone(),
-                        group_key: group_key(r, &subject, "scope"),
-                        payload: payload.clone(),
-                        due_at: now,
-                        status: OutboxStatus::Pending,
-                        note: None,
-                    });
-                }
+        let mut rows = told_rows(&setup, &info.told, &subject, ("scope", key), &item, now);
+        // Folded into a parent's incident: its routes hear the parent, not this one.
+        if info.folded_into.is_none() {
+            for r in setup.settings.routes_for_incident(
+                &m.name,
+                m.tier,
+                &m.meta,
+                severity,
+                scope.as_str(),
+            ) {
+                rows.extend(
+                    rows_for_route(
+                        r,
+                        &subject,
+                        "scope",
+                        key,
+                        &item,
+                        now,
+                        OutboxStatus::Pending,
+                        None,
+                    )
+                    .into_iter()
+                    .filter(|row| info.told.insert((row.route.clone(), row.receiver.clone()))),
+                );
             }
         }
         rows
@@ -678,17 +650,10 @@ impl Alerting {
         scope: Scope,
         severity: portwarden_core::Severity,
     ) -> Vec<NewOutbox> {
-        let setup = self.setup();
-        let def = self
-            .open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .and_then(|i| i.def.clone());
-        if let Some(m) = def
-            && let Some(why) = self.held(&setup, &Subject::of(&m), Utc::now())
+        if self
+            .unheld_def(&self.setup(), id, Utc::now(), "worse state")
+            .is_none()
         {
-            tracing::debug!(incident = id, monitor = %m.name, reason = %why, "worse state not notified");
             return Vec::new();
         }
         self.rows_for_told(id, "worse", key, |m, info| {
@@ -705,6 +670,30 @@ impl Alerting {
             item.severity = severity;
             item
         })
+    }
+
+    /// The monitor of open incident `id`, unless a silence or maintenance window holds its
+    /// notifications now (logged with `what` was held); `None` also for an unknown incident.
+    fn unheld_def(
+        &self,
+        setup: &AlertSetup,
+        id: IncidentId,
+        now: DateTime<Utc>,
+        what: &str,
+    ) -> Option<Arc<Monitor>> {
+        let m = self
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .and_then(|i| i.def.clone())?;
+        match self.held(setup, &Subject::of(&m), now) {
+            Some(why) => {
+                tracing::debug!(incident = id, monitor = %m.name, reason = %why, "{what} not notified");
+                None
+            }
+            None => Some(m),
+        }
     }
 
     /// One row per receiver told about incident `id` (trigger or escalation).

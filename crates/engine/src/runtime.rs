@@ -2025,6 +2025,12 @@ async fn apply_incident(
             t,
         } => {
             let existing = open.get(monitor).copied();
+            // A regional problem is announced (and routed) at its own, lower severity.
+            let incident_severity = if matches!(scope, Scope::Regional(_)) {
+                *regional_severity
+            } else {
+                *severity
+            };
             let message = match (&t.error, &t.message) {
                 (Some(e), Some(m)) => format!("{} → {}: {} ({e}: {m})", t.from, t.to, t.reason),
                 _ => format!("{} → {}: {}", t.from, t.to, t.reason),
@@ -2057,10 +2063,8 @@ async fn apply_incident(
                                 t.last_healthy.clone(),
                                 scope.clone(),
                             );
-                            // A regional problem is announced (and routed) at its own,
-                            // lower severity.
                             if matches!(scope, Scope::Regional(_)) {
-                                item.severity = *regional_severity;
+                                item.severity = incident_severity;
                             }
                             let (rows, _note, parent) =
                                 inner.alerting.on_open(m, &all, item.clone());
@@ -2075,11 +2079,7 @@ async fn apply_incident(
                             outbox,
                             monitor: monitor.clone(),
                             state: t.to,
-                            severity: if matches!(scope, Scope::Regional(_)) {
-                                *regional_severity
-                            } else {
-                                *severity
-                            },
+                            severity: incident_severity,
                             scope: scope.clone(),
                             opened_at: t.at,
                             error_kind: t.error.clone(),
@@ -2103,17 +2103,15 @@ async fn apply_incident(
                     // change (the key names the change).
                     let rows = match &prev_scope {
                         Some(p) if p.as_str() != scope.as_str() => {
-                            let sev = if matches!(scope, Scope::Regional(_)) {
-                                *regional_severity
-                            } else {
-                                *severity
-                            };
                             let key =
                                 format!("scope-{}-{}", scope.as_str(), t.at.timestamp_millis());
-                            let rows =
-                                inner
-                                    .alerting
-                                    .on_scope_change(id, &key, t.to, scope.clone(), sev);
+                            let rows = inner.alerting.on_scope_change(
+                                id,
+                                &key,
+                                t.to,
+                                scope.clone(),
+                                incident_severity,
+                            );
                             if !rows.is_empty() {
                                 tracing::warn!(monitor = %monitor, incident = id, scope = scope.as_str(), "incident scope changed; notifying");
                             }
@@ -2121,11 +2119,6 @@ async fn apply_incident(
                         }
                         // Degraded or flapping → down: who was told hears it is worse now.
                         _ if t.to.gravity() > t.from.gravity() && t.from.is_bad() => {
-                            let sev = if matches!(scope, Scope::Regional(_)) {
-                                *regional_severity
-                            } else {
-                                *severity
-                            };
                             let key = format!("worse-{}-{}", t.to, t.at.timestamp_millis());
                             let rows = inner.alerting.on_worse(
                                 id,
@@ -2134,7 +2127,7 @@ async fn apply_incident(
                                 t.error.clone(),
                                 t.message.clone().or_else(|| Some(t.reason.clone())),
                                 scope.clone(),
-                                sev,
+                                incident_severity,
                             );
                             if !rows.is_empty() {
                                 tracing::warn!(monitor = %monitor, incident = id, from = %t.from, to = %t.to, "incident got worse; notifying");
