@@ -586,8 +586,13 @@ fn refuse(s: &AppState, status: StatusCode, error: &str, detail: impl Into<Strin
     r
 }
 
-/// The client's address, and the names of the verified client certificate it presented.
-fn peer(req: &Request) -> (String, Option<Arc<crate::tls::CertNames>>) {
+/// The client's address, and the verified client certificate it presented.
+fn peer(
+    req: &Request,
+) -> (
+    String,
+    Option<Arc<rustls_pki_types::CertificateDer<'static>>>,
+) {
     let cert = req
         .extensions()
         .get::<axum::extract::ConnectInfo<crate::tls::ClientAddr>>()
@@ -601,7 +606,7 @@ fn peer(req: &Request) -> (String, Option<Arc<crate::tls::CertNames>>) {
 fn admit(
     s: &AppState,
     headers: &HeaderMap,
-    (ip, cert): (&str, Option<&crate::tls::CertNames>),
+    (ip, cert): (&str, Option<&rustls_pki_types::CertificateDer<'static>>),
     path: &str,
 ) -> Result<AgentEntry, Response> {
     let (required, bind) = {
@@ -652,8 +657,12 @@ fn admit(
             ));
         }
     };
-    if bind && !cert.is_some_and(|c| c.names(&agent.name)) {
-        let named: Vec<String> = cert.map(|c| c.0.clone()).unwrap_or_default();
+    let names = cert
+        .filter(|_| bind)
+        .map(|c| crate::tls::CertNames::of(c))
+        .unwrap_or_default();
+    if bind && !names.names(&agent.name) {
+        let named = names.0;
         // The token was right but the key is someone else's: never log the token.
         tracing::warn!(%ip, path, agent = %agent.name, certificate_names = ?named, "refused an agent: its client certificate names another agent");
         return Err(refuse(

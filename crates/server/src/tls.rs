@@ -157,10 +157,11 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-/// The client's address, for both listeners (plain and TLS), and the names of the client
-/// certificate the handshake verified (against `server.tls.client_ca`), if one was presented.
+/// The client's address, for both listeners (plain and TLS), and the client certificate the
+/// handshake verified (against `server.tls.client_ca`), if one was presented. Its names are
+/// read only where they matter ([`CertNames::of`], for `bind_agent_names`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientAddr(pub SocketAddr, pub Option<Arc<CertNames>>);
+pub struct ClientAddr(pub SocketAddr, pub Option<Arc<CertificateDer<'static>>>);
 
 /// Who a verified client certificate names: its DNS subject alternative names, else (only
 /// when it has none) its subject common names. Empty when it cannot be parsed.
@@ -216,7 +217,8 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsL
             .get_ref()
             .1
             .peer_certificates()
-            .map(|chain| Arc::new(chain.first().map(|c| CertNames::of(c)).unwrap_or_default()));
+            .and_then(|chain| chain.first())
+            .map(|leaf| Arc::new(leaf.clone().into_owned()));
         ClientAddr(*stream.remote_addr(), cert)
     }
 }
