@@ -553,11 +553,9 @@ fn csv(r: &Report) -> String {
             a.availability
                 .map(|x| format!("{x:.6}"))
                 .unwrap_or_default(),
-            match a.met {
-                Some(true) => " met",
-                Some(false) => " missed",
-                None => "",
-            }
+            a.met
+                .map(|m| format!(" {}", met_text(Some(m))))
+                .unwrap_or_default()
         );
     }
     for i in &r.incidents {

@@ -31,16 +31,21 @@ fn scan(at: chrono::DateTime<Utc>) -> ScanRecord {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn report_holds_every_scan_and_finding_of_the_period() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(
-        dir.path(),
+/// A fresh SQLite store in `dir`.
+fn open_store(dir: &std::path::Path) -> SqliteStore {
+    SqliteStore::open(
+        dir,
         Retention::default(),
         WriterOptions::default(),
         StoreMetrics::default(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_holds_every_scan_and_finding_of_the_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
     let from = Utc::now() - Duration::hours(2);
     // 1 003 scans, pairs of them in the same millisecond.
     for i in 0..1003 {
@@ -100,13 +105,7 @@ async fn availability_is_judged_against_each_monitors_target() {
     use portwarden_core::{ErrorKind, Observation, Outcome, Phases, ProbeError};
     use portwarden_store::Record;
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(
-        dir.path(),
-        Retention::default(),
-        WriterOptions::default(),
-        StoreMetrics::default(),
-    )
-    .unwrap();
+    let store = open_store(dir.path());
     let from = Utc::now() - Duration::hours(1);
     let obs = |monitor: &str, i: i64, outcome: Outcome| Observation {
         monitor: monitor.into(),

@@ -717,9 +717,8 @@ async fn maintenance_window_silences_and_excludes_from_availability() {
     let now = chrono::Utc::now();
     let end = now + chrono::Duration::seconds(8);
     let yaml = format!(
-        "monitors:\n{}receivers:\n{}routes:\n  - name: all\n    default: true\n    receivers: hook\nmaintenance:\n  - name: upgrade\n    start: {}\n    end: {}\n    hosts: [127.0.0.1]\n    reason: kernel upgrade\n{FAST}",
-        tcp_monitor("svc", port),
-        webhook("hook", &hook, "h"),
+        "{}maintenance:\n  - name: upgrade\n    start: {}\n    end: {}\n    hosts: [127.0.0.1]\n    reason: kernel upgrade\n",
+        one_route(&tcp_monitor("svc", port), &hook),
         (now - chrono::Duration::minutes(1)).to_rfc3339(),
         end.to_rfc3339(),
     );

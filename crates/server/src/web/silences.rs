@@ -75,13 +75,14 @@ async fn page_with(s: &AppState, p: &Principal, form: Form, error: String) -> Re
             }
         })
         .collect();
+    let refused = !error.is_empty();
     let mut r = render(&Page {
         layout: Layout::new(p, "silences"),
         rows,
         form,
-        error: error.clone(),
+        error,
     });
-    if !error.is_empty() {
+    if refused {
         *r.status_mut() = StatusCode::BAD_REQUEST;
     }
     r
