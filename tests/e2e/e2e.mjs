@@ -166,12 +166,15 @@ try {
   // shows its banner as text, and links the finding's incident.
   const evilPort = env('PW_EVIL_PORT');
   await page.goto(URL0 + '/exposure');
+  // The form posts and is redirected back to the same URL, so waiting for the URL proves
+  // nothing: wait for the POST's answer, then load the page afresh each round (a reload
+  // racing the redirect's own navigation fails with "Not attached to an active page").
   await Promise.all([
-    page.waitForURL(URL0 + '/exposure'),
+    page.waitForResponse((r) => r.url() === URL0 + '/exposure/e2e-loopback/scan'),
     page.click('form[action="/exposure/e2e-loopback/scan"] button'),
   ]);
   await waitFor('the scan\'s findings', 30000, async () => {
-    await page.reload();
+    await page.goto(URL0 + '/exposure');
     const t = await page.$('#open-findings');
     return t && (await t.textContent()).includes(`127.0.0.1:${evilPort}/tcp`);
   });
